@@ -1,0 +1,321 @@
+"""Typed run configuration: nested dataclasses, conversion, and start-up validation.
+
+A config file in ``configs/`` defines ``get_config()`` returning a :class:`Config`. The CLI loads
+it with ``ml_collections.config_flags`` so that any field can be overridden from the command
+line (``--config.train.steps=200``); library users build the same dataclasses in Python.
+:func:`validate` checks everything that can be checked before JAX does any work and raises
+:class:`ConfigError` naming the offending key and what it accepts.
+"""
+
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+DTYPES = ("float32", "bfloat16", "float16")
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+PACKING_MODES = ("pack", "pad")
+
+# Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
+# the logical axes on the left; this table is the single place that decides the layout.
+DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("sequence", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("layers", None),
+    ("norm", None),
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. ``key`` is its dotted path, e.g. ``train.steps``."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config.{key}: {message}")
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    """Device mesh: axis sizes (-1 = whatever devices remain; at most one -1)."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_LOGICAL_AXIS_RULES
+
+
+@dataclasses.dataclass
+class TransformerConfig:
+    """Decoder-only Llama-style transformer."""
+
+    vocab_size: int = 384  # byte tokenizer uses 259 ids; padded up to a multiple of 128
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    head_dim: int = 32
+    mlp_dim: int = 384
+    max_seq_len: int = 256
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    scan_layers: bool = True
+    remat_policy: str = "none"
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """The planet population and how its text is turned into token batches."""
+
+    num_planets: int = 4096
+    population_seed: int = 0
+    eval_fraction: float = 0.1
+    seq_len: int = 256
+    packing: str = "pack"
+    shuffle_seed: int = 0
+    worker_count: int = 0
+    prefetch_buffer_size: int = 2
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """AdamW with linear warmup, cosine decay and global-norm clipping."""
+
+    learning_rate: float = 3e-3
+    end_learning_rate_fraction: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    grad_clip_norm: float = 1.0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Length of the run and how often it evaluates, logs and checkpoints."""
+
+    steps: int = 300
+    global_batch_size: int = 16
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 100
+    eval_batches: int = 4
+    checkpoint_every: int = 100
+    max_checkpoints_to_keep: int = 3
+    async_checkpointing: bool = True
+    distributed: bool = False
+
+
+@dataclasses.dataclass
+class Config:
+    """One run: which task, and the settings of each part."""
+
+    task: str = "lm"
+    model: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversion
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """Builds dataclass ``cls`` from a nested mapping, checking keys and types on the way."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise ConfigError(key, f"unknown key; allowed keys: {', '.join(fields)}")
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping of {hint.__name__} fields, got {value!r}")
+        return from_dict(hint, value, prefix=f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return _to_tuples(value)
+    if hint in (int, float, str, bool):
+        _check_scalar_type(hint, value, key)
+        return float(value) if hint is float else value
+    return value
+
+
+def _to_tuples(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_to_tuples(v) for v in value)
+    return value
+
+
+def _check_scalar_type(hint: type, value: Any, key: str) -> None:
+    ok = isinstance(value, hint)
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(key, f"expected {hint.__name__}, got {type(value).__name__} {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(cfg: Config, num_devices: int | None = None) -> Config:
+    """Checks every field; raises ConfigError naming the first bad key. Returns ``cfg``."""
+    _check_types(cfg, "")
+    _check_model(cfg.model)
+    _check_data(cfg)
+    _check_optim(cfg.optim)
+    _check_train(cfg.train)
+    if num_devices is not None:
+        sizes = resolve_mesh_shape(cfg.mesh, num_devices)
+        _check_divisibility(cfg, sizes)
+    return cfg
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, hint):
+                raise ConfigError(key, f"expected {hint.__name__}, got {type(value).__name__}")
+            _check_types(value, f"{key}.")
+        elif hint in (int, float, str, bool):
+            _check_scalar_type(hint, value, key)
+        elif isinstance(hint, types.UnionType) or typing.get_origin(hint) is tuple:
+            continue
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _check_model(m: TransformerConfig) -> None:
+    for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                 "mlp_dim", "max_seq_len"):
+        _positive(f"model.{name}", getattr(m, name))
+    if m.num_heads % m.num_kv_heads:
+        raise ConfigError("model.num_kv_heads",
+                          f"{m.num_kv_heads} must divide model.num_heads={m.num_heads}")
+    if m.head_dim % 2:
+        raise ConfigError("model.head_dim", f"must be even for rotary embeddings, got {m.head_dim}")
+    _one_of("model.remat_policy", m.remat_policy, REMAT_POLICIES)
+    _one_of("model.param_dtype", m.param_dtype, DTYPES)
+    _one_of("model.dtype", m.dtype, DTYPES)
+
+
+def _check_data(cfg: Config) -> None:
+    d = cfg.data
+    _positive("data.num_planets", d.num_planets)
+    if not 0.0 < d.eval_fraction < 1.0:
+        raise ConfigError("data.eval_fraction", f"must be in (0, 1), got {d.eval_fraction}")
+    _positive("data.seq_len", d.seq_len)
+    _one_of("data.packing", d.packing, PACKING_MODES)
+    _positive("data.worker_count", d.worker_count, allow_zero=True)
+    _positive("data.prefetch_buffer_size", d.prefetch_buffer_size, allow_zero=True)
+    if d.seq_len > cfg.model.max_seq_len:
+        raise ConfigError("data.seq_len",
+                          f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+
+
+def _check_optim(o: OptimConfig) -> None:
+    _positive("optim.learning_rate", o.learning_rate)
+    if not 0.0 <= o.end_learning_rate_fraction <= 1.0:
+        raise ConfigError("optim.end_learning_rate_fraction",
+                          f"must be in [0, 1], got {o.end_learning_rate_fraction}")
+    _positive("optim.warmup_steps", o.warmup_steps, allow_zero=True)
+    _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
+    for name in ("b1", "b2"):
+        if not 0.0 <= getattr(o, name) < 1.0:
+            raise ConfigError(f"optim.{name}", f"must be in [0, 1), got {getattr(o, name)}")
+    _positive("optim.grad_clip_norm", o.grad_clip_norm, allow_zero=True)
+
+
+def _check_train(t: TrainConfig) -> None:
+    for name in ("steps", "global_batch_size", "log_every", "eval_every", "checkpoint_every",
+                 "max_checkpoints_to_keep"):
+        _positive(f"train.{name}", getattr(t, name))
+    _positive("train.eval_batches", t.eval_batches, allow_zero=True)
+
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
+    """Mesh axis sizes with -1 filled in; raises ConfigError if they cannot fit ``num_devices``."""
+    sizes = {axis: getattr(mesh, axis) for axis in MESH_AXES}
+    for axis, size in sizes.items():
+        if size == 0 or size < -1:
+            raise ConfigError(f"mesh.{axis}", f"must be a positive size or -1, got {size}")
+    fill = [axis for axis, size in sizes.items() if size == -1]
+    if len(fill) > 1:
+        raise ConfigError(f"mesh.{fill[1]}",
+                          f"only one mesh axis may be -1, got -1 for {', '.join(fill)}")
+    fixed = math.prod(size for size in sizes.values() if size != -1)
+    if fill:
+        if num_devices % fixed:
+            raise ConfigError(f"mesh.{fill[0]}",
+                              f"cannot fill: {num_devices} devices do not divide by the other "
+                              f"axes' product {fixed}")
+        sizes[fill[0]] = num_devices // fixed
+    elif fixed != num_devices:
+        shape = " x ".join(f"{a}={s}" for a, s in sizes.items())
+        raise ConfigError("mesh", f"{shape} needs {fixed} devices, but {num_devices} are "
+                                  f"available (set one axis to -1 to fill)")
+    return sizes
+
+
+def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
+    data_parallel = sizes["data"] * sizes["fsdp"]
+    if cfg.train.global_batch_size % data_parallel:
+        raise ConfigError("train.global_batch_size",
+                          f"{cfg.train.global_batch_size} is not divisible by the data-parallel "
+                          f"size {data_parallel} (mesh.data={sizes['data']} x "
+                          f"mesh.fsdp={sizes['fsdp']})")
+    rules = dict(cfg.mesh.logical_axis_rules)
+    for name, logical in (("d_model", "embed"), ("num_heads", "heads"),
+                          ("num_kv_heads", "kv_heads"), ("mlp_dim", "mlp"), ("vocab_size", "vocab")):
+        axes = rules.get(logical)
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        shards = math.prod(sizes[a] for a in axes)
+        value = getattr(cfg.model, name)
+        if value % shards:
+            where = " x ".join(f"mesh.{a}={sizes[a]}" for a in axes)
+            raise ConfigError(f"model.{name}", f"{value} is not divisible by {where} (logical "
+                                               f"axis '{logical}' in mesh.logical_axis_rules)")

@@ -1,0 +1,106 @@
+"""Device mesh from config, logical-to-mesh axis rules, and shardings of NNX state and batches.
+
+Model code names only logical axes (``embed``, ``heads``, ``batch``, ...); the table
+``MeshConfig.logical_axis_rules`` maps them onto the mesh axes ``data``, ``fsdp`` and ``tensor``.
+Everything here derives shardings from that one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from astrojax.config import MESH_AXES, ConfigError, MeshConfig, resolve_mesh_shape
+
+Rules = Sequence[tuple[str, Any]]
+
+
+def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``(data, fsdp, tensor)`` mesh with Auto axis types over ``devices`` (default: all)."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = resolve_mesh_shape(cfg, len(devices))
+    check_rules(cfg.logical_axis_rules)
+    shape = tuple(sizes[axis] for axis in MESH_AXES)
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+
+
+def check_rules(rules: Rules) -> None:
+    """Raises ConfigError unless every rule maps a logical name to known mesh axes."""
+    seen = set()
+    for entry in rules:
+        if len(entry) != 2 or not isinstance(entry[0], str):
+            raise ConfigError("mesh.logical_axis_rules",
+                              f"each rule is (logical_name, mesh_axes), got {entry!r}")
+        name, axes = entry
+        if name in seen:
+            raise ConfigError("mesh.logical_axis_rules", f"logical axis {name!r} appears twice")
+        seen.add(name)
+        for axis in _as_tuple(axes):
+            if axis not in MESH_AXES:
+                raise ConfigError("mesh.logical_axis_rules",
+                                  f"rule {name!r} names mesh axis {axis!r}; mesh axes are "
+                                  f"{', '.join(MESH_AXES)}")
+
+
+def _as_tuple(axes: Any) -> tuple[str, ...]:
+    if axes is None:
+        return ()
+    return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
+def logical_to_mesh_spec(logical: Sequence[str | None], rules: Rules) -> PartitionSpec:
+    """Maps a tuple of logical axis names to a mesh PartitionSpec; unknown names are an error."""
+    known = {name for name, _ in rules}
+    for name in logical:
+        if name is not None and name not in known:
+            raise KeyError(f"logical axis {name!r} has no rule in mesh.logical_axis_rules "
+                           f"(known: {', '.join(sorted(known))})")
+    return nn.logical_to_mesh_axes(tuple(logical), rules)
+
+
+def logical_specs(state: nnx.State) -> Any:
+    """The logical PartitionSpec of every leaf of an NNX state (P() where none was declared)."""
+    return nnx.get_partition_spec(state)
+
+
+def state_shardings(state: nnx.State | Any, mesh: Mesh, rules: Rules) -> Any:
+    """NamedSharding for every leaf of ``state`` (abstract or concrete), from its logical axes."""
+    specs = logical_specs(state)
+
+    def to_sharding(spec: Any) -> NamedSharding:
+        if not isinstance(spec, PartitionSpec):
+            spec = PartitionSpec()
+        return NamedSharding(mesh, logical_to_mesh_spec(tuple(spec), rules))
+
+    return jax.tree.map(to_sharding, specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, rules: Rules, ndim: int = 2) -> NamedSharding:
+    """Sharding of a ``[batch, ...]`` array: the leading axis split over the ``batch`` rule."""
+    return NamedSharding(mesh, logical_to_mesh_spec(("batch",) + (None,) * (ndim - 1), rules))
+
+
+def data_parallel_size(mesh: Mesh, rules: Rules) -> int:
+    """How many ways the ``batch`` logical axis is split on this mesh."""
+    axes = _as_tuple(dict(rules).get("batch"))
+    return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+
+
+def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict:
+    """Turns this process's slice of a batch into global arrays sharded over the data axes."""
+    return {
+        name: jax.make_array_from_process_local_data(batch_sharding(mesh, rules, value.ndim),
+                                                     value)
+        for name, value in local_batch.items()
+    }

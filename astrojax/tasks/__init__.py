@@ -1,0 +1,21 @@
+"""Tasks the train loop can run, by name (``config.task``)."""
+
+from __future__ import annotations
+
+from astrojax.config import Config, ConfigError
+from astrojax.tasks.base import Task
+from astrojax.tasks.lm import LanguageModelTask
+
+TASKS: dict[str, type[Task]] = {
+    "lm": LanguageModelTask,
+}
+
+
+def get_task(cfg: Config) -> Task:
+    """The task named by ``cfg.task``; ConfigError if unknown."""
+    if cfg.task not in TASKS:
+        raise ConfigError("task", f"{cfg.task!r} is not one of {', '.join(TASKS)}")
+    return TASKS[cfg.task](cfg)
+
+
+__all__ = ["TASKS", "Task", "LanguageModelTask", "get_task"]

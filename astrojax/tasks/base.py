@@ -1,0 +1,59 @@
+"""The task interface: what a training run needs from a model family, chosen by ``config.task``.
+
+The train loop knows nothing about transformers, graphs or datacubes. A task builds the model,
+the train and eval data, and gives a pure loss and pure eval metrics; the loop jits, shards,
+logs and checkpoints around them. New model families register a task and reuse the loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+
+import grain
+import jax
+import numpy as np
+from flax import nnx
+
+from astrojax.config import Config
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Task(abc.ABC):
+    """One kind of training: model, data, loss and evaluation for a :class:`Config`."""
+
+    #: Name of the batch entry whose size counts as "tokens" (or items) for throughput.
+    throughput_key: str = "tokens"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    @abc.abstractmethod
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        """A freshly initialised model. Must hold only ``nnx.Param`` state."""
+
+    @abc.abstractmethod
+    def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
+        """An endless dataset of this process's slices of the global train batches (numpy)."""
+
+    @abc.abstractmethod
+    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
+        """A finite, deterministic iterable of this process's slices of eval batches."""
+
+    @abc.abstractmethod
+    def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, Metrics]:
+        """Pure: the scalar training loss and a dict of scalar metrics to log."""
+
+    @abc.abstractmethod
+    def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
+        """Pure: additive statistics of one eval batch (sums and counts)."""
+
+    @abc.abstractmethod
+    def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
+        """Eval metrics from statistics summed over all eval batches."""
+
+    def count_items(self, batch: dict[str, np.ndarray]) -> int:
+        """How many tokens (or items) a global batch holds, for throughput."""
+        return int(np.size(batch[self.throughput_key]))

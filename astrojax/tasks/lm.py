@@ -1,0 +1,95 @@
+"""Language modelling on the planet descriptions: a byte-level transformer, next-token loss."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from astrojax.data.pipeline import text_dataset
+from astrojax.data.synthetic import generate_population
+from astrojax.data.tokenizer import ByteTokenizer
+from astrojax.models.transformer import Transformer
+from astrojax.tasks.base import Batch, Metrics, Task
+
+
+def next_token_stats(logits_btv: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    """Summed negative log-likelihood, correct predictions and count of real next-token targets.
+
+    A target counts when it continues the same packed document as its input (same non-zero
+    segment id), so document boundaries and padding are never predicted.
+    """
+    tokens_bt, segments_bt = batch["tokens"], batch["segment_ids"]
+    targets = tokens_bt[:, 1:]
+    logits = logits_btv[:, :-1].astype(jnp.float32)
+    mask = (segments_bt[:, 1:] == segments_bt[:, :-1]) & (segments_bt[:, 1:] != 0)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = jnp.argmax(logits, axis=-1) == targets
+    return {
+        "nll_sum": jnp.sum(jnp.where(mask, nll, 0.0)),
+        "correct": jnp.sum(mask & correct).astype(jnp.float32),
+        "count": jnp.sum(mask).astype(jnp.float32),
+    }
+
+
+class LanguageModelTask(Task):
+    """Trains the transformer to write the built-in planets' descriptions.
+
+    The last ``data.eval_fraction`` of the population (by planet index) is held out for eval.
+    """
+
+    throughput_key = "tokens"
+    tokenizer = ByteTokenizer()
+
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        return Transformer(self.cfg.model, rngs=rngs)
+
+    @functools.cached_property
+    def _texts(self) -> tuple[list[str], list[str]]:
+        d = self.cfg.data
+        texts = generate_population(d.num_planets, seed=d.population_seed).descriptions()
+        num_eval = max(1, int(round(len(texts) * d.eval_fraction)))
+        return texts[:-num_eval], texts[-num_eval:]
+
+    def _dataset(self, texts, process_index, process_count, **kwargs) -> grain.IterDataset:
+        d, t = self.cfg.data, self.cfg.train
+        return text_dataset(
+            texts, seq_len=d.seq_len, batch_size=t.global_batch_size // process_count,
+            packing=d.packing, process_index=process_index, process_count=process_count,
+            tokenizer=self.tokenizer, **kwargs)
+
+    def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
+        return self._dataset(self._texts[0], process_index, process_count,
+                             seed=self.cfg.data.shuffle_seed, shuffle=True, num_epochs=None)
+
+    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
+        ds = self._dataset(self._texts[1], process_index, process_count,
+                           shuffle=False, num_epochs=1)
+        return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
+
+    def _forward(self, model: nnx.Module, batch: Batch) -> jax.Array:
+        return model(batch["tokens"], positions_bt=batch["positions"],
+                     segment_ids_bt=batch["segment_ids"])
+
+    def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, Metrics]:
+        del rng  # deterministic model: no dropout
+        stats = next_token_stats(self._forward(model, batch), batch)
+        count = jnp.maximum(stats["count"], 1.0)
+        loss = stats["nll_sum"] / count
+        return loss, {"accuracy": stats["correct"] / count, "target_tokens": stats["count"]}
+
+    def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
+        return next_token_stats(self._forward(model, batch), batch)
+
+    def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
+        count = max(sums["count"], 1.0)
+        loss = sums["nll_sum"] / count
+        return {"loss": loss, "accuracy": sums["correct"] / count,
+                "perplexity": float(np.exp(min(loss, 50.0))), "bits_per_byte": loss / np.log(2)}

@@ -1,0 +1,1 @@
+"""Training: the loop, pure steps, optimizers, checkpoints and metrics."""

@@ -1,0 +1,179 @@
+"""The train loop: build state on the mesh, step, evaluate, log, checkpoint, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from astrojax import config as config_lib
+from astrojax import sharding
+from astrojax.tasks import Task, get_task
+from astrojax.train import step as step_lib
+from astrojax.train.checkpoint import Checkpointer
+from astrojax.train.metrics import MetricsWriter, Progress
+from astrojax.train.optim import make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """Turns SIGTERM and the first Ctrl-C into a flag the loop checks after each step, so the run
+    saves a checkpoint before it exits. A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        log.warning("%s received: saving a checkpoint after this step, then stopping",
+                    self.requested)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished (or stopped) run reached."""
+
+    step: int
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    stopped_by: str | None
+    wall_seconds: float
+    compile_seconds: float
+
+
+def _evaluate(eval_step, params, task: Task, batches, mesh, rules) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for local_batch in batches:
+        sums = jax.device_get(eval_step(params, sharding.shard_batch(local_batch, mesh, rules)))
+        for name, value in sums.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return task.finalize_eval(totals) if totals else {}
+
+
+def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix="") -> None:
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            _warn_config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            log.warning("resuming with config.%s%s=%r (checkpoint had %r)", prefix, key, b, a)
+
+
+def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult:
+    """Trains ``cfg.task`` for ``cfg.train.steps`` steps in ``workdir``, resuming from its latest
+    checkpoint when there is one. Raises ConfigError before any work if ``cfg`` is invalid."""
+    start_time = time.perf_counter()
+    workdir = Path(workdir)
+    config_lib.validate(cfg, num_devices=jax.device_count())
+    task = get_task(cfg)
+    mesh = sharding.make_mesh(cfg.mesh)
+    rules = cfg.mesh.logical_axis_rules
+    t = cfg.train
+    is_main = jax.process_index() == 0
+    config_dict = config_lib.to_dict(cfg)
+    if is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+    log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
+
+    tx, schedule = make_optimizer(cfg.optim, t.steps)
+    graphdef, _ = step_lib.abstract_model(task, t.seed)
+    init_fn = functools.partial(step_lib.init_state, task, tx, t.seed)
+    abstract_state = jax.eval_shape(init_fn)
+    state_shardings = step_lib.state_shardings(abstract_state, tx, mesh, rules)
+    rep = sharding.replicated(mesh)
+
+    train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
+    eval_batches = task.eval_data(jax.process_index(), jax.process_count())
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_checkpoints_to_keep,
+                                async_save=t.async_checkpointing)
+    with jax.set_mesh(mesh):
+        latest = checkpointer.latest_step()
+        if latest is not None:
+            target = step_lib.abstract_with_shardings(abstract_state, state_shardings)
+            state, saved_config = checkpointer.restore(latest, target, train_iter)
+            _warn_config_changes(saved_config, config_dict)
+            log.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
+        else:
+            state = jax.jit(init_fn, out_shardings=state_shardings)()
+        start_step = int(jax.device_get(state.step))
+
+        train_step = jax.jit(step_lib.make_train_step(graphdef, task, tx, schedule),
+                             out_shardings=(state_shardings, rep), donate_argnums=0)
+        eval_step = jax.jit(step_lib.make_eval_step(graphdef, task), out_shardings=rep)
+
+        writer = MetricsWriter(workdir, enabled=is_main, resume_step=start_step)
+        progress = Progress(total=t.steps, initial=start_step, enabled=is_main)
+        train_record: dict[str, Any] = {}
+        eval_record: dict[str, Any] = {}
+        compile_seconds = 0.0
+        step = saved_step = start_step
+        items = 0
+        interval_start = time.perf_counter()
+        with StopRequest() as stop, contextlib.ExitStack() as cleanup:
+            cleanup.callback(checkpointer.close)
+            cleanup.callback(writer.close)
+            cleanup.callback(progress.close)
+            while step < t.steps and not stop.requested:
+                local_batch = next(train_iter)
+                items += task.count_items(local_batch) * jax.process_count()
+                batch = sharding.shard_batch(local_batch, mesh, rules)
+                state, metrics = train_step(state, batch)
+                step += 1
+                if step == start_step + 1:  # the first step pays for compilation
+                    jax.block_until_ready(metrics)
+                    compile_seconds = time.perf_counter() - interval_start
+                    interval_start, items = time.perf_counter(), 0
+                if step % t.log_every == 0 or step == t.steps:
+                    metrics = jax.device_get(metrics)
+                    elapsed = time.perf_counter() - interval_start
+                    if items:
+                        metrics[f"{task.throughput_key}_per_second"] = items / elapsed
+                    train_record = writer.write(step, metrics)
+                    progress.update(step, train_record)
+                    interval_start, items = time.perf_counter(), 0
+                else:
+                    progress.update(step)
+                if t.eval_batches and (step % t.eval_every == 0 or step == t.steps):
+                    eval_sums = _evaluate(eval_step, state.params, task, eval_batches, mesh,
+                                          rules)
+                    eval_record = writer.write(step, eval_sums, prefix="eval/")
+                    progress.update(step, eval_record)
+                    interval_start, items = time.perf_counter(), 0
+                if step % t.checkpoint_every == 0:
+                    checkpointer.save(step, state, train_iter, config_dict)
+                    saved_step = step
+            if step != saved_step:
+                checkpointer.save(step, state, train_iter, config_dict, force=True)
+        if stop.requested:
+            log.warning("stopped by %s at step %d; checkpoint saved", stop.requested, step)
+    wall = time.perf_counter() - start_time
+    log.info("done: step %d in %.1f s (first step incl. compilation %.1f s)", step, wall,
+             compile_seconds)
+    return RunResult(step=step, train=train_record, eval=eval_record,
+                     stopped_by=stop.requested, wall_seconds=wall,
+                     compile_seconds=compile_seconds)
+

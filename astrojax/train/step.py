@@ -1,0 +1,99 @@
+"""Pure train and eval steps over an explicit train state, and the state's shardings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from astrojax import sharding
+from astrojax.tasks.base import Batch, Metrics, Task
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree."""
+
+    step: jax.Array
+    params: nnx.State
+    opt_state: optax.OptState
+    rng: jax.Array
+
+
+def build_model(task: Task, seed: int) -> nnx.Module:
+    # Shardings are applied by jit's out_shardings, not eagerly at variable creation.
+    with nnx.use_eager_sharding(False):
+        return task.build_model(nnx.Rngs(seed))
+
+
+def abstract_model(task: Task, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
+    """The model's graph definition and abstract params, without allocating any memory."""
+    model = nnx.eval_shape(lambda: build_model(task, seed))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if jax.tree.leaves(rest):
+        raise TypeError(f"{type(model).__name__} holds non-Param state "
+                        f"({sorted({type(v).__name__ for v in jax.tree.leaves(rest)})}); "
+                        "tasks' models must keep randomness and statistics outside the module")
+    return graphdef, params
+
+
+def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh train state (call under jit with out_shardings to create it sharded)."""
+    params = nnx.state(build_model(task, seed), nnx.Param)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation, mesh: Mesh,
+                    rules) -> TrainState:
+    """NamedShardings for every leaf: params by their logical axes, optimizer moments like the
+    params they track, everything else replicated."""
+    param_shardings = sharding.state_shardings(abstract_state.params, mesh, rules)
+    rep = sharding.replicated(mesh)
+    opt_shardings = optax.tree_map_params(
+        tx, lambda _, s: s, abstract_state.opt_state, param_shardings,
+        transform_non_params=lambda _: rep, is_leaf=lambda x: isinstance(x, NamedSharding))
+    return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep)
+
+
+def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable[[TrainState, Batch],
+                                                          tuple[TrainState, Metrics]]:
+    """``train_step(state, batch) -> (state, metrics)``: a pure function, ready for jax.jit."""
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def loss_fn(params):
+            return task.loss(nnx.merge(graphdef, params), batch, rng)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+                   "learning_rate": schedule(state.step), **aux}
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, Batch], Metrics]:
+    """``eval_step(params, batch) -> sums``: additive eval statistics of one batch."""
+
+    def eval_step(params: nnx.State, batch: Batch) -> Metrics:
+        return task.eval_sums(nnx.merge(graphdef, params), batch)
+
+    return eval_step
+
+
+def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying shardings: restore targets for Orbax."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, shardings)

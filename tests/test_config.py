@@ -1,0 +1,138 @@
+"""Config: dataclass round trips, validation messages, and the CLI's one-line errors."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from astrojax import config as config_lib
+from astrojax.config import Config, ConfigError, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, devices: int = 8, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "astrojax.train", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_default_config_is_valid():
+    validate(Config(), num_devices=8)
+
+
+def test_dict_round_trip():
+    cfg = Config()
+    cfg.train.steps = 7
+    assert config_lib.from_dict(Config, config_lib.to_dict(cfg)) == cfg
+
+
+def test_from_dict_names_unknown_key():
+    with pytest.raises(ConfigError, match=r"config\.train\.stepz: unknown key"):
+        config_lib.from_dict(Config, {"train": {"stepz": 1}})
+
+
+@pytest.mark.parametrize(
+    "section, field, value, key, text",
+    [
+        ("train", "steps", "10", "train.steps", "expected int"),
+        ("train", "steps", 0, "train.steps", "> 0"),
+        ("model", "num_kv_heads", 3, "model.num_kv_heads", "must divide"),
+        ("model", "dtype", "float64", "model.dtype", "float32, bfloat16"),
+        ("model", "remat_policy", "some", "model.remat_policy", "dots_saveable"),
+        ("data", "packing", "zip", "data.packing", "pack, pad"),
+        ("data", "seq_len", 1024, "data.seq_len", "max_seq_len"),
+        ("optim", "b2", 1.0, "optim.b2", "[0, 1)"),
+        ("mesh", "tensor", 0, "mesh.tensor", "positive"),
+    ],
+)
+def test_validate_names_key(section, field, value, key, text):
+    cfg = Config()
+    setattr(getattr(cfg, section), field, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, num_devices=8)
+    assert err.value.key == key
+    assert text in str(err.value)
+
+
+def test_mesh_fill_and_fit():
+    mesh = config_lib.MeshConfig(data=-1, fsdp=2, tensor=2)
+    assert config_lib.resolve_mesh_shape(mesh, 8) == {"data": 2, "fsdp": 2, "tensor": 2}
+    with pytest.raises(ConfigError, match="needs 12 devices"):
+        config_lib.resolve_mesh_shape(config_lib.MeshConfig(data=3, fsdp=2, tensor=2), 8)
+    with pytest.raises(ConfigError, match="only one mesh axis"):
+        config_lib.resolve_mesh_shape(config_lib.MeshConfig(data=-1, fsdp=-1), 8)
+
+
+def test_batch_must_divide_data_parallel_size():
+    cfg = Config()
+    cfg.train.global_batch_size = 12
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, num_devices=8)
+    assert err.value.key == "train.global_batch_size"
+
+
+def test_model_dims_must_divide_their_mesh_axes():
+    cfg = dataclasses.replace(Config(), mesh=config_lib.MeshConfig(data=1, fsdp=1, tensor=8))
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, num_devices=8)
+    assert err.value.key == "model.num_heads"
+
+
+# ---- the CLI, in subprocesses ----------------------------------------------------------------
+
+QUICK = ("--config", "configs/quickstart.py", "--workdir", "/tmp/astrojax-never-written")
+
+
+def test_cli_unknown_key():
+    proc = run_cli(*QUICK, "--config.train.stepz=3")
+    assert_one_line_error(proc, "config.train.stepz", "unknown key", "steps")
+
+
+def test_cli_unknown_section():
+    proc = run_cli(*QUICK, "--config.trian.steps=3")
+    assert_one_line_error(proc, "config.trian.steps", "allowed", "train")
+
+
+def test_cli_wrong_type():
+    proc = run_cli(*QUICK, "--config.train.steps=many")
+    assert_one_line_error(proc, "config.train.steps", "'many'")
+
+
+def test_cli_bad_choice():
+    proc = run_cli(*QUICK, "--config.model.dtype=float64")
+    assert_one_line_error(proc, "config.model.dtype", "bfloat16")
+
+
+def test_cli_mesh_does_not_fit_devices():
+    proc = run_cli(*QUICK, "--config.mesh.data=2", "--config.mesh.tensor=2", devices=1)
+    assert_one_line_error(proc, "config.mesh", "needs 4 devices", "1 are available")
+
+
+def test_cli_batch_not_divisible_by_data_parallel_size():
+    proc = run_cli(*QUICK, "--config.train.global_batch_size=12", devices=8)
+    assert_one_line_error(proc, "config.train.global_batch_size", "data-parallel size 8")
+
+
+def test_cli_missing_config_file():
+    proc = run_cli("--config", "configs/does_not_exist.py", "--workdir", "/tmp/x")
+    assert_one_line_error(proc, "configs/does_not_exist.py")
+
+
+def test_cli_unknown_task():
+    proc = run_cli(*QUICK, "--config.task=chess")
+    assert_one_line_error(proc, "config.task", "lm")
