@@ -96,6 +96,7 @@ class OptimConfig:
     learning_rate: float = 3e-3
     end_learning_rate_fraction: float = 0.1
     warmup_steps: int = 20
+    decay_steps: int = -1  # -1: decay over train.steps; set it to extend a run without a jump
     weight_decay: float = 0.1
     b1: float = 0.9
     b2: float = 0.95
@@ -260,6 +261,8 @@ def _check_optim(o: OptimConfig) -> None:
         raise ConfigError("optim.end_learning_rate_fraction",
                           f"must be in [0, 1], got {o.end_learning_rate_fraction}")
     _positive("optim.warmup_steps", o.warmup_steps, allow_zero=True)
+    if o.decay_steps != -1:
+        _positive("optim.decay_steps", o.decay_steps)
     _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
     for name in ("b1", "b2"):
         if not 0.0 <= getattr(o, name) < 1.0:
@@ -309,8 +312,9 @@ def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
                           f"size {data_parallel} (mesh.data={sizes['data']} x "
                           f"mesh.fsdp={sizes['fsdp']})")
     rules = dict(cfg.mesh.logical_axis_rules)
-    for name, logical in (("d_model", "embed"), ("num_heads", "heads"),
-                          ("num_kv_heads", "kv_heads"), ("mlp_dim", "mlp"), ("vocab_size", "vocab")):
+    dims = (("d_model", "embed"), ("num_heads", "heads"), ("num_kv_heads", "kv_heads"),
+            ("mlp_dim", "mlp"), ("vocab_size", "vocab"))
+    for name, logical in dims:
         axes = rules.get(logical)
         axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
         shards = math.prod(sizes[a] for a in axes)

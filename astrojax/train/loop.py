@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import signal
@@ -17,11 +16,10 @@ import jax
 
 from astrojax import config as config_lib
 from astrojax import sharding
-from astrojax.tasks import Task, get_task
+from astrojax.tasks import get_task
 from astrojax.train import step as step_lib
 from astrojax.train.checkpoint import Checkpointer
 from astrojax.train.metrics import MetricsWriter, Progress
-from astrojax.train.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +62,14 @@ class RunResult:
     compile_seconds: float
 
 
-def _evaluate(eval_step, params, task: Task, batches, mesh, rules) -> dict[str, float]:
+def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
+    """Eval metrics of ``params`` over ``batches`` (this process's slices)."""
     totals: dict[str, float] = {}
     for local_batch in batches:
-        sums = jax.device_get(eval_step(params, sharding.shard_batch(local_batch, mesh, rules)))
+        sums = jax.device_get(program.eval_step(params, program.shard(local_batch)))
         for name, value in sums.items():
             totals[name] = totals.get(name, 0.0) + float(value)
-    return task.finalize_eval(totals) if totals else {}
+    return program.task.finalize_eval(totals) if totals else {}
 
 
 def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix="") -> None:
@@ -82,15 +81,17 @@ def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix=
             log.warning("resuming with config.%s%s=%r (checkpoint had %r)", prefix, key, b, a)
 
 
-def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult:
-    """Trains ``cfg.task`` for ``cfg.train.steps`` steps in ``workdir``, resuming from its latest
-    checkpoint when there is one. Raises ConfigError before any work if ``cfg`` is invalid."""
+def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
+                       devices: list[jax.Device] | None = None) -> RunResult:
+    """Trains ``cfg.task`` for ``cfg.train.steps`` steps in ``workdir`` on ``devices`` (default:
+    all), resuming from its latest checkpoint when there is one. Raises ConfigError before any
+    work if ``cfg`` is invalid."""
     start_time = time.perf_counter()
     workdir = Path(workdir)
-    config_lib.validate(cfg, num_devices=jax.device_count())
+    devices = jax.devices() if devices is None else devices
+    config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
-    mesh = sharding.make_mesh(cfg.mesh)
-    rules = cfg.mesh.logical_axis_rules
+    mesh = sharding.make_mesh(cfg.mesh, devices)
     t = cfg.train
     is_main = jax.process_index() == 0
     config_dict = config_lib.to_dict(cfg)
@@ -99,12 +100,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult
         (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
 
-    tx, schedule = make_optimizer(cfg.optim, t.steps)
-    graphdef, _ = step_lib.abstract_model(task, t.seed)
-    init_fn = functools.partial(step_lib.init_state, task, tx, t.seed)
-    abstract_state = jax.eval_shape(init_fn)
-    state_shardings = step_lib.state_shardings(abstract_state, tx, mesh, rules)
-    rep = sharding.replicated(mesh)
+    program = step_lib.build_program(cfg, task, mesh)
 
     train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
     eval_batches = task.eval_data(jax.process_index(), jax.process_count())
@@ -113,17 +109,13 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult
     with jax.set_mesh(mesh):
         latest = checkpointer.latest_step()
         if latest is not None:
-            target = step_lib.abstract_with_shardings(abstract_state, state_shardings)
-            state, saved_config = checkpointer.restore(latest, target, train_iter)
+            state, saved_config = checkpointer.restore(latest, program.restore_target(),
+                                                       train_iter)
             _warn_config_changes(saved_config, config_dict)
             log.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
         else:
-            state = jax.jit(init_fn, out_shardings=state_shardings)()
+            state = program.init()
         start_step = int(jax.device_get(state.step))
-
-        train_step = jax.jit(step_lib.make_train_step(graphdef, task, tx, schedule),
-                             out_shardings=(state_shardings, rep), donate_argnums=0)
-        eval_step = jax.jit(step_lib.make_eval_step(graphdef, task), out_shardings=rep)
 
         writer = MetricsWriter(workdir, enabled=is_main, resume_step=start_step)
         progress = Progress(total=t.steps, initial=start_step, enabled=is_main)
@@ -140,8 +132,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult
             while step < t.steps and not stop.requested:
                 local_batch = next(train_iter)
                 items += task.count_items(local_batch) * jax.process_count()
-                batch = sharding.shard_batch(local_batch, mesh, rules)
-                state, metrics = train_step(state, batch)
+                state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
                 if step == start_step + 1:  # the first step pays for compilation
                     jax.block_until_ready(metrics)
@@ -158,8 +149,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path) -> RunResult
                 else:
                     progress.update(step)
                 if t.eval_batches and (step % t.eval_every == 0 or step == t.steps):
-                    eval_sums = _evaluate(eval_step, state.params, task, eval_batches, mesh,
-                                          rules)
+                    eval_sums = evaluate(program, state.params, eval_batches)
                     eval_record = writer.write(step, eval_sums, prefix="eval/")
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0

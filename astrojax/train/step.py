@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,9 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from astrojax import sharding
+from astrojax.config import Config
 from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.train.optim import make_optimizer
 
 
 @flax.struct.dataclass
@@ -97,3 +101,48 @@ def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying shardings: restore targets for Orbax."""
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, shardings)
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The jitted pieces of a run on one mesh: init, train step and eval step, with shardings."""
+
+    task: Task
+    mesh: Mesh
+    rules: Any
+    abstract_state: TrainState
+    state_shardings: TrainState
+    init: Callable[[], TrainState]
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+    eval_step: Callable[[nnx.State, Batch], Metrics]
+
+    def shard(self, local_batch: dict[str, Any]) -> Batch:
+        """This process's numpy slice of a batch as global arrays on the mesh."""
+        return sharding.shard_batch(local_batch, self.mesh, self.rules)
+
+    def restore_target(self) -> TrainState:
+        return abstract_with_shardings(self.abstract_state, self.state_shardings)
+
+
+def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
+    """Derives shardings from the model's logical axes and jits init, train and eval steps.
+
+    The train step donates the state and pins its output shardings to the input ones, so it
+    compiles once and updates the state in place.
+    """
+    rules = cfg.mesh.logical_axis_rules
+    decay_steps = cfg.optim.decay_steps if cfg.optim.decay_steps > 0 else cfg.train.steps
+    tx, schedule = make_optimizer(cfg.optim, decay_steps)
+    graphdef, _ = abstract_model(task, cfg.train.seed)
+    init_fn = functools.partial(init_state, task, tx, cfg.train.seed)
+    abstract_state = jax.eval_shape(init_fn)
+    shardings = state_shardings(abstract_state, tx, mesh, rules)
+    rep = sharding.replicated(mesh)
+    return Program(
+        task=task, mesh=mesh, rules=rules, abstract_state=abstract_state,
+        state_shardings=shardings,
+        init=jax.jit(init_fn, out_shardings=shardings),
+        train_step=jax.jit(make_train_step(graphdef, task, tx, schedule),
+                           out_shardings=(shardings, rep), donate_argnums=0),
+        eval_step=jax.jit(make_eval_step(graphdef, task), out_shardings=rep),
+    )
