@@ -60,6 +60,7 @@ class RunResult:
     stopped_by: str | None
     wall_seconds: float
     compile_seconds: float
+    state: step_lib.TrainState
 
 
 def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
@@ -165,5 +166,5 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
              compile_seconds)
     return RunResult(step=step, train=train_record, eval=eval_record,
                      stopped_by=stop.requested, wall_seconds=wall,
-                     compile_seconds=compile_seconds)
+                     compile_seconds=compile_seconds, state=state)
 
