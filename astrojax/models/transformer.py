@@ -38,8 +38,9 @@ def to_dtype(name: str) -> jnp.dtype:
     return _DTYPES[name]
 
 
-def remat_policy(name: str):
-    """The ``jax.checkpoint`` policy for ``cfg.remat_policy`` (``"full"`` -> None: save nothing)."""
+def checkpoint_policy(name: str):
+    """The ``jax.checkpoint`` policy for a remat name other than ``"none"``; ``"full"`` -> None
+    (save nothing, recompute the whole block)."""
     if name == "full":
         return None
     if name in ("dots_saveable", "dots_with_no_batch_dims_saveable"):
@@ -80,11 +81,11 @@ def apply_rope(x_btnh: jax.Array, sin_bth: jax.Array, cos_bth: jax.Array) -> jax
 
 
 class RMSNorm(nnx.Module):
-    """Root-mean-square norm computed in float32; returns the compute dtype."""
+    """Root-mean-square norm computed in float32; returns ``out_dtype`` (default: compute)."""
 
-    def __init__(self, dim: int, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    def __init__(self, dim: int, cfg: TransformerConfig, *, rngs: nnx.Rngs, out_dtype=None):
         self.eps = cfg.norm_eps
-        self.dtype = to_dtype(cfg.dtype)
+        self.dtype = out_dtype or to_dtype(cfg.dtype)
         self.scale_d = _param(rngs, nnx.initializers.ones, ("norm",), (dim,),
                               to_dtype(cfg.param_dtype))
 
@@ -185,7 +186,7 @@ class Transformer(nnx.Module):
         pdt = to_dtype(cfg.param_dtype)
         # Resolve the remat policy now so a bad name fails at construction, not under jit.
         self._remat = cfg.remat_policy != "none"
-        self._policy = remat_policy(cfg.remat_policy) if self._remat else None
+        self._policy = checkpoint_policy(cfg.remat_policy) if self._remat else None
 
         self.embedding_vd = _param(rngs, _fan_in_init(cfg.d_model), ("vocab", "embed"),
                                    (cfg.vocab_size, cfg.d_model), pdt)
@@ -200,7 +201,8 @@ class Transformer(nnx.Module):
             self.blocks = make_blocks(rngs)
         else:
             self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.final_norm = RMSNorm(cfg.d_model, cfg, rngs=rngs)
+        # The final norm and the output projection stay in float32 whatever the compute dtype.
+        self.final_norm = RMSNorm(cfg.d_model, cfg, rngs=rngs, out_dtype=jnp.float32)
         if not cfg.tie_embeddings:
             self.w_dv_out = _param(rngs, _fan_in_init(cfg.d_model), ("embed", "vocab"),
                                    (cfg.d_model, cfg.vocab_size), pdt)
@@ -236,9 +238,7 @@ class Transformer(nnx.Module):
                 w_dv = self.embedding_vd[...].T
             else:
                 w_dv = self.w_dv_out[...]
-            # Inputs in the compute dtype, accumulation and output in float32.
-            return jnp.einsum("btd,dv->btv", x_btd, w_dv.astype(self.dtype),
-                              preferred_element_type=jnp.float32)
+            return jnp.einsum("btd,dv->btv", x_btd, w_dv.astype(jnp.float32))
 
 
 def count_params(model: nnx.Module) -> int:
