@@ -108,7 +108,8 @@ def main() -> None:
     if not args.skip_run:
         run = time_quickstart(ROOT / args.workdir)
         plot(run.pop("_rows"), RESULTS / "quickstart_loss.png")
-        result["quickstart"] = {"command": " ".join(COMMAND[1:]) + " --workdir ...", **run}
+        result["quickstart"] = {"command": "python " + " ".join(COMMAND[1:]) + " --workdir ...",
+                                **run}
     import jax
 
     result["machine"]["jax"] = jax.__version__

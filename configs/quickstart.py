@@ -1,6 +1,12 @@
-"""Quickstart: a small byte-level transformer learns to describe the built-in planets.
+"""Quickstart: a small byte-level transformer learns to write the built-in planets' descriptions.
 
-Run:  python -m astrojax.train --config configs/quickstart.py --workdir runs/quickstart
+    python -m astrojax.train --config configs/quickstart.py --workdir runs/quickstart
+
+0.84M parameters (4 layers, d_model 128, 4 query / 2 key-value heads), 300 steps of 16 x 256
+bytes. On a 2-core CPU: about 3.5 minutes (205 s measured, ~7k tokens/s); the loss falls from
+5.9 (untrained) to 0.23 nats per byte on held-out planets, 91% next-byte accuracy
+(benchmarks/results/quickstart.json). The global batch of 16 splits evenly
+over 1, 2, 4 or 8 devices, so the same command runs unchanged on any of them.
 """
 
 from astrojax.config import Config
@@ -8,4 +14,24 @@ from astrojax.config import Config
 
 def get_config() -> Config:
     cfg = Config()
+    cfg.task = "lm"
+    cfg.model.num_layers = 4
+    cfg.model.d_model = 128
+    cfg.model.num_heads = 4
+    cfg.model.num_kv_heads = 2
+    cfg.model.head_dim = 32
+    cfg.model.mlp_dim = 384
+    # XLA:CPU runs the unrolled 4-layer stack about twice as fast as the scanned one
+    # (0.8 s vs 1.9 s per step here); scan pays off for deep models and on GPU.
+    cfg.model.scan_layers = False
+    cfg.data.num_planets = 4096
+    cfg.data.seq_len = 256
+    cfg.train.steps = 300
+    cfg.train.global_batch_size = 16
+    cfg.train.log_every = 10
+    cfg.train.eval_every = 100
+    cfg.train.eval_batches = 4
+    cfg.train.checkpoint_every = 100
+    cfg.optim.learning_rate = 3e-3
+    cfg.optim.warmup_steps = 20
     return cfg
