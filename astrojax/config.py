@@ -24,7 +24,7 @@ PACKING_MODES = ("pack", "pad")
 # the logical axes on the left; this table is the single place that decides the layout.
 DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("batch", ("data", "fsdp")),
-    ("sequence", None),
+    ("sequence", "context"),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
@@ -50,6 +50,7 @@ class MeshConfig:
 
     data: int = -1
     fsdp: int = 1
+    context: int = 1  # splits sequences (ring attention); 1 unless attention_impl="ring"
     tensor: int = 1
     logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_LOGICAL_AXIS_RULES
 
@@ -277,7 +278,7 @@ def _check_train(t: TrainConfig) -> None:
     _positive("train.eval_batches", t.eval_batches, allow_zero=True)
 
 
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "context", "tensor")
 
 
 def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:

@@ -71,7 +71,8 @@ def test_validate_names_key(section, field, value, key, text):
 
 def test_mesh_fill_and_fit():
     mesh = config_lib.MeshConfig(data=-1, fsdp=2, tensor=2)
-    assert config_lib.resolve_mesh_shape(mesh, 8) == {"data": 2, "fsdp": 2, "tensor": 2}
+    expected = {"data": 2, "fsdp": 2, "context": 1, "tensor": 2}
+    assert config_lib.resolve_mesh_shape(mesh, 8) == expected
     with pytest.raises(ConfigError, match="needs 12 devices"):
         config_lib.resolve_mesh_shape(config_lib.MeshConfig(data=3, fsdp=2, tensor=2), 8)
     with pytest.raises(ConfigError, match="only one mesh axis"):

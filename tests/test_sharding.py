@@ -13,18 +13,18 @@ from astrojax.config import ConfigError, MeshConfig
 
 def test_make_mesh_fills_and_is_auto():
     mesh = sharding.make_mesh(MeshConfig(data=-1, fsdp=2, tensor=2))
-    assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "context": 1, "tensor": 2}
     assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
 
 
 def test_make_mesh_on_a_subset_of_devices():
     mesh = sharding.make_mesh(MeshConfig(), devices=jax.devices()[:1])
-    assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "tensor": 1}
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "context": 1, "tensor": 1}
 
 
 def test_logical_to_mesh_spec():
     assert sharding.logical_to_mesh_spec(("batch", "sequence"), RULES) == P(("data", "fsdp"),
-                                                                            None)
+                                                                            "context")
     assert sharding.logical_to_mesh_spec(("layers", "embed", "mlp"), RULES) == P(None, "fsdp",
                                                                                "tensor")
     with pytest.raises(KeyError, match="'bogus' has no rule"):

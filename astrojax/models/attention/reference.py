@@ -1,0 +1,109 @@
+"""The XLA reference attention: plain einsum softmax in float32; every other kernel is tested
+against it. Also the shared mask semantics and argument checks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Window = tuple[int, int] | None
+
+
+class UnsupportedOption(ValueError):
+    """An attention implementation was asked for an option it does not support."""
+
+    def __init__(self, impl: str, option: str, detail: str = ""):
+        super().__init__(f"attention impl {impl!r} does not support {option}"
+                         + (f": {detail}" if detail else ""))
+        self.impl, self.option = impl, option
+
+
+def check_inputs(q, k, v) -> None:
+    """Raises ValueError naming the argument whose shape breaks the attention contract."""
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError("attention expects q, k, v as [batch, len, heads, head_dim]; got ranks "
+                         f"{q.ndim}, {k.ndim}, {v.ndim}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape; got {k.shape} and {v.shape}")
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q {q.shape} and k {k.shape} must agree on batch and head_dim")
+    if q.shape[2] % k.shape[2]:
+        raise ValueError(f"num_kv_heads={k.shape[2]} must divide num_heads={q.shape[2]}")
+
+
+def normalize_segment_ids(segment_ids, q_len: int, kv_len: int):
+    """``segment_ids`` is one ``[batch, len]`` array (q_len == kv_len) or a ``(q_ids, kv_ids)``
+    pair; returns the pair (or ``(None, None)``)."""
+    if segment_ids is None:
+        return None, None
+    if isinstance(segment_ids, tuple | list):
+        q_ids, kv_ids = segment_ids
+    else:
+        if q_len != kv_len:
+            raise ValueError(f"one segment_ids array needs q_len == kv_len (got {q_len} and "
+                             f"{kv_len}); pass (q_segment_ids, kv_segment_ids)")
+        q_ids = kv_ids = segment_ids
+    if q_ids.shape[-1] != q_len or kv_ids.shape[-1] != kv_len:
+        raise ValueError(f"segment_ids shapes {q_ids.shape}, {kv_ids.shape} do not match "
+                         f"q_len={q_len}, kv_len={kv_len}")
+    return q_ids, kv_ids
+
+
+def check_window(window: Window) -> Window:
+    if window is None:
+        return None
+    if len(window) != 2 or min(window) < 0:
+        raise ValueError(f"window must be (left, right) with non-negative ints, got {window!r}")
+    return int(window[0]), int(window[1])
+
+
+def position_mask(q_pos, kv_pos, *, causal: bool, window: Window) -> jax.Array:
+    """``[..., q, kv]`` bool: key j is visible from query i (causal: j <= i; window (l, r):
+    i - l <= j <= i + r). Positions are absolute indices, so blocks of a longer sequence can
+    share this function."""
+    qi, kj = q_pos[..., :, None], kv_pos[..., None, :]
+    mask = jnp.ones(jnp.broadcast_shapes(qi.shape, kj.shape), bool)
+    if causal:
+        mask &= kj <= qi
+    if window is not None:
+        left, right = window
+        mask &= (kj >= qi - left) & (kj <= qi + right)
+    return mask
+
+
+def segment_mask(q_segment_ids, kv_segment_ids) -> jax.Array:
+    """``[batch, q, kv]`` bool: same segment and neither is padding (id 0)."""
+    q, kv = q_segment_ids[:, :, None], kv_segment_ids[:, None, :]
+    return (q == kv) & (q != 0) & (kv != 0)
+
+
+def full_mask(q_len, kv_len, *, causal, window, q_segment_ids, kv_segment_ids):
+    """``[batch or 1, q_len, kv_len]`` bool visibility of every key from every query."""
+    mask = position_mask(jnp.arange(q_len), jnp.arange(kv_len), causal=causal, window=window)
+    mask = mask[None]
+    if q_segment_ids is not None:
+        mask = mask & segment_mask(q_segment_ids, kv_segment_ids)
+    return mask
+
+
+def xla_attention(q, k, v, *, causal=False, window=None, q_segment_ids=None,
+                  kv_segment_ids=None, scale=None):
+    """Reference attention: materialises the ``[q_len, kv_len]`` scores in float32.
+
+    A query that sees no key (all masked) returns zeros, with zero gradients.
+    """
+    b, t, n, h = q.shape
+    s, kh = k.shape[1], k.shape[2]
+    scale = h**-0.5 if scale is None else scale
+    q_btkgh = q.astype(jnp.float32).reshape(b, t, kh, n // kh, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k.astype(jnp.float32)) * scale
+    mask = full_mask(t, s, causal=causal, window=window, q_segment_ids=q_segment_ids,
+                     kv_segment_ids=kv_segment_ids)[:, None, None]
+    logits = jnp.where(mask, logits, -jnp.inf)
+    row_max = jnp.max(logits, axis=-1, keepdims=True)
+    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    p = jnp.exp(logits - jax.lax.stop_gradient(row_max))
+    denom = jnp.sum(p, axis=-1, keepdims=True)
+    p = p / jnp.where(denom == 0, 1.0, denom)
+    out = jnp.einsum("bkgts,bskh->btkgh", p, v.astype(jnp.float32))
+    return out.reshape(b, t, n, h).astype(q.dtype)
