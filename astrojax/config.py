@@ -19,6 +19,10 @@ from typing import Any
 DTYPES = ("float32", "bfloat16", "float16")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 PACKING_MODES = ("pack", "pad")
+# Kept here (not imported from the models) so that config errors come before JAX starts;
+# tests check they match the attention registry.
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
+SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -70,6 +74,10 @@ class TransformerConfig:
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-6
     tie_embeddings: bool = True
+    attention_impl: str = "auto"
+    sliding_window: int = 0  # > 0: each token sees itself and the previous sliding_window tokens
+    # Sequence mixer of each layer, cycled over the stack: ("mamba", "attention") alternates.
+    mixers: tuple[str, ...] = ("attention",)
     scan_layers: bool = True
     remat_policy: str = "none"
     param_dtype: str = "float32"
@@ -238,6 +246,15 @@ def _check_model(m: TransformerConfig) -> None:
     if m.head_dim % 2:
         raise ConfigError("model.head_dim", f"must be even for rotary embeddings, got {m.head_dim}")
     _one_of("model.remat_policy", m.remat_policy, REMAT_POLICIES)
+    _one_of("model.attention_impl", m.attention_impl, ATTENTION_IMPLS)
+    _positive("model.sliding_window", m.sliding_window, allow_zero=True)
+    if not m.mixers:
+        raise ConfigError("model.mixers", "needs at least one mixer")
+    for mixer in m.mixers:
+        _one_of("model.mixers", mixer, SEQUENCE_MIXERS)
+    if m.scan_layers and len(set(m.mixers)) > 1:
+        raise ConfigError("model.scan_layers", f"a hybrid stack (mixers={m.mixers}) needs "
+                                               "scan_layers=False: scanned layers must be alike")
     _one_of("model.param_dtype", m.param_dtype, DTYPES)
     _one_of("model.dtype", m.dtype, DTYPES)
 

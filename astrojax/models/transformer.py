@@ -110,6 +110,8 @@ class Attention(nnx.Module):
         self.w_nhd = _param(rngs, _fan_in_init(n * h), ("heads", "head_dim", "embed"),
                             (n, h, d), pdt)
         self.scale = h**-0.5
+        self.impl = cfg.attention_impl
+        self.window = (cfg.sliding_window, 0) if cfg.sliding_window > 0 else None
 
     def __call__(self, x_btd, sin_bth, cos_bth, segment_ids_bt):
         dt = self.dtype
@@ -119,8 +121,8 @@ class Attention(nnx.Module):
         v_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_v[...].astype(dt))
         q_btnh = apply_rope(q_btnh, sin_bth, cos_bth)
         k_btkh = apply_rope(k_btkh, sin_bth, cos_bth)
-        o_btnh = attention(q_btnh, k_btkh, v_btkh, causal=True, segment_ids=segment_ids_bt,
-                           scale=self.scale)
+        o_btnh = attention(q_btnh, k_btkh, v_btkh, impl=self.impl, causal=True,
+                           window=self.window, segment_ids=segment_ids_bt, scale=self.scale)
         return jnp.einsum("btnh,nhd->btd", o_btnh.astype(dt), self.w_nhd[...].astype(dt))
 
 
@@ -144,12 +146,28 @@ class SwiGLU(nnx.Module):
                           self.w_fd_down[...].astype(dt))
 
 
-class Block(nnx.Module):
-    """Pre-norm residual block: attention then SwiGLU MLP."""
+def make_mixer(kind: str, cfg: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.Module:
+    """The sequence mixer of one layer: softmax attention, linear attention or a Mamba SSM."""
+    if kind == "attention":
+        return Attention(cfg, rngs=rngs)
+    # Imported here: the mixers reuse this module's parameter helpers.
+    if kind == "linear":
+        from astrojax.models.attention.linear import LinearAttention
 
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+        return LinearAttention(cfg, rngs=rngs)
+    if kind == "mamba":
+        from astrojax.models.attention.ssm import MambaBlock
+
+        return MambaBlock(cfg, rngs=rngs)
+    raise ValueError(f"unknown sequence mixer {kind!r}; expected attention, linear or mamba")
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: a sequence mixer (attention by default) then a SwiGLU MLP."""
+
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, mixer: str = "attention"):
         self.attn_norm = RMSNorm(cfg.d_model, cfg, rngs=rngs)
-        self.attn = Attention(cfg, rngs=rngs)
+        self.attn = make_mixer(mixer, cfg, rngs=rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg, rngs=rngs)
         self.mlp = SwiGLU(cfg, rngs=rngs)
 
@@ -178,6 +196,9 @@ class Transformer(nnx.Module):
                              f"num_heads={cfg.num_heads}")
         if cfg.head_dim % 2:
             raise ValueError(f"head_dim={cfg.head_dim} must be even for rotary embeddings")
+        if cfg.scan_layers and len(set(cfg.mixers)) > 1:
+            raise ValueError(f"mixers={cfg.mixers} mixes layer kinds; scanned layers must be "
+                             "alike, so set scan_layers=False")
         # Plain hashable fields, not the (mutable, unhashable) config: they end up in the
         # graphdef, which jax.jit / nnx.jit hash as a static argument.
         self.head_dim, self.rope_theta = cfg.head_dim, cfg.rope_theta
@@ -196,11 +217,13 @@ class Transformer(nnx.Module):
             @nnx.split_rngs(splits=cfg.num_layers)
             @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
             def make_blocks(rngs: nnx.Rngs) -> Block:
-                return Block(cfg, rngs=rngs)
+                return Block(cfg, rngs=rngs, mixer=cfg.mixers[0])
 
             self.blocks = make_blocks(rngs)
         else:
-            self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+            self.blocks = nnx.List([
+                Block(cfg, rngs=rngs, mixer=cfg.mixers[i % len(cfg.mixers)])
+                for i in range(cfg.num_layers)])
         # The final norm and the output projection stay in float32 whatever the compute dtype.
         self.final_norm = RMSNorm(cfg.d_model, cfg, rngs=rngs, out_dtype=jnp.float32)
         if not cfg.tie_embeddings:
