@@ -409,3 +409,49 @@ def test_sgd_lowers_loss_on_repeated_sequence(cfg, model):
         losses.append(float(loss))
     assert losses[0] > 3.0  # about log(vocab) at initialisation
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+# ---- kernel registry, sliding window and sequence mixers inside the model --------------------
+
+
+def test_attention_impls_in_config_match_the_registry():
+    from astrojax.config import ATTENTION_IMPLS
+    from astrojax.models.attention import IMPLS
+
+    assert ATTENTION_IMPLS == IMPLS
+
+
+def test_blockwise_impl_gives_the_same_logits(cfg, model):
+    tokens = random_tokens(cfg, (2, 24))
+    blockwise = with_config(model, dataclasses.replace(cfg, attention_impl="blockwise"))
+    assert max_abs(forward(blockwise, tokens), forward(model, tokens)) < 1e-4
+
+
+def test_sliding_window_limits_what_a_token_sees(cfg, model):
+    window = dataclasses.replace(cfg, sliding_window=4)
+    windowed = with_config(model, window)
+    tokens = random_tokens(cfg, (1, 24))
+    changed = tokens.at[0, 0].set((tokens[0, 0] + 1) % cfg.vocab_size)
+    # token 0 reaches position t only through a chain of windows: 4 per layer, 2 layers
+    a, b = forward(windowed, tokens), forward(windowed, changed)
+    assert max_abs(a[:, 9:], b[:, 9:]) == 0.0
+    assert max_abs(a[:, :5], b[:, :5]) > 0.0
+    assert max_abs(forward(model, tokens), a) > 0.0
+
+
+def test_hybrid_mamba_attention_stack_is_causal():
+    hybrid = tiny_config(mixers=("mamba", "attention", "linear"), num_layers=3,
+                         scan_layers=False)
+    model = random_fill(abstract(hybrid), seed=1)
+    tokens = random_tokens(hybrid, (1, 16))
+    changed = tokens.at[0, 10].set((tokens[0, 10] + 1) % hybrid.vocab_size)
+    a, b = forward(model, tokens), forward(model, changed)
+    assert a.shape == (1, 16, hybrid.vocab_size) and np.isfinite(np.asarray(a)).all()
+    assert max_abs(a[:, :10], b[:, :10]) == 0.0 and max_abs(a[:, 10:], b[:, 10:]) > 0.0
+    kinds = [type(block.attn).__name__ for block in model.blocks]
+    assert kinds == ["MambaBlock", "Attention", "LinearAttention"]
+
+
+def test_scanned_hybrid_stack_is_refused():
+    with pytest.raises(ValueError, match="scan_layers=False"):
+        abstract(tiny_config(mixers=("mamba", "attention"), scan_layers=True))
