@@ -41,7 +41,9 @@ from astrojax.models.attention.reference import (
     Window,
     check_inputs,
     check_window,
+    kv_block_range,
     position_mask,
+    q_block_range,
 )
 
 # Initial running max: finite, so a row whose keys are all masked so far gives exp(-inf - m) = 0
@@ -62,40 +64,6 @@ class _Config:
     mask_kv_tail: bool  # padded keys exist and no segment ids mask them already
 
 
-def kv_block_range(q_block, *, block_q: int, block_k: int, num_k_blocks: int, causal: bool,
-                   window: Window):
-    """``[lo, hi)`` key blocks holding a key visible (by position) from some query of
-    ``q_block``. Python ints when nothing limits the range, so the loop stays a static scan."""
-    if not causal and window is None:
-        return 0, num_k_blocks
-    first_q = q_block * block_q
-    last_q = first_q + block_q - 1
-    lo = 0
-    if window is not None:
-        lo = jnp.maximum(first_q - window[0], 0) // block_k
-    # causal (with or without a window): j <= i; non-causal window: j <= i + right.
-    last_k = last_q if causal else last_q + window[1]
-    hi = jnp.minimum(last_k // block_k + 1, num_k_blocks)
-    return jnp.asarray(lo, jnp.int32), hi.astype(jnp.int32)
-
-
-def q_block_range(k_block, *, block_q: int, block_k: int, num_q_blocks: int, causal: bool,
-                  window: Window):
-    """``[lo, hi)`` query blocks holding a query that sees (by position) some key of
-    ``k_block``."""
-    if not causal and window is None:
-        return 0, num_q_blocks
-    first_k = k_block * block_k
-    last_k = first_k + block_k - 1
-    lo = 0
-    if causal:
-        lo = first_k // block_q  # i >= j (a window's i >= j - right is weaker)
-    elif window is not None:
-        lo = jnp.maximum(first_k - window[1], 0) // block_q
-    hi = num_q_blocks
-    if window is not None:
-        hi = jnp.minimum((last_k + window[0]) // block_q + 1, num_q_blocks)
-    return jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32)
 
 
 def _scores(cfg: _Config, q_btkgh, k_bskh, q_block, k_block, q_ids_bt, k_ids_bs):

@@ -45,7 +45,9 @@ from astrojax.models.attention.reference import (
     Window,
     check_inputs,
     check_window,
+    kv_block_range,
     position_mask,
+    q_block_range,
 )
 
 _DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
@@ -76,38 +78,6 @@ class _Config:
 # Block ranges: which blocks a tile must visit. Work on Python ints and traced int32 alike.
 
 
-def kv_block_range(q_block, *, block_q: int, block_k: int, num_k_blocks: int, causal: bool,
-                   window: Window):
-    """``[lo, hi)`` key blocks that hold a key visible from some query of ``q_block``."""
-    first_q = q_block * block_q
-    last_q = first_q + block_q - 1
-    lo = 0
-    if window is not None:
-        lo = lax.div(jnp.maximum(first_q - window[0], 0), block_k)
-    if causal:
-        last_k = last_q  # with a window too: min(i, i + right) = i
-    elif window is not None:
-        last_k = last_q + window[1]
-    else:
-        return jnp.int32(lo), jnp.int32(num_k_blocks)
-    hi = jnp.minimum(lax.div(last_k, block_k) + 1, num_k_blocks)
-    return jnp.int32(lo), hi.astype(jnp.int32)
-
-
-def q_block_range(k_block, *, block_q: int, block_k: int, num_q_blocks: int, causal: bool,
-                  window: Window):
-    """``[lo, hi)`` query blocks that hold a query seeing some key of ``k_block``."""
-    first_k = k_block * block_k
-    last_k = first_k + block_k - 1
-    lo = 0
-    if causal:
-        lo = lax.div(first_k, block_q)  # i >= j (a window's i >= j - right is weaker)
-    elif window is not None:
-        lo = lax.div(jnp.maximum(first_k - window[1], 0), block_q)
-    hi = num_q_blocks
-    if window is not None:
-        hi = jnp.minimum(lax.div(last_k + window[0], block_q) + 1, num_q_blocks)
-    return jnp.int32(lo), jnp.int32(hi)
 
 
 def _mask(cfg: _Config, q_pos, k_pos, q_ids, k_ids):

@@ -71,6 +71,44 @@ def position_mask(q_pos, kv_pos, *, causal: bool, window: Window) -> jax.Array:
     return mask
 
 
+def kv_block_range(q_block, *, block_q: int, block_k: int, num_k_blocks: int, causal: bool,
+                   window: Window):
+    """``[lo, hi)`` key blocks holding a key visible (by position) from some query of
+    ``q_block``. Python ints when nothing limits the range, so a caller's loop can stay static;
+    int32 values otherwise (traced inside kernels)."""
+    if not causal and window is None:
+        return 0, num_k_blocks
+    first_q = q_block * block_q
+    last_q = first_q + block_q - 1
+    lo = 0
+    if window is not None:
+        lo = jax.lax.div(jnp.maximum(first_q - window[0], 0), block_k)
+    # causal (with or without a window): j <= i; non-causal window: j <= i + right.
+    last_k = last_q if causal else last_q + window[1]
+    hi = jnp.minimum(jax.lax.div(jnp.asarray(last_k), block_k) + 1, num_k_blocks)
+    return jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32)
+
+
+def q_block_range(k_block, *, block_q: int, block_k: int, num_q_blocks: int, causal: bool,
+                  window: Window):
+    """``[lo, hi)`` query blocks holding a query that sees (by position) some key of
+    ``k_block``; the mirror of :func:`kv_block_range`, for backward passes over query blocks."""
+    if not causal and window is None:
+        return 0, num_q_blocks
+    first_k = k_block * block_k
+    last_k = first_k + block_k - 1
+    lo = 0
+    if causal:
+        # i >= j (a window's i >= j - right is weaker)
+        lo = jax.lax.div(jnp.asarray(first_k), block_q)
+    elif window is not None:
+        lo = jax.lax.div(jnp.maximum(first_k - window[1], 0), block_q)
+    hi = num_q_blocks
+    if window is not None:
+        hi = jnp.minimum(jax.lax.div(jnp.asarray(last_k + window[0]), block_q) + 1, num_q_blocks)
+    return jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32)
+
+
 def segment_mask(q_segment_ids, kv_segment_ids) -> jax.Array:
     """``[batch, q, kv]`` bool: same segment and neither is padding (id 0)."""
     q, kv = q_segment_ids[:, :, None], kv_segment_ids[:, None, :]
