@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrojax.config import TransformerConfig
-from astrojax.models.transformer import _fan_in_init, _param, to_dtype
+from astrojax.models.transformer import Attention
 
 EPS = 1e-6
 
@@ -174,7 +174,7 @@ def linear_attention_reference(q, k, v, *, feature_map: str = "elu1", segment_id
     return (out_btnv * valid_bt[:, :, None, None]).astype(q.dtype)
 
 
-class LinearAttention(nnx.Module):
+class LinearAttention(Attention):
     """Grouped-query causal linear attention with the parameters and call of ``Attention``.
 
     RoPE is not applied (``sin_bth``/``cos_bth`` are ignored): rotating q and k before a
@@ -187,20 +187,9 @@ class LinearAttention(nnx.Module):
         feature_map_fn(feature_map)  # a bad name fails here, not under jit
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if cfg.num_heads % cfg.num_kv_heads:
-            raise ValueError(f"num_kv_heads={cfg.num_kv_heads} must divide "
-                             f"num_heads={cfg.num_heads}")
-        d, n, k, h = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        pdt = to_dtype(cfg.param_dtype)
-        self.dtype = to_dtype(cfg.dtype)
+        # The same projections (names, shapes, logical axes) as softmax attention.
+        super().__init__(cfg, rngs=rngs)
         self.feature_map, self.chunk_size = feature_map, chunk_size
-        self.w_dnh = _param(rngs, _fan_in_init(d), ("embed", "heads", "head_dim"), (d, n, h), pdt)
-        self.w_dkh_k = _param(rngs, _fan_in_init(d), ("embed", "kv_heads", "head_dim"),
-                              (d, k, h), pdt)
-        self.w_dkh_v = _param(rngs, _fan_in_init(d), ("embed", "kv_heads", "head_dim"),
-                              (d, k, h), pdt)
-        self.w_nhd = _param(rngs, _fan_in_init(n * h), ("heads", "head_dim", "embed"),
-                            (n, h, d), pdt)
 
     def __call__(self, x_btd, sin_bth, cos_bth, segment_ids_bt):
         del sin_bth, cos_bth  # see the class docstring
