@@ -23,6 +23,8 @@ PACKING_MODES = ("pack", "pad")
 # tests check they match the attention registry.
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
+EDGE_DECODERS = ("inner_product", "mlp")
+TASK_NAMES = ("lm", "graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -85,8 +87,26 @@ class TransformerConfig:
 
 
 @dataclasses.dataclass
+class GraphVAEConfig:
+    """Graph VAE on metabolic networks: graph transformer encoder, node and graph latents."""
+
+    hidden_dim: int = 64
+    num_layers: int = 3
+    num_heads: int = 4
+    mlp_dim: int = 128
+    node_latent_dim: int = 16
+    graph_latent_dim: int = 32
+    random_walk_steps: int = 8  # positional encoding: return probabilities after 2..2k steps
+    edge_decoder: str = "inner_product"
+    beta: float = 1.0  # weight of the KL terms once warmed up
+    kl_warmup_steps: int = 100  # beta rises linearly from 0 over these steps
+    feature_weight: float = 1.0  # weight of the node-feature reconstruction loss
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass
 class DataConfig:
-    """The planet population and how its text is turned into token batches."""
+    """The planet population and how each task reads it (text, graphs, or one real network)."""
 
     num_planets: int = 4096
     population_seed: int = 0
@@ -96,6 +116,18 @@ class DataConfig:
     shuffle_seed: int = 0
     worker_count: int = 0
     prefetch_buffer_size: int = 2
+    # Graph tasks: a global batch of train.global_batch_size graphs is cut into sub-batches of
+    # graphs_per_sub_batch graphs, each padded to a bucket (nodes, edges); () derives the
+    # buckets from the data. Sub-batches are split over the data axes, so their number must be
+    # divisible by the data-parallel size; results do not depend on the number of devices.
+    graphs_per_sub_batch: int = 4
+    graph_buckets: tuple[tuple[int, int], ...] = ()
+    # Link prediction on one real network: an SBML file, or "cobra:textbook" for a model that
+    # ships inside an installed package.
+    sbml_path: str = ""
+    link_val_fraction: float = 0.05
+    link_test_fraction: float = 0.1
+    link_split_seed: int = 0
 
 
 @dataclasses.dataclass
@@ -135,6 +167,7 @@ class Config:
 
     task: str = "lm"
     model: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+    graph_vae: GraphVAEConfig = dataclasses.field(default_factory=GraphVAEConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -200,7 +233,9 @@ def _check_scalar_type(hint: type, value: Any, key: str) -> None:
 def validate(cfg: Config, num_devices: int | None = None) -> Config:
     """Checks every field; raises ConfigError naming the first bad key. Returns ``cfg``."""
     _check_types(cfg, "")
+    _one_of("task", cfg.task, TASK_NAMES)
     _check_model(cfg.model)
+    _check_graph_vae(cfg.graph_vae)
     _check_data(cfg)
     _check_optim(cfg.optim)
     _check_train(cfg.train)
@@ -259,6 +294,20 @@ def _check_model(m: TransformerConfig) -> None:
     _one_of("model.dtype", m.dtype, DTYPES)
 
 
+def _check_graph_vae(g: GraphVAEConfig) -> None:
+    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim", "node_latent_dim",
+                 "graph_latent_dim"):
+        _positive(f"graph_vae.{name}", getattr(g, name))
+    if g.hidden_dim % g.num_heads:
+        raise ConfigError("graph_vae.num_heads",
+                          f"{g.num_heads} must divide graph_vae.hidden_dim={g.hidden_dim}")
+    _positive("graph_vae.random_walk_steps", g.random_walk_steps, allow_zero=True)
+    _one_of("graph_vae.edge_decoder", g.edge_decoder, EDGE_DECODERS)
+    for name in ("beta", "kl_warmup_steps", "feature_weight"):
+        _positive(f"graph_vae.{name}", getattr(g, name), allow_zero=True)
+    _one_of("graph_vae.dtype", g.dtype, DTYPES)
+
+
 def _check_data(cfg: Config) -> None:
     d = cfg.data
     _positive("data.num_planets", d.num_planets)
@@ -268,6 +317,18 @@ def _check_data(cfg: Config) -> None:
     _one_of("data.packing", d.packing, PACKING_MODES)
     _positive("data.worker_count", d.worker_count, allow_zero=True)
     _positive("data.prefetch_buffer_size", d.prefetch_buffer_size, allow_zero=True)
+    _positive("data.graphs_per_sub_batch", d.graphs_per_sub_batch)
+    if cfg.task != "lm" and cfg.train.global_batch_size % d.graphs_per_sub_batch:
+        raise ConfigError("train.global_batch_size",
+                          f"{cfg.train.global_batch_size} graphs do not split into sub-batches "
+                          f"of data.graphs_per_sub_batch={d.graphs_per_sub_batch}")
+    for i, bucket in enumerate(d.graph_buckets):
+        if len(bucket) != 2 or any(not isinstance(v, int) or v < 1 for v in bucket):
+            raise ConfigError(f"data.graph_buckets[{i}]",
+                              f"expected a pair of positive ints (nodes, edges), got {bucket!r}")
+    for name in ("link_val_fraction", "link_test_fraction"):
+        if not 0.0 < getattr(d, name) < 0.5:
+            raise ConfigError(f"data.{name}", f"must be in (0, 0.5), got {getattr(d, name)}")
     if d.seq_len > cfg.model.max_seq_len:
         raise ConfigError("data.seq_len",
                           f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
@@ -324,6 +385,15 @@ def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
 
 def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
     data_parallel = sizes["data"] * sizes["fsdp"]
+    if cfg.task != "lm":
+        sub_batches = cfg.train.global_batch_size // cfg.data.graphs_per_sub_batch
+        if sub_batches % data_parallel:
+            raise ConfigError("data.graphs_per_sub_batch",
+                              f"{sub_batches} sub-batches of {cfg.data.graphs_per_sub_batch} "
+                              f"graphs (train.global_batch_size={cfg.train.global_batch_size}) "
+                              f"do not split over the data-parallel size {data_parallel} "
+                              f"(mesh.data={sizes['data']} x mesh.fsdp={sizes['fsdp']})")
+        return  # graph models keep their (small) parameters replicated
     if cfg.train.global_batch_size % data_parallel:
         raise ConfigError("train.global_batch_size",
                           f"{cfg.train.global_batch_size} is not divisible by the data-parallel "

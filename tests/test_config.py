@@ -137,3 +137,30 @@ def test_cli_missing_config_file():
 def test_cli_unknown_task():
     proc = run_cli(*QUICK, "--config.task=chess")
     assert_one_line_error(proc, "config.task", "lm")
+
+
+def test_task_names_match_the_registry():
+    from astrojax.config import TASK_NAMES
+    from astrojax.tasks import TASKS
+
+    assert set(TASK_NAMES) == set(TASKS)
+
+
+def test_graph_config_errors_name_the_key():
+    cfg = Config(task="graph_vae")
+    cfg.graph_vae.edge_decoder = "dot"
+    with pytest.raises(ConfigError, match=r"config.graph_vae.edge_decoder: 'dot' is not one of "
+                                          r"inner_product, mlp"):
+        validate(cfg)
+    cfg = Config(task="graph_vae")
+    cfg.data.graph_buckets = ((64,),)
+    with pytest.raises(ConfigError, match=r"config.data.graph_buckets\[0\]"):
+        validate(cfg)
+    cfg = Config(task="graph_vae")
+    cfg.train.global_batch_size, cfg.data.graphs_per_sub_batch = 8, 4
+    with pytest.raises(ConfigError, match=r"config.data.graphs_per_sub_batch: 2 sub-batches.*"
+                                          r"data-parallel size 8"):
+        validate(cfg, num_devices=8)
+    cfg.train.global_batch_size = 6
+    with pytest.raises(ConfigError, match=r"config.train.global_batch_size: 6 graphs"):
+        validate(cfg)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from astrojax.config import Config, ConfigError
 from astrojax.tasks.base import Task
+from astrojax.tasks.graph_vae import GraphVAETask, LinkPredictionTask
 from astrojax.tasks.lm import LanguageModelTask
 
 TASKS: dict[str, type[Task]] = {
     "lm": LanguageModelTask,
+    "graph_vae": GraphVAETask,
+    "graph_linkpred": LinkPredictionTask,
 }
 
 
@@ -18,4 +21,4 @@ def get_task(cfg: Config) -> Task:
     return TASKS[cfg.task](cfg)
 
 
-__all__ = ["TASKS", "Task", "LanguageModelTask", "get_task"]
+__all__ = ["TASKS", "Task", "GraphVAETask", "LanguageModelTask", "LinkPredictionTask", "get_task"]

@@ -43,8 +43,10 @@ class Task(abc.ABC):
         """A finite, deterministic iterable of this process's slices of eval batches."""
 
     @abc.abstractmethod
-    def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array) -> tuple[jax.Array, Metrics]:
-        """Pure: the scalar training loss and a dict of scalar metrics to log."""
+    def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array,
+             step: jax.Array) -> tuple[jax.Array, Metrics]:
+        """Pure: the scalar training loss and a dict of scalar metrics to log. ``step`` is the
+        number of updates made so far (for loss schedules such as a KL warm-up)."""
 
     @abc.abstractmethod
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
@@ -53,6 +55,17 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
         """Eval metrics from statistics summed over all eval batches."""
+
+    def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
+        """Evaluations that need the whole trained model at once (linear probes, for example),
+        run after the last step. ``embed_fn(params, batch)`` is the jitted :meth:`embed`;
+        ``shard`` places a local numpy batch on the mesh. Default: none."""
+        del embed_fn, params, shard
+        return {}
+
+    def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
+        """Pure: the model's embeddings of a batch (what downstream models consume)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no embedding")
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         """How many tokens (or items) a global batch holds, for throughput."""

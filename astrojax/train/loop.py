@@ -159,6 +159,12 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     saved_step = step
             if step != saved_step:
                 checkpointer.save(step, state, train_iter, config_dict, force=True)
+            if step == t.steps and not stop.requested:
+                final = task.final_eval(program.embed, state.params, program.shard)
+                if final:
+                    eval_record = {**eval_record,
+                                   **writer.write(step, final, prefix="eval/")}
+                    progress.update(step, eval_record)
         if stop.requested:
             log.warning("stopped by %s at step %d; checkpoint saved", stop.requested, step)
     wall = time.perf_counter() - start_time

@@ -75,7 +75,7 @@ def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransf
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
         def loss_fn(params):
-            return task.loss(nnx.merge(graphdef, params), batch, rng)
+            return task.loss(nnx.merge(graphdef, params), batch, rng, state.step)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -97,6 +97,15 @@ def make_eval_step(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, B
     return eval_step
 
 
+def make_embed_fn(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, Batch], Metrics]:
+    """``embed(params, batch) -> embeddings``, for probes and downstream models."""
+
+    def embed(params: nnx.State, batch: Batch) -> Metrics:
+        return task.embed(nnx.merge(graphdef, params), batch)
+
+    return embed
+
+
 def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying shardings: restore targets for Orbax."""
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -115,6 +124,7 @@ class Program:
     init: Callable[[], TrainState]
     train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
     eval_step: Callable[[nnx.State, Batch], Metrics]
+    embed: Callable[[nnx.State, Batch], Metrics]
 
     def shard(self, local_batch: dict[str, Any]) -> Batch:
         """This process's numpy slice of a batch as global arrays on the mesh."""
@@ -145,4 +155,5 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
         train_step=jax.jit(make_train_step(graphdef, task, tx, schedule),
                            out_shardings=(shardings, rep), donate_argnums=0),
         eval_step=jax.jit(make_eval_step(graphdef, task), out_shardings=rep),
+        embed=jax.jit(make_embed_fn(graphdef, task)),
     )

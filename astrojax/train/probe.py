@@ -1,0 +1,61 @@
+"""Linear probes: how much of a label a frozen embedding carries, by L2 logistic regression.
+
+Features are standardised with the training set's statistics, then a multinomial logistic
+regression is fitted to convergence with optax's L-BFGS. We report accuracy, balanced accuracy
+(the mean recall over classes, which a majority-class guess cannot inflate) and the majority
+baseline, all on held-out data.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "iterations"))
+def _fit(x, y, num_classes: int, l2: float, iterations: int):
+    params = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros(num_classes)}
+
+    def objective(p):
+        logits = x @ p["w"] + p["b"]
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return nll + 0.5 * l2 * jnp.sum(p["w"] ** 2)
+
+    solver = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
+
+    def body(_, carry):
+        p, state = carry
+        value, grad = value_and_grad(p, state=state)
+        updates, state = solver.update(grad, state, p, value=value, grad=grad,
+                                       value_fn=objective)
+        return optax.apply_updates(p, updates), state
+
+    params, _ = jax.lax.fori_loop(0, iterations, body, (params, solver.init(params)))
+    return params
+
+
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                 y_test: np.ndarray, num_classes: int, *, l2: float = 1e-3,
+                 iterations: int = 200) -> dict[str, float]:
+    """Fits on ``(x_train, y_train)`` and scores on ``(x_test, y_test)``; labels are class ids."""
+    x_train, x_test = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
+    y_train, y_test = np.asarray(y_train, np.int64), np.asarray(y_test, np.int64)
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise ValueError("linear_probe needs at least one training and one test example")
+    mean, std = x_train.mean(0), x_train.std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    params = _fit(jnp.asarray((x_train - mean) / std, jnp.float32), jnp.asarray(y_train),
+                  num_classes, l2, iterations)
+    logits = ((x_test - mean) / std) @ np.asarray(params["w"]) + np.asarray(params["b"])
+    predicted = logits.argmax(-1)
+    present = [c for c in range(num_classes) if np.any(y_test == c)]
+    recalls = [np.mean(predicted[y_test == c] == c) for c in present]
+    majority = np.bincount(y_train, minlength=num_classes).argmax()
+    return {"accuracy": float(np.mean(predicted == y_test)),
+            "balanced_accuracy": float(np.mean(recalls)),
+            "majority_accuracy": float(np.mean(y_test == majority))}

@@ -1,0 +1,200 @@
+"""Tests for the link-prediction split, the L3 and preferential-attachment baselines and metrics."""
+
+import importlib.util
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from astrojax.data.linkpred import (
+    LinkSplit,
+    average_precision,
+    baseline_report,
+    l3_score,
+    preferential_attachment,
+    roc_auc,
+    split_links,
+    train_network,
+    unique_pairs,
+)
+from astrojax.data.metabolic import ELEMENTS, MetabolicNetwork
+
+
+def _network(num_metabolites, num_reactions, metabolites, reactions, coefficients, name="net"):
+    m, r = num_metabolites, num_reactions
+    return MetabolicNetwork(
+        name=name, metabolite_ids=tuple(f"m{i}" for i in range(m)),
+        element_counts=np.zeros((m, len(ELEMENTS)), np.float32),
+        formula_known=np.zeros(m, bool), charge=np.zeros(m, np.float32),
+        compartment=np.zeros(m, np.int32), metabolite_boundary=np.zeros(m, bool),
+        reaction_ids=tuple(f"r{j}" for j in range(r)), reversible=np.zeros(r, bool),
+        reaction_boundary=np.zeros(r, bool),
+        stoich_metabolite=np.asarray(metabolites, np.int32),
+        stoich_reaction=np.asarray(reactions, np.int32),
+        coefficient=np.asarray(coefficients, np.float32))
+
+
+def _random_network(seed=0, num_metabolites=60, num_reactions=80, num_entries=500):
+    rng = np.random.default_rng(seed)
+    metabolites = rng.integers(0, num_metabolites, num_entries)
+    reactions = rng.integers(0, num_reactions, num_entries)
+    coefficients = rng.choice([-2.0, -1.0, 1.0, 3.0], num_entries)
+    # Metabolite 0 on both sides of reaction 0: two entries, one pair.
+    return _network(num_metabolites, num_reactions, np.r_[metabolites, 0, 0],
+                    np.r_[reactions, 0, 0], np.r_[coefficients, -1.0, 1.0])
+
+
+def _as_set(pairs):
+    return {tuple(p) for p in pairs.tolist()}
+
+
+def test_unique_pairs_merges_both_sides_of_a_reaction():
+    net = _network(2, 2, [0, 0, 1, 1], [0, 0, 0, 1], [-1, 1, 2, -1])
+    np.testing.assert_array_equal(unique_pairs(net), [[0, 0], [1, 0], [1, 1]])
+
+
+def test_split_is_disjoint_sized_and_covers_every_edge():
+    net = _random_network()
+    edges = _as_set(unique_pairs(net))
+    split = split_links(net, val_fraction=0.05, test_fraction=0.1, seed=3)
+    train, val, test = (_as_set(p) for p in (split.train_pairs, split.val_pairs,
+                                              split.test_pairs))
+    assert len(val) == len(split.val_pairs) == int(0.05 * len(edges))
+    assert len(test) == len(split.test_pairs) == int(0.1 * len(edges))
+    assert not (train & val or train & test or val & test)
+    assert train | val | test == edges
+    for pairs in (split.train_pairs, split.val_negatives, split.test_negatives):
+        assert pairs.dtype == np.int32 and pairs.shape[1] == 2
+    assert (split.num_metabolites, split.num_reactions) == (60, 80)
+
+
+def test_negatives_are_distinct_non_edges_in_range():
+    net = _random_network()
+    split = split_links(net, seed=1)
+    edges = _as_set(unique_pairs(net))
+    val_neg, test_neg = _as_set(split.val_negatives), _as_set(split.test_negatives)
+    assert len(val_neg) == len(split.val_negatives) == len(split.val_pairs)
+    assert len(test_neg) == len(split.test_negatives) == len(split.test_pairs)
+    assert not (val_neg & test_neg or val_neg & edges or test_neg & edges)
+    negatives = np.concatenate([split.val_negatives, split.test_negatives])
+    assert negatives.min() >= 0
+    assert negatives[:, 0].max() < 60 and negatives[:, 1].max() < 80
+
+
+def test_split_is_deterministic_by_seed():
+    net = _random_network()
+    first, again = split_links(net, seed=7), split_links(net, seed=7)
+    other = split_links(net, seed=8)
+    for field in ("train_pairs", "val_pairs", "val_negatives", "test_pairs", "test_negatives"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
+    assert not np.array_equal(first.test_pairs, other.test_pairs)
+    assert not np.array_equal(first.test_negatives, other.test_negatives)
+
+
+def test_train_network_drops_exactly_the_held_out_pairs():
+    net = _random_network()
+    split = split_links(net, seed=2)
+    train = train_network(net, split)
+    assert (train.num_metabolites, train.num_reactions) == (net.num_metabolites,
+                                                            net.num_reactions)
+    np.testing.assert_array_equal(unique_pairs(train), split.train_pairs)
+    held_out = _as_set(split.val_pairs) | _as_set(split.test_pairs)
+    kept = [(m, r) not in held_out for m, r in zip(net.stoich_metabolite.tolist(),
+                                                   net.stoich_reaction.tolist(), strict=True)]
+    np.testing.assert_array_equal(train.coefficient, net.coefficient[kept])
+    with pytest.raises(ValueError, match="split was made for 60 and 80"):
+        train_network(_random_network(num_metabolites=61), split)
+
+
+@pytest.mark.parametrize("val_fraction, test_fraction", [(0.0, 0.1), (0.1, 1.0), (0.5, 0.5),
+                                                         (-0.1, 0.2)])
+def test_invalid_fractions_raise(val_fraction, test_fraction):
+    with pytest.raises(ValueError, match="must each lie in"):
+        split_links(_random_network(), val_fraction, test_fraction)
+
+
+def test_network_too_small_to_split_raises():
+    tiny = _network(3, 3, [0, 1, 2], [0, 1, 2], [1, 1, 1], name="tiny")
+    with pytest.raises(ValueError, match="tiny: 3 metabolite-reaction edges are too few"):
+        split_links(tiny)
+    # Enough edges (4 of 6 pairs) to hold out 1 + 2, but only 2 non-edges for 3 negatives.
+    dense = _network(2, 3, [0, 0, 1, 1], [0, 1, 1, 2], [1, 1, 1, 1], name="dense")
+    with pytest.raises(ValueError, match="dense: only 2 non-edges exist, fewer than the 3"):
+        split_links(dense, val_fraction=0.25, test_fraction=0.5)
+
+
+@pytest.mark.parametrize("pos, neg, auc, ap", [
+    ([0.9, 0.8], [0.1], 1.0, 1.0),  # perfect separation
+    ([0.1], [0.9], 0.0, 0.5),  # reversed: the positive is found only with the negative
+    ([0.5, 0.5], [0.5], 0.5, 2 / 3),  # all tied: one threshold, precision 2/3
+    ([0.8, 0.4], [0.6, 0.2], 0.75, 0.5 * 1 + 0.5 * 2 / 3),
+    ([3, 1, 2], [2, 0], 4.5 / 6, (1 / 3) * 1 + (1 / 3) * 2 / 3 + (1 / 3) * 3 / 4),
+])
+def test_auc_and_ap_on_hand_computed_examples(pos, neg, auc, ap):
+    assert roc_auc(np.array(pos), np.array(neg)) == pytest.approx(auc)
+    assert average_precision(np.array(pos), np.array(neg)) == pytest.approx(ap)
+
+
+def test_metrics_reject_empty_and_nan():
+    with pytest.raises(ValueError, match="at least one positive"):
+        roc_auc(np.array([]), np.array([0.1]))
+    with pytest.raises(ValueError, match="finite"):
+        average_precision(np.array([np.nan]), np.array([0.1]))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="sklearn not installed")
+def test_metrics_match_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 40).astype(float), rng.integers(0, 4, 60).astype(float)
+    labels, scores = np.r_[np.ones(40), np.zeros(60)], np.r_[pos, neg]
+    assert roc_auc(pos, neg) == pytest.approx(roc_auc_score(labels, scores))
+    assert average_precision(pos, neg) == pytest.approx(average_precision_score(labels, scores))
+
+
+def _hand_split(train_pairs, num_metabolites, num_reactions):
+    empty = np.zeros((0, 2), np.int32)
+    return LinkSplit(train_pairs=np.array(train_pairs, np.int32), val_pairs=empty,
+                     val_negatives=empty, test_pairs=empty, test_negatives=empty,
+                     num_metabolites=num_metabolites, num_reactions=num_reactions)
+
+
+def test_baselines_on_hand_made_graph():
+    # Metabolite degrees 2, 3, 2, 0; reaction degrees 2 (m0, m1), 3 (m0, m1, m2), 2 (m1, m2).
+    split = _hand_split([[0, 0], [0, 1], [1, 0], [1, 1], [1, 2], [2, 1], [2, 2]], 4, 3)
+    pairs = np.array([[0, 2], [2, 0], [3, 1]])
+    np.testing.assert_allclose(preferential_attachment(split, pairs), [4, 4, 0])
+    # m0 -> m2: r0-m1 (1/sqrt(2*3)), r1-m1 (1/sqrt(3*3)), r1-m2 (1/sqrt(3*2)).
+    expected = 2 / math.sqrt(6) + 1 / 3
+    np.testing.assert_allclose(l3_score(split, pairs), [expected, expected, 0.0])
+
+
+def test_l3_matches_brute_force_path_count():
+    net = _random_network(seed=4, num_metabolites=12, num_reactions=15, num_entries=50)
+    split = split_links(net, val_fraction=0.1, test_fraction=0.2, seed=0)
+    adjacency = np.zeros((12, 15), bool)
+    adjacency[split.train_pairs[:, 0], split.train_pairs[:, 1]] = True
+    metabolite_degree, reaction_degree = adjacency.sum(1), adjacency.sum(0)
+    pairs = np.concatenate([split.test_pairs, split.test_negatives])
+    brute = [sum(1 / math.sqrt(reaction_degree[r2] * metabolite_degree[m2])
+                 for r2, m2 in itertools.product(range(15), range(12))
+                 if adjacency[m, r2] and adjacency[m2, r2] and adjacency[m2, r])
+             for m, r in pairs.tolist()]
+    assert max(brute) > 0
+    np.testing.assert_allclose(l3_score(split, pairs), brute)
+
+
+def test_textbook_baselines_give_finite_auc():
+    if importlib.util.find_spec("cobra") is None:
+        pytest.skip("cobra (a dev dependency) ships the SBML models")
+    from astrojax.data.sbml import packaged_model_path, read_sbml
+
+    split = split_links(read_sbml(packaged_model_path("cobra:textbook")), seed=0)
+    report = baseline_report(split)
+    assert set(report) == {f"{b}/{part}_{metric}" for b in ("preferential_attachment", "l3")
+                           for part in ("val", "test") for metric in ("auc", "ap")}
+    assert all(0.0 <= value <= 1.0 and math.isfinite(value) for value in report.values())
+    # Paths of length three carry signal on a real network: better than chance on test.
+    assert report["l3/test_auc"] > 0.6
