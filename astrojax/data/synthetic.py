@@ -6,7 +6,8 @@ iterated to its own convergence, so a small population is exactly the prefix of 
 (bitwise on one machine; transcendental functions may differ in the last bit across CPUs).
 The chain: star -> orbit -> insolation -> atmosphere -> grey greenhouse climate with
 water-vapour and ice-albedo feedbacks -> liquid water -> biosphere (which alters the
-atmosphere, after which the climate is solved again) -> labels and a templated description.
+atmosphere, after which the climate is solved again) -> labels, a templated description and
+a biochemical network (``astrojax.data.biochem``, which draws from its own random stream).
 """
 
 from __future__ import annotations
@@ -510,6 +511,12 @@ class PlanetPopulation:
     def descriptions(self) -> list[str]:
         """The templated English text of every planet, in order."""
         return [describe_planet(r, r["text_variant"]) for r in self.records()]
+
+    def networks(self, seed: int) -> list[MetabolicNetwork]:  # noqa: F821 (imported below)
+        """Every planet's biochemical network, in order (see ``astrojax.data.biochem``)."""
+        from astrojax.data.biochem import generate_networks  # biochem imports this module
+
+        return generate_networks(self, seed)
 
 
 def _check_int(name: str, value, minimum: int) -> int:
