@@ -28,7 +28,7 @@ def get_config() -> Config:
     g.node_latent_dim = 16
     g.graph_latent_dim = 32
     g.random_walk_steps = 8
-    g.beta = 1.0
+    g.beta = 0.01  # see GraphVAEConfig.beta
     g.kl_warmup_steps = 100
     cfg.train.steps = 500
     cfg.train.log_every = 25

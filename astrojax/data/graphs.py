@@ -91,24 +91,26 @@ def _round_up(x: int, multiple: int) -> int:
     return -(-int(x) // multiple) * multiple
 
 
-def default_buckets(sizes: np.ndarray, graphs_per_shard: int, *, seed: int = 0,
-                    quantiles: Sequence[float] = (0.5, 0.9)) -> tuple[Bucket, ...]:
-    """Buckets at quantiles of random sub-batch sizes, plus the worst case so every batch fits.
+def default_buckets(sizes: np.ndarray, graphs_per_shard: int, num_shards: int = 1, *,
+                    seed: int = 0, quantiles: Sequence[float] = (0.5, 0.9)) -> tuple[Bucket, ...]:
+    """Buckets at quantiles of random batches' needs, plus the worst case so every batch fits.
 
-    The worst case is the ``graphs_per_shard`` largest graphs together (nodes and edges taken
-    separately); sizes round up to multiples of 32 nodes and 64 edges.
+    A batch of ``num_shards`` sub-batches needs the bucket of its largest sub-batch, so the
+    quantiles are taken over that maximum (nodes and edges separately), estimated from 2,048
+    random batches. The worst case is the ``graphs_per_shard`` largest graphs together; sizes
+    round up to multiples of 32 nodes and 64 edges.
     """
     nodes, edges = sizes[:, 0], sizes[:, 1]
     k = min(graphs_per_shard, len(sizes))
     worst = Bucket(_round_up(np.sort(nodes)[-k:].sum() + 1, 32),
                    _round_up(max(np.sort(edges)[-k:].sum(), 1), 64))
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(sizes), size=(2048, graphs_per_shard))
-    totals_n, totals_e = nodes[draws].sum(1), edges[draws].sum(1)
+    draws = rng.integers(0, len(sizes), size=(2048, num_shards, graphs_per_shard))
+    need_n, need_e = nodes[draws].sum(2).max(1), edges[draws].sum(2).max(1)
     buckets = {worst}
     for q in quantiles:
-        buckets.add(Bucket(min(_round_up(np.quantile(totals_n, q) + 1, 32), worst.nodes),
-                           min(_round_up(np.quantile(totals_e, q), 64), worst.edges)))
+        buckets.add(Bucket(min(_round_up(np.quantile(need_n, q) + 1, 32), worst.nodes),
+                           min(_round_up(np.quantile(need_e, q), 64), worst.edges)))
     return tuple(sorted(buckets))
 
 

@@ -5,9 +5,10 @@ random-walk positional encodings ``pe_nr``, edge features ``e_ec``, ``senders``/
 and the graph id of every node. Graph transformer layers let each node attend over its
 incoming edges (``jraph.segment_softmax``), with the edge features added to keys and values;
 a node latent ``z_nz`` and a graph latent ``z_gy`` come out, each a diagonal Gaussian. The
-decoders score links from node latents (inner product or MLP) and rebuild node features from
-the node latent together with its graph's latent, so the graph latent (the embedding the fusion
-model consumes) has to carry what the nodes share.
+decoders score links from node latents (inner product or MLP), rebuild node features from the
+node latent together with its graph's latent, and rebuild a summary of each graph (its mean node
+features and log sizes) from the graph latent alone: without that last term the node latents
+carry everything and the graph latent (the embedding the fusion model consumes) learns little.
 
 Shapes are lettered: n nodes, e edges, g graphs (the last is jraph's padding graph), l links,
 f node features, c edge features, r positional-encoding steps, d hidden, h heads, k head dim,
@@ -115,6 +116,8 @@ class GraphVAE(nnx.Module):
             self.link_mlp = MLP(2 * z, cfg.mlp_dim, 1, dtype=dtype, rngs=rngs)
         self.feature_decoder = MLP(z + y, cfg.mlp_dim, num_node_features, dtype=dtype,
                                    rngs=rngs)
+        self.summary_decoder = MLP(y, cfg.mlp_dim, num_node_features + 2, dtype=dtype,
+                                   rngs=rngs)
 
     def encode(self, batch: dict[str, jax.Array]) -> Encoding:
         """Posterior parameters for one padded sub-batch."""
@@ -156,6 +159,18 @@ class GraphVAE(nnx.Module):
                                     ).astype(jnp.float32)
 
 
+def graph_summary(batch: dict[str, jax.Array]) -> jax.Array:
+    """What the graph latent must rebuild on its own: each graph's mean node features and its
+    log node and edge counts, ``[g, f + 2]``."""
+    num_graphs = batch["graph_mask"].shape[0]
+    sums = _segment_sum(jnp.where(batch["node_mask"][:, None], batch["nodes"], 0.0),
+                        batch["node_graph"], num_graphs)
+    n_node = batch["n_node"].astype(jnp.float32)
+    return jnp.concatenate([sums / jnp.maximum(n_node, 1.0)[:, None],
+                            jnp.log1p(n_node)[:, None] / 5.0,
+                            jnp.log1p(batch["n_edge"].astype(jnp.float32))[:, None] / 5.0], -1)
+
+
 def reparameterize(mean, logvar, key):
     return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
 
@@ -193,6 +208,8 @@ def loss_sums(model: GraphVAE, batch: dict[str, jax.Array], key, *,
     link_bce = jax.nn.softplus(-pos) + jax.nn.softplus(neg)
     features = model.decode_features(z_nz, z_gy, batch["node_graph"])
     feature_se = jnp.mean((features - batch["nodes"]) ** 2, axis=-1)
+    summary = model.summary_decoder(z_gy.astype(model.summary_decoder.up.kernel.dtype))
+    summary_se = jnp.mean((summary.astype(jnp.float32) - graph_summary(batch)) ** 2, axis=-1)
     node_kl = gaussian_kl(enc.node_mean, enc.node_logvar)
     graph_kl = gaussian_kl(enc.graph_mean, enc.graph_logvar)
 
@@ -206,6 +223,7 @@ def loss_sums(model: GraphVAE, batch: dict[str, jax.Array], key, *,
         "feature_se_sum": masked_sum(feature_se, node_mask),
         "node_kl_sum": masked_sum(node_kl, node_mask),
         "graph_kl_sum": masked_sum(graph_kl, batch["graph_mask"]),
+        "summary_se_sum": masked_sum(summary_se, batch["graph_mask"]),
         "nodes": jnp.sum(node_mask).astype(jnp.float32),
         "graphs": jnp.sum(batch["graph_mask"]).astype(jnp.float32),
     }
@@ -221,14 +239,18 @@ def kl_weight(cfg: GraphVAEConfig, step) -> jax.Array:
 def elbo_loss(cfg: GraphVAEConfig, sums: dict[str, jax.Array], step) -> tuple[jax.Array, dict]:
     """The loss (negative ELBO per node, with weights) from statistics summed over sub-batches.
 
-    Link reconstruction is a mean over links, feature reconstruction a mean over nodes, and the
-    node and graph KL terms are divided by the number of nodes, as in VGAE.
+    Link reconstruction is a mean over links, feature reconstruction a mean over nodes, the
+    graph summary (mean node features and log sizes, from the graph latent alone) a mean over
+    graphs, and the node and graph KL terms are divided by the number of nodes, as in VGAE.
     """
     links, nodes = jnp.maximum(sums["links"], 1.0), jnp.maximum(sums["nodes"], 1.0)
     link_bce = sums["link_bce_sum"] / links
     feature_mse = sums["feature_se_sum"] / nodes
+    summary_mse = sums["summary_se_sum"] / jnp.maximum(sums["graphs"], 1.0)
     kl = (sums["node_kl_sum"] + sums["graph_kl_sum"]) / nodes
     beta = kl_weight(cfg, step)
-    loss = link_bce + cfg.feature_weight * feature_mse + beta * kl
-    return loss, {"link_bce": link_bce, "feature_mse": feature_mse, "kl_per_node": kl,
+    loss = (link_bce + cfg.feature_weight * feature_mse + cfg.summary_weight * summary_mse
+            + beta * kl)
+    return loss, {"link_bce": link_bce, "feature_mse": feature_mse,
+                  "summary_mse": summary_mse, "kl_per_node": kl,
                   "kl_beta": beta, "link_accuracy": sums["link_correct"] / (2 * links)}

@@ -95,7 +95,7 @@ class GraphVAETask(_GraphTask):
         if self.cfg.data.graph_buckets:
             return tuple(sorted(graphs.Bucket(*b) for b in self.cfg.data.graph_buckets))
         return graphs.default_buckets(graphs.example_sizes(self._examples),
-                                      self.cfg.data.graphs_per_sub_batch)
+                                      self.cfg.data.graphs_per_sub_batch, self.num_sub_batches)
 
     def _labels(self, offset: int):
         pop = self._population
