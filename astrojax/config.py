@@ -24,7 +24,9 @@ PACKING_MODES = ("pack", "pad")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 EDGE_DECODERS = ("inner_product", "mlp")
-TASK_NAMES = ("lm", "graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
+TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
+POSITION_EMBEDDINGS = ("sinusoidal", "learned")
+GRAPH_TASKS = ("graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -98,10 +100,32 @@ class GraphVAEConfig:
     graph_latent_dim: int = 32
     random_walk_steps: int = 8  # positional encoding: return probabilities after 2..2k steps
     edge_decoder: str = "inner_product"
-    beta: float = 1.0  # weight of the KL terms once warmed up
+    # Weight of the KL terms once warmed up. At 1.0 sampled 16-d node latents are too noisy to
+    # decode links (link accuracy stays at chance); 0.01 trades a little KL for decodable links.
+    beta: float = 0.01
     kl_warmup_steps: int = 100  # beta rises linearly from 0 over these steps
     feature_weight: float = 1.0  # weight of the node-feature reconstruction loss
+    summary_weight: float = 1.0  # weight of the graph-summary reconstruction (graph latent)
     dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class DatacubeConfig:
+    """3D convolution stem + tubelet ViT over climate datacubes (variables x time x level x
+    lat x lon); levels and variables are the channels."""
+
+    patch_size: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
+    stem_channels: int = 32  # channels of the full-resolution conv features (x2 at half res)
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_dim: int = 256
+    position_embedding: str = "sinusoidal"
+    attention_impl: str = "auto"
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    regression_weight: float = 1.0
+    classification_weight: float = 1.0
 
 
 @dataclasses.dataclass
@@ -128,6 +152,15 @@ class DataConfig:
     link_val_fraction: float = 0.05
     link_test_fraction: float = 0.1
     link_split_seed: int = 0
+    # Datacube tasks. cube_store is a store path or TensorStore kvstore URL (file://, gs://,
+    # s3://, memory://); "" builds the built-in population's cubes once into the cache
+    # directory ($ASTROJAX_CACHE, default ~/.cache/astrojax). The grid is that of built cubes.
+    cube_store: str = ""
+    cube_time_steps: int = 8
+    cube_levels: int = 4
+    cube_lat: int = 16
+    cube_lon: int = 32
+    cube_crop: tuple[int, int, int] = (0, 0, 0)  # random (time, lat, lon) crop; 0 = whole axis
 
 
 @dataclasses.dataclass
@@ -168,6 +201,7 @@ class Config:
     task: str = "lm"
     model: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
     graph_vae: GraphVAEConfig = dataclasses.field(default_factory=GraphVAEConfig)
+    datacube: DatacubeConfig = dataclasses.field(default_factory=DatacubeConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -236,6 +270,7 @@ def validate(cfg: Config, num_devices: int | None = None) -> Config:
     _one_of("task", cfg.task, TASK_NAMES)
     _check_model(cfg.model)
     _check_graph_vae(cfg.graph_vae)
+    _check_datacube(cfg.datacube)
     _check_data(cfg)
     _check_optim(cfg.optim)
     _check_train(cfg.train)
@@ -303,9 +338,26 @@ def _check_graph_vae(g: GraphVAEConfig) -> None:
                           f"{g.num_heads} must divide graph_vae.hidden_dim={g.hidden_dim}")
     _positive("graph_vae.random_walk_steps", g.random_walk_steps, allow_zero=True)
     _one_of("graph_vae.edge_decoder", g.edge_decoder, EDGE_DECODERS)
-    for name in ("beta", "kl_warmup_steps", "feature_weight"):
+    for name in ("beta", "kl_warmup_steps", "feature_weight", "summary_weight"):
         _positive(f"graph_vae.{name}", getattr(g, name), allow_zero=True)
     _one_of("graph_vae.dtype", g.dtype, DTYPES)
+
+
+def _check_datacube(c: DatacubeConfig) -> None:
+    if len(c.patch_size) != 3 or any(not isinstance(p, int) or p < 1 for p in c.patch_size):
+        raise ConfigError("datacube.patch_size",
+                          f"expected 3 positive ints (time, lat, lon), got {c.patch_size!r}")
+    for name in ("stem_channels", "d_model", "num_layers", "num_heads", "mlp_dim"):
+        _positive(f"datacube.{name}", getattr(c, name))
+    if c.d_model % c.num_heads:
+        raise ConfigError("datacube.num_heads",
+                          f"{c.num_heads} must divide datacube.d_model={c.d_model}")
+    _one_of("datacube.position_embedding", c.position_embedding, POSITION_EMBEDDINGS)
+    _one_of("datacube.attention_impl", c.attention_impl, ATTENTION_IMPLS)
+    _one_of("datacube.dtype", c.dtype, DTYPES)
+    _one_of("datacube.param_dtype", c.param_dtype, DTYPES)
+    for name in ("regression_weight", "classification_weight"):
+        _positive(f"datacube.{name}", getattr(c, name), allow_zero=True)
 
 
 def _check_data(cfg: Config) -> None:
@@ -318,10 +370,15 @@ def _check_data(cfg: Config) -> None:
     _positive("data.worker_count", d.worker_count, allow_zero=True)
     _positive("data.prefetch_buffer_size", d.prefetch_buffer_size, allow_zero=True)
     _positive("data.graphs_per_sub_batch", d.graphs_per_sub_batch)
-    if cfg.task != "lm" and cfg.train.global_batch_size % d.graphs_per_sub_batch:
+    if cfg.task in GRAPH_TASKS and cfg.train.global_batch_size % d.graphs_per_sub_batch:
         raise ConfigError("train.global_batch_size",
                           f"{cfg.train.global_batch_size} graphs do not split into sub-batches "
                           f"of data.graphs_per_sub_batch={d.graphs_per_sub_batch}")
+    for name in ("cube_time_steps", "cube_levels", "cube_lat", "cube_lon"):
+        _positive(f"data.{name}", getattr(d, name))
+    if len(d.cube_crop) != 3 or any(not isinstance(c, int) or c < 0 for c in d.cube_crop):
+        raise ConfigError("data.cube_crop", f"expected 3 sizes >= 0 (time, lat, lon; 0 = whole "
+                                            f"axis), got {d.cube_crop!r}")
     for i, bucket in enumerate(d.graph_buckets):
         if len(bucket) != 2 or any(not isinstance(v, int) or v < 1 for v in bucket):
             raise ConfigError(f"data.graph_buckets[{i}]",
@@ -385,7 +442,7 @@ def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
 
 def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
     data_parallel = sizes["data"] * sizes["fsdp"]
-    if cfg.task != "lm":
+    if cfg.task in GRAPH_TASKS:
         sub_batches = cfg.train.global_batch_size // cfg.data.graphs_per_sub_batch
         if sub_batches % data_parallel:
             raise ConfigError("data.graphs_per_sub_batch",
@@ -400,14 +457,19 @@ def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
                           f"size {data_parallel} (mesh.data={sizes['data']} x "
                           f"mesh.fsdp={sizes['fsdp']})")
     rules = dict(cfg.mesh.logical_axis_rules)
-    dims = (("d_model", "embed"), ("num_heads", "heads"), ("num_kv_heads", "kv_heads"),
-            ("mlp_dim", "mlp"), ("vocab_size", "vocab"))
+    if cfg.task == "datacube":
+        section, model = "datacube", cfg.datacube
+        dims = (("d_model", "embed"), ("num_heads", "heads"), ("mlp_dim", "mlp"))
+    else:
+        section, model = "model", cfg.model
+        dims = (("d_model", "embed"), ("num_heads", "heads"), ("num_kv_heads", "kv_heads"),
+                ("mlp_dim", "mlp"), ("vocab_size", "vocab"))
     for name, logical in dims:
         axes = rules.get(logical)
         axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
         shards = math.prod(sizes[a] for a in axes)
-        value = getattr(cfg.model, name)
+        value = getattr(model, name)
         if value % shards:
             where = " x ".join(f"mesh.{a}={sizes[a]}" for a in axes)
-            raise ConfigError(f"model.{name}", f"{value} is not divisible by {where} (logical "
+            raise ConfigError(f"{section}.{name}", f"{value} is not divisible by {where} (logical "
                                                f"axis '{logical}' in mesh.logical_axis_rules)")

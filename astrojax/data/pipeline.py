@@ -1,4 +1,4 @@
-"""Grain pipelines: token batches from text, packed or padded, sharded by process.
+"""Grain pipelines: token batches from text, datacube batches from a TensorStore store.
 
 The datasets here yield this process's slice of each global batch as numpy arrays; the train
 loop places them onto the mesh with :func:`astrojax.sharding.shard_batch`. Iterators are Grain
@@ -72,3 +72,156 @@ def text_dataset(
         ids = grain.experimental.ConcatThenSplitIterDataset(
             ids, length_struct={"tokens": seq_len}).map(_rename_packed)
     return ids.batch(batch_size, drop_remainder=True)
+
+
+# ---------------------------------------------------------------------------------- datacubes
+class CubeSource:
+    """Random access to samples of a :class:`~astrojax.data.store.CubeStore` by position.
+
+    Picklable (Grain worker processes reopen the store read-only from its URL). Element ``i`` is
+    ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "regime": int32}`` for store
+    sample ``indices[i]``; targets are standardized with ``target_mean``/``target_std``.
+    """
+
+    def __init__(self, url: str, indices: Sequence[int], *, target_columns: Sequence[int],
+                 regime_column: int | None, target_mean: np.ndarray, target_std: np.ndarray):
+        self.url, self.indices = url, np.asarray(indices, np.int64)
+        self.target_columns, self.regime_column = list(target_columns), regime_column
+        self.target_mean = np.asarray(target_mean, np.float32)
+        self.target_std = np.asarray(target_std, np.float32)
+        self._store = self._labels = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_store", "_labels")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _store=None, _labels=None)
+
+    def _open(self):
+        # Grain reads with several threads: publish the labels before the store.
+        if self._store is None:
+            from astrojax.data.store import CubeStore
+
+            store = CubeStore.open(self.url, read_only=True)
+            self._labels = store.read_labels()
+            self._store = store
+        return self._store
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        store, index = self._open(), int(self.indices[i])
+        labels = self._labels[index]
+        targets = (labels[self.target_columns] - self.target_mean) / self.target_std
+        regime = -1 if self.regime_column is None else int(labels[self.regime_column])
+        return {"cube": store.read_sample(index), "targets": targets.astype(np.float32),
+                "regime": np.int32(regime)}
+
+
+class NormalizeCube(grain.transforms.Map):
+    """Standardizes each variable (and level) with the store's statistics ``[V, L]``."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean = np.asarray(mean, np.float32)[:, None, :, None, None]
+        self.std = np.maximum(np.asarray(std, np.float32), 1e-6)[:, None, :, None, None]
+
+    def map(self, element):
+        return dict(element, cube=(element["cube"] - self.mean) / self.std)
+
+
+def _crop_starts(shape: tuple[int, ...], crop: tuple[int, int, int], rng) -> list[int]:
+    sizes = (shape[1], shape[3], shape[4])  # time, lat, lon of [V, T, L, Y, X]
+    starts = []
+    for axis, (s, c) in enumerate(zip(sizes, crop, strict=True)):
+        if c in (0, s):
+            starts.append(0)
+        elif rng is None:
+            starts.append((s - c) // 2)
+        else:  # longitude wraps, so any start is a valid window
+            starts.append(int(rng.integers(0, s if axis == 2 else s - c + 1)))
+    return starts
+
+
+def crop_cube(cube: np.ndarray, crop: tuple[int, int, int], rng=None) -> np.ndarray:
+    """A ``crop`` = (time, lat, lon) window of ``[V, T, L, Y, X]`` (0 keeps the whole axis).
+
+    Random with a numpy ``rng``, centred without. Longitude wraps around (a window may cross
+    the date line); time and latitude do not.
+    """
+    t0, y0, x0 = _crop_starts(cube.shape, crop, rng)
+    t = crop[0] or cube.shape[1]
+    y = crop[1] or cube.shape[3]
+    x = crop[2] or cube.shape[4]
+    lon = np.arange(x0, x0 + x) % cube.shape[4]
+    return cube[:, t0:t0 + t, :, y0:y0 + y][..., lon]
+
+
+class RandomCrop(grain.transforms.RandomMap):
+    """A random ``crop_cube`` window per sample (seeded by Grain per element)."""
+
+    def __init__(self, crop: tuple[int, int, int]):
+        self.crop = tuple(crop)
+
+    def random_map(self, element, rng: np.random.Generator):
+        return dict(element, cube=crop_cube(element["cube"], self.crop, rng))
+
+
+class CentreCrop(grain.transforms.Map):
+    """The centred ``crop_cube`` window (evaluation)."""
+
+    def __init__(self, crop: tuple[int, int, int]):
+        self.crop = tuple(crop)
+
+    def map(self, element):
+        return dict(element, cube=crop_cube(element["cube"], self.crop))
+
+
+def cube_dataset(
+    source: CubeSource,
+    *,
+    batch_size: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    crop: tuple[int, int, int] = (0, 0, 0),
+    seed: int = 0,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    worker_count: int = 0,
+    prefetch_buffer_size: int = 2,
+) -> grain.IterDataset:
+    """Batches of ``{"cube": [B, V, T', L, Y', X'], "targets": [B, K], "regime": [B]}``.
+
+    This process reads every ``process_count``-th sample from ``process_index`` (default: the
+    JAX process, as ``grain.sharding.ShardByJaxProcess``; the source is first cut to a multiple
+    of the process count so every process sees the same number of samples). With ``shuffle``
+    the order is a seeded permutation, reshuffled every epoch; ``num_epochs=None`` repeats
+    forever. Samples are read and normalized, then cropped (randomly when shuffling, centred
+    otherwise), then batched; ``worker_count > 0`` moves all of that into worker processes.
+    ``batch_size`` is per process. The iterator's state is checkpointable either way.
+    """
+    if process_index is None or process_count is None:
+        shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+        process_index, process_count = shard.shard_index, shard.shard_count
+    if len(source) < process_count * batch_size:
+        raise ValueError(f"{len(source)} cubes are fewer than one batch of {batch_size} on each "
+                         f"of {process_count} processes")
+    even = len(source) // process_count * process_count
+    ds = grain.MapDataset.source(source)[:even][process_index::process_count]
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    if num_epochs != 1:
+        ds = ds.repeat(num_epochs)
+    ds = ds.map(NormalizeCube(mean, std))
+    if any(crop):
+        ds = ds.random_map(RandomCrop(crop), seed=seed + 1) if shuffle else ds.map(CentreCrop(crop))
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if worker_count > 0:
+        return ds.to_iter_dataset().mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=worker_count,
+                                         per_worker_buffer_size=max(prefetch_buffer_size, 1)))
+    threads = max(prefetch_buffer_size, 1)
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                prefetch_buffer_size=threads))

@@ -518,6 +518,13 @@ class PlanetPopulation:
 
         return generate_networks(self, seed)
 
+    def datacubes(self, seed: int, grid=None, indices=None) -> np.ndarray:
+        """Climate cubes ``[n, variable, time, level, lat, lon]`` of the planets at ``indices``
+        (default: all) on ``grid`` (default ``CubeGrid()``; see ``astrojax.data.climate``)."""
+        from astrojax.data.climate import CubeGrid, planet_cubes  # climate imports this module
+
+        return planet_cubes(self, CubeGrid() if grid is None else grid, seed, indices)
+
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):

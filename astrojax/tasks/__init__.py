@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from astrojax.config import Config, ConfigError
 from astrojax.tasks.base import Task
+from astrojax.tasks.datacube import DatacubeTask
 from astrojax.tasks.graph_vae import GraphVAETask, LinkPredictionTask
 from astrojax.tasks.lm import LanguageModelTask
 
@@ -11,6 +12,7 @@ TASKS: dict[str, type[Task]] = {
     "lm": LanguageModelTask,
     "graph_vae": GraphVAETask,
     "graph_linkpred": LinkPredictionTask,
+    "datacube": DatacubeTask,
 }
 
 
@@ -21,4 +23,5 @@ def get_task(cfg: Config) -> Task:
     return TASKS[cfg.task](cfg)
 
 
-__all__ = ["TASKS", "Task", "GraphVAETask", "LanguageModelTask", "LinkPredictionTask", "get_task"]
+__all__ = ["TASKS", "Task", "DatacubeTask", "GraphVAETask", "LanguageModelTask",
+           "LinkPredictionTask", "get_task"]

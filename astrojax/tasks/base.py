@@ -56,6 +56,11 @@ class Task(abc.ABC):
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
         """Eval metrics from statistics summed over all eval batches."""
 
+    def artifacts(self) -> dict:
+        """JSON-ready facts about the data the model depends on (normalization statistics),
+        saved with every checkpoint. Default: none."""
+        return {}
+
     def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
         """Evaluations that need the whole trained model at once (linear probes, for example),
         run after the last step. ``embed_fn(params, batch)`` is the jitted :meth:`embed`;

@@ -1,4 +1,5 @@
-"""Orbax checkpoints of the train state, the Grain iterator state and the resolved config."""
+"""Orbax checkpoints of the train state, the Grain iterator state, the resolved config and the
+task's data artifacts (normalization statistics and the like)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    """Saves and restores ``{state, data, config}`` under ``WORKDIR/checkpoints/STEP``.
+    """Saves and restores ``{state, data, config, artifacts}`` under ``WORKDIR/checkpoints/STEP``.
 
     Saves are asynchronous: the train loop goes on while arrays are written. Each step folder is
     finalised atomically by Orbax, so an interrupted save never shadows an older good one.
@@ -29,12 +30,16 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator,
-             config: dict[str, Any], *, force: bool = False) -> bool:
-        """Starts saving ``step``; returns whether a save was started."""
+             config: dict[str, Any], artifacts: dict[str, Any] | None = None, *,
+             force: bool = False) -> bool:
+        """Starts saving ``step``; returns whether a save was started. ``artifacts`` is any
+        JSON-ready dict the data depends on (normalization statistics), kept with the weights
+        that were trained on it."""
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
             config=ocp.args.JsonSave(config),
+            artifacts=ocp.args.JsonSave(artifacts or {}),
         )
         saved = self.manager.save(step, args=args, force=force)
         if saved:
@@ -42,20 +47,22 @@ class Checkpointer:
         return saved
 
     def restore(self, step: int, abstract_state: Any,
-                data_iterator: grain.DatasetIterator) -> tuple[Any, dict[str, Any]]:
+                data_iterator: grain.DatasetIterator
+                ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The state restored onto ``abstract_state``'s shardings; ``data_iterator`` is moved to
-        the saved position in place. Returns ``(state, saved_config)``."""
+        the saved position in place. Returns ``(state, saved_config, saved_artifacts)``."""
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data=grain.checkpoint.CheckpointRestore(data_iterator),
             config=ocp.args.JsonRestore(),
+            artifacts=ocp.args.JsonRestore(),
         )
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as err:  # Orbax raises many types; name the folder for the user.
             raise RuntimeError(f"cannot restore checkpoint {self.directory / str(step)}: "
                                f"{type(err).__name__}: {err}") from err
-        return restored["state"], restored["config"]
+        return restored["state"], restored["config"], restored["artifacts"]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

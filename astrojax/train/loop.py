@@ -102,6 +102,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
 
     program = step_lib.build_program(cfg, task, mesh)
+    artifacts = task.artifacts()
 
     train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
     eval_batches = task.eval_data(jax.process_index(), jax.process_count())
@@ -110,9 +111,12 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     with jax.set_mesh(mesh):
         latest = checkpointer.latest_step()
         if latest is not None:
-            state, saved_config = checkpointer.restore(latest, program.restore_target(),
-                                                       train_iter)
+            state, saved_config, saved_artifacts = checkpointer.restore(
+                latest, program.restore_target(), train_iter)
             _warn_config_changes(saved_config, config_dict)
+            if saved_artifacts != artifacts:
+                log.warning("the data's artifacts (normalization statistics, ...) differ from "
+                            "those checkpoint %d was trained with", latest)
             log.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
         else:
             state = program.init()
@@ -155,10 +159,10 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0
                 if step % t.checkpoint_every == 0:
-                    checkpointer.save(step, state, train_iter, config_dict)
+                    checkpointer.save(step, state, train_iter, config_dict, artifacts)
                     saved_step = step
             if step != saved_step:
-                checkpointer.save(step, state, train_iter, config_dict, force=True)
+                checkpointer.save(step, state, train_iter, config_dict, artifacts, force=True)
             if step == t.steps and not stop.requested:
                 final = task.final_eval(program.embed, state.params, program.shard)
                 if final:
