@@ -19,8 +19,8 @@ from astrojax.train.step import build_program
 
 
 def tiny_data(url: str = "") -> DataConfig:
-    return DataConfig(num_planets=48, cube_time_steps=2, cube_levels=2, cube_lat=8, cube_lon=8,
-                      cube_store=url)
+    return DataConfig(num_planets=48, eval_fraction=0.25, cube_time_steps=2, cube_levels=2,
+                      cube_lat=8, cube_lon=8, cube_store=url)
 
 
 @pytest.fixture(scope="module")

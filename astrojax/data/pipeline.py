@@ -103,6 +103,7 @@ class CubeSource:
             from astrojax.data.store import CubeStore
 
             store = CubeStore.open(self.url, read_only=True)
+            store.complete()  # one listing of completion markers instead of one read per sample
             self._labels = store.read_labels()
             self._store = store
         return self._store
@@ -218,10 +219,11 @@ def cube_dataset(
     if any(crop):
         ds = ds.random_map(RandomCrop(crop), seed=seed + 1) if shuffle else ds.map(CentreCrop(crop))
     ds = ds.batch(batch_size, drop_remainder=True)
-    if worker_count > 0:
-        return ds.to_iter_dataset().mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=worker_count,
-                                         per_worker_buffer_size=max(prefetch_buffer_size, 1)))
+    # Bounded read-ahead: Grain's default (16 threads, 500 batches) made each worker hold
+    # ~2.8 GB and keep two cores busy filling it, slowing the train step it feeds.
     threads = max(prefetch_buffer_size, 1)
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
-                                                prefetch_buffer_size=threads))
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads))
+    if worker_count > 0:
+        return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
+                                                           per_worker_buffer_size=threads))
+    return it

@@ -1,0 +1,413 @@
+"""HttpClient: the one way source modules talk to an archive (pool, retries, checks, cache).
+
+Why our own retry loop rather than urllib3's ``Retry``: ``Retry`` honours Retry-After without a
+cap, cannot take an injected sleep or a seeded jitter, does not retry a body that times out or
+is cut short while it streams, and ends in ``MaxRetryError``, whose text holds the raw URL (and
+so a query-parameter key) but not the last status. Here the adapter makes one attempt
+(``max_retries=0``) and :meth:`HttpClient._perform` decides:
+
+- connection errors, timeouts (connect, or read while headers or body stream) and bodies cut
+  short of their Content-Length are retried; so are 429 and every 5xx;
+- the wait is the server's Retry-After (seconds or an HTTP date) capped at ``backoff_cap``, else
+  full-jitter exponential backoff: uniform(0, min(cap, base * 2**(attempt - 1)));
+- other 4xx are not retried; 401/403 after sending a credential is a CredentialError;
+- the final error names the source, the method, the URL without secrets, the attempts and the
+  last status or failure. Errors never chain the underlying requests exception (its text can
+  hold the raw URL); they carry a redacted summary of it instead.
+
+Every attempt waits on the per-host rate limiter first. POST requests are retried like GETs:
+every request this layer sends is a read-only query (TAP, MAST's invoke API).
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from astrojax.data.sources.cache import CacheKey, ResponseCache
+from astrojax.data.sources.credentials import Auth, AuthParts, Credentials
+from astrojax.data.sources.errors import (
+    CredentialError,
+    HTTPStatusError,
+    OfflineCacheMiss,
+    ReplyValidationError,
+    SourceError,
+    TransportError,
+)
+from astrojax.data.sources.files import atomic_write, filename_from_url, safe_path
+from astrojax.data.sources.provenance import Provenance, package_version
+from astrojax.data.sources.ratelimit import RateLimiter, shared_limiter
+from astrojax.data.sources.redaction import LOGGER_NAME, install_log_redaction, redact_url
+from astrojax.data.sources.reply import Downloaded, Reply
+from astrojax.data.sources.transport import (
+    Session,
+    describe,
+    error_snippet,
+    origin,
+    parse_retry_after,
+)
+from astrojax.data.sources.validate import InvalidReply, check_body
+
+log = logging.getLogger(LOGGER_NAME)
+install_log_redaction()
+
+CHUNK_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Sent:
+    response: requests.Response
+    value: Any
+    attempts: int
+    credentials: tuple[str, ...]
+
+
+class _Interrupted(Exception):
+    """The body stopped before its end (cut short, timed out): worth another attempt."""
+
+    def __init__(self, truncated: bool, detail: str):
+        super().__init__(detail)
+        self.truncated = truncated
+        self.detail = detail
+
+
+class HttpClient:
+    """A client for one source: a pooled session, retries, rate limit, validation, cache.
+
+    ``base_url`` is where relative paths resolve (override it for mirrors and tests); absolute
+    http(s) URLs are accepted too (download hosts) and share the pool, limiter and retries.
+    ``libraries`` names what talks to the server for the provenance ``client`` field.
+    """
+
+    def __init__(self, source: str, base_url: str, *, cache: ResponseCache | None = None,
+                 offline: bool = False, auth: Auth | None = None,
+                 credentials: Credentials | None = None, rate_per_second: float | None = None,
+                 rate_limiter: RateLimiter | None = None,
+                 timeout: tuple[float, float] = (10.0, 60.0), max_attempts: int = 4,
+                 backoff_base: float = 0.5, backoff_cap: float = 30.0,
+                 max_bytes: int = 256 * 2**20, pool_size: int = 4,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 libraries: Sequence[str] = ("requests",), user_agent: str | None = None):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{source}: base_url must be an http(s) URL, got {base_url!r}")
+        if offline and cache is None:
+            raise ValueError(f"{source}: offline mode needs a cache to serve from")
+        if max_attempts < 1 or max_bytes < 1 or backoff_cap < 0 or backoff_base < 0:
+            raise ValueError(f"{source}: max_attempts and max_bytes must be >= 1 and the "
+                             "backoff times >= 0")
+        self.source = source
+        self.base_url = base_url
+        self.cache = cache
+        self.offline = offline
+        self.auth = auth
+        self.credentials = credentials or Credentials()
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_bytes = max_bytes
+        self.libraries = tuple(libraries)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._limiter = rate_limiter or (shared_limiter(parts.hostname, rate_per_second)
+                                         if rate_per_second else None)
+        self.session = Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = user_agent or (
+            f"astrojax/{package_version('astrojax')} python-requests/{requests.__version__}")
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.source!r}, {redact_url(self.base_url)!r})"
+
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url_for(self, path_or_url: str) -> str:
+        """An absolute http(s) URL as given, else ``base_url`` joined with the path."""
+        scheme = urlsplit(path_or_url).scheme
+        if scheme in ("http", "https"):
+            return path_or_url
+        if scheme:
+            raise ValueError(f"{self.source}: only http(s) URLs are fetched, got "
+                             f"{redact_url(path_or_url)!r}")
+        if not path_or_url:
+            return self.base_url
+        return self.base_url.rstrip("/") + "/" + path_or_url.lstrip("/")
+
+    # --- public requests ----------------------------------------------------------------
+
+    def get(self, path_or_url: str, params: Mapping[str, Any] | None = None, *,
+            expect: str = "json", headers: Mapping[str, str] | None = None,
+            content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+        """GET a reply and check it is ``expect`` (json, csv, tsv, xml, votable, text, bytes)."""
+        return self.request("GET", path_or_url, params=params, expect=expect, headers=headers,
+                            content_types=content_types, use_cache=use_cache)
+
+    def post(self, path_or_url: str, data: Mapping[str, Any] | str | bytes | None = None, *,
+             json_body: Any = None, params: Mapping[str, Any] | None = None,
+             expect: str = "json", headers: Mapping[str, str] | None = None,
+             content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+        """POST form ``data`` or a ``json_body`` (a read-only query: cached and retried)."""
+        return self.request("POST", path_or_url, params=params, data=data, json_body=json_body,
+                            expect=expect, headers=headers, content_types=content_types,
+                            use_cache=use_cache)
+
+    def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
+                data: Mapping[str, Any] | str | bytes | None = None, json_body: Any = None,
+                expect: str = "json", headers: Mapping[str, str] | None = None,
+                content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+        method = method.upper()
+        url = self.url_for(path_or_url)
+        key = None
+        if self.cache is not None and use_cache:
+            key = CacheKey.create(self.source, method, url, params, _body_bytes(data, json_body))
+            cached = self.cache.get(key, allow_expired=self.offline)
+            if cached is not None:
+                if cached.expired:
+                    log.warning("%s: offline: serving an expired cached reply for %s",
+                                self.source, key.describe())
+                parsed = self._check(cached.body, cached.content_type, expect, content_types,
+                                     method, url, None)
+                return Reply(cached.body, cached.status, cached.content_type,
+                             cached.provenance, expect, parsed)
+        if self.offline:
+            request = key.describe() if key else f"{method} {redact_url(url)}"
+            raise OfflineCacheMiss(self.source, url, f"offline, and no cached reply for "
+                                   f"{request} in {self.cache.directory}", method=method)
+        consume = functools.partial(self._read_body, limit=self.max_bytes)
+        sent = self._perform(method, url, params, data, json_body, headers, consume)
+        response, body = sent.response, sent.value
+        content_type = response.headers.get("Content-Type")
+        parsed = self._check(body, content_type, expect, content_types, method, url,
+                             sent.attempts)
+        provenance = Provenance.create(
+            self.source, url, body, method=method, params=params,
+            data=_data_record(data, json_body), libraries=self.libraries,
+            status=response.status_code, content_type=content_type,
+            final_url=response.url if response.history else None,
+            credential=sent.credentials)
+        if key is not None:
+            self.cache.put(key, body, status=response.status_code, content_type=content_type,
+                           provenance=provenance)
+        return Reply(body, response.status_code, content_type, provenance, expect, parsed)
+
+    def download(self, path_or_url: str, directory: str | Path, filename: str | None = None, *,
+                 params: Mapping[str, Any] | None = None, max_bytes: int = 16 * 2**30,
+                 overwrite: bool = False,
+                 content_types: tuple[str, ...] | None = None) -> Downloaded:
+        """Streams a file into ``directory`` (temp file, then rename) and returns its path.
+
+        The name is ``filename`` or the URL's last path segment, sanitised (never leaves
+        ``directory``). A file already there with its provenance record is reused unless
+        ``overwrite``; offline, only such a file is served.
+        """
+        url = self.url_for(path_or_url)
+        name = filename if filename is not None else (
+            filename_from_url(url)
+            or "download-" + hashlib.sha256(redact_url(url).encode()).hexdigest()[:12])
+        folder = Path(directory).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        target = safe_path(folder, name)
+        record = target.with_name(target.name + ".provenance.json")
+        if target.exists() and record.exists() and (self.offline or not overwrite):
+            provenance = Provenance.from_dict(json.loads(record.read_text()))
+            if target.stat().st_size == provenance.bytes:  # else: changed since; fetch again
+                return Downloaded(target, replace(provenance, cache_hit=True))
+        if self.offline:
+            raise OfflineCacheMiss(self.source, url, f"offline, and {target} has not been "
+                                   "downloaded yet")
+
+        def consume(response: requests.Response) -> tuple[int, str]:
+            digest = hashlib.sha256()
+            content_type = response.headers.get("Content-Type")
+
+            def checked() -> Iterator[bytes]:
+                chunk = None
+                for number, chunk in enumerate(self._stream(response, max_bytes)):
+                    if number == 0:  # an HTML error page or a wrong type shows in the first chunk
+                        check_body(chunk, content_type, "bytes", content_types)
+                    digest.update(chunk)
+                    yield chunk
+                if chunk is None:
+                    raise InvalidReply("empty", "expected a file but the body is empty")
+
+            return atomic_write(target, checked()), digest.hexdigest()
+
+        sent = self._perform("GET", url, params, None, None, None, consume)
+        written, sha256 = sent.value
+        provenance = Provenance.create(
+            self.source, url, nbytes=written, sha256=sha256, params=params,
+            libraries=self.libraries, status=sent.response.status_code,
+            content_type=sent.response.headers.get("Content-Type"),
+            final_url=sent.response.url if sent.response.history else None,
+            credential=sent.credentials)
+        atomic_write(record, [json.dumps(provenance.to_dict(), indent=1).encode()])
+        return Downloaded(target, provenance)
+
+    # --- the retry loop -----------------------------------------------------------------
+
+    def _perform(self, method: str, url: str, params, data, json_body, headers,
+                 consume: Callable[[requests.Response], Any]) -> "_Sent":
+        """Sends with retries; returns the response and what ``consume`` made of its body."""
+        parts = self._auth_parts(url, method)
+        send_params = {**(params or {}), **parts.params}
+        send_headers = {**(headers or {}), **parts.headers}
+        for attempt in range(1, self.max_attempts + 1):
+            if self._limiter is not None:
+                self._limiter.acquire()
+            retry_after = None
+            try:
+                response = self.session.request(
+                    method, url, params=send_params, data=data, json=json_body,
+                    headers=send_headers, stream=True, timeout=self.timeout)
+            except requests.exceptions.SSLError as err:
+                raise TransportError(self.source, url, f"TLS failed: {describe(err)}",
+                                     method=method, attempts=attempt) from None
+            except (requests.ConnectionError, requests.Timeout) as err:
+                what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
+                failure = functools.partial(TransportError, self.source, url,
+                                            f"{what}: {describe(err)}", method=method)
+            except requests.RequestException as err:  # too many redirects, a bad header, ...
+                raise SourceError(self.source, url, describe(err), method=method,
+                                  attempts=attempt) from None
+            else:
+                with response:
+                    status = response.status_code
+                    if status == 429 or status >= 500:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        failure = functools.partial(
+                            HTTPStatusError, self.source, url,
+                            f"{status} {response.reason}{error_snippet(response)}", status=status,
+                            method=method)
+                    elif status >= 400:
+                        raise self._client_error(response, parts, method, url, attempt)
+                    elif not 200 <= status < 300:
+                        raise HTTPStatusError(self.source, url, f"unexpected status {status}",
+                                              status=status, method=method, attempts=attempt)
+                    else:
+                        try:
+                            value = consume(response)
+                            return _Sent(response, value, attempt, parts.names)
+                        except InvalidReply as err:
+                            raise ReplyValidationError(self.source, url, err.detail,
+                                                       reason=err.reason, method=method,
+                                                       attempts=attempt) from None
+                        except _Interrupted as err:
+                            failure = (functools.partial(ReplyValidationError, self.source,
+                                                         url, err.detail, reason="truncated",
+                                                         method=method)
+                                       if err.truncated else
+                                       functools.partial(TransportError, self.source, url,
+                                                         err.detail, method=method))
+            if attempt == self.max_attempts:
+                raise failure(attempts=attempt)
+            wait = (min(retry_after, self.backoff_cap) if retry_after is not None else
+                    self._rng.uniform(0, min(self.backoff_cap,
+                                             self.backoff_base * 2 ** (attempt - 1))))
+            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d, %s %s)", self.source,
+                        failure(attempts=attempt).detail, wait, attempt + 1, self.max_attempts,
+                        method, redact_url(url))
+            self._sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _auth_parts(self, url: str, method: str) -> AuthParts:
+        """The credential for ``url``: only sent to the base URL's origin, never elsewhere."""
+        if self.auth is None or origin(url) != origin(self.base_url):
+            return AuthParts()
+        try:
+            return self.auth.apply(self.credentials, self.source, url) or AuthParts()
+        except CredentialError as err:
+            raise CredentialError(self.source, url, err.detail, credential=err.credential,
+                                  method=method) from None
+
+    def _client_error(self, response: requests.Response, parts: AuthParts, method: str,
+                      url: str, attempt: int) -> SourceError:
+        status = response.status_code
+        detail = f"{status} {response.reason}{error_snippet(response)}"
+        if status in (401, 403) and parts.names:
+            names = " and ".join(parts.names)
+            return CredentialError(self.source, url, f"{detail}; the server rejected {names}: "
+                                   f"check the environment variable(s) or keyring entry",
+                                   status=status, credential=names, method=method,
+                                   attempts=attempt)
+        return HTTPStatusError(self.source, url, detail, status=status, method=method,
+                               attempts=attempt)
+
+    # --- bodies -------------------------------------------------------------------------
+
+    def _stream(self, response: requests.Response, limit: int) -> Iterator[bytes]:
+        """The body in chunks, checked against ``limit`` and its Content-Length."""
+        declared = response.headers.get("Content-Length", "")
+        declared_n = int(declared) if declared.isdigit() else None
+        if declared_n is not None and declared_n > limit:
+            raise InvalidReply("too_large", f"body is {declared_n} bytes, over the limit of "
+                                            f"{limit}")
+        received = 0
+        try:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                received += len(chunk)
+                if received > limit:
+                    raise InvalidReply("too_large", f"body passed the limit of {limit} bytes")
+                yield chunk
+        except (requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as err:
+            raise _Interrupted(True, f"body cut short after {received} bytes"
+                                     f"{f' of {declared_n}' if declared_n else ''}: "
+                                     f"{describe(err)}") from None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise _Interrupted(False, f"body timed out or failed after {received} bytes: "
+                                      f"{describe(err)}") from None
+        identity = response.headers.get("Content-Encoding", "identity") == "identity"
+        if declared_n is not None and identity and received < declared_n:
+            raise _Interrupted(True, f"body cut short: {received} of {declared_n} bytes")
+
+    def _read_body(self, response: requests.Response, limit: int) -> bytes:
+        return b"".join(self._stream(response, limit))
+
+    def _check(self, body: bytes, content_type: str | None, expect: str,
+               content_types: tuple[str, ...] | None, method: str, url: str,
+               attempts: int | None) -> Any:
+        try:
+            return check_body(body, content_type, expect, content_types)
+        except InvalidReply as err:
+            raise ReplyValidationError(self.source, url, err.detail, reason=err.reason,
+                                       method=method, attempts=attempts) from None
+
+
+def _body_bytes(data, json_body) -> bytes | None:
+    if json_body is not None:
+        return json.dumps(json_body, sort_keys=True, default=str).encode()
+    if isinstance(data, Mapping):
+        return urlencode(sorted((str(k), str(v)) for k, v in data.items())).encode()
+    if isinstance(data, str):
+        return data.encode()
+    return data
+
+
+def _data_record(data, json_body) -> dict[str, Any] | None:
+    if json_body is not None:
+        return json_body if isinstance(json_body, dict) else {"json": json_body}
+    if isinstance(data, Mapping):
+        return dict(data)
+    if data:
+        return {"body_sha256": hashlib.sha256(_body_bytes(data, None)).hexdigest()}
+    return None

@@ -1,0 +1,524 @@
+"""The shared archive HTTP layer against real HTTP servers on 127.0.0.1 (no network)."""
+
+import datetime
+import email.utils
+import hashlib
+import json
+import logging
+import pickle
+import random
+import secrets
+import socket
+import threading
+import traceback
+
+import pytest
+from werkzeug import Request, Response
+
+from astrojax.data.sources import (
+    ApiKeyParam,
+    BasicLogin,
+    CredentialError,
+    Credentials,
+    HttpClient,
+    HTTPStatusError,
+    OfflineCacheMiss,
+    Provenance,
+    RateLimiter,
+    ReplyValidationError,
+    ResponseCache,
+    SourceConfig,
+    TokenHeader,
+    TransportError,
+    parse_retry_after,
+    redact,
+    redact_url,
+    sanitize_filename,
+)
+
+SOURCE = "testarchive"
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    return ("127.0.0.1", 0)
+
+
+class FakeClock:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 for what werkzeug will not send: silence, a cut-short body."""
+
+    def __init__(self, reply: bytes | None):
+        self.reply = reply  # None: accept, read the request, never answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
+
+    def _serve(self) -> None:
+        held = []
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.settimeout(1.0)
+            self.requests.append(conn.recv(65536))
+            if self.reply is None:
+                held.append(conn)
+            else:
+                conn.sendall(self.reply)
+                conn.close()
+        for conn in held:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
+@pytest.fixture
+def raw_server():
+    servers = []
+
+    def start(reply: bytes | None) -> RawServer:
+        servers.append(RawServer(reply))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def sleeps():
+    return []
+
+
+@pytest.fixture
+def make_client(httpserver, tmp_path, sleeps):
+    def make(base_url=None, **kwargs) -> HttpClient:
+        settings = dict(cache=ResponseCache(tmp_path / "cache"), sleep=sleeps.append,
+                        rng=random.Random(0), timeout=(2.0, 2.0),
+                        credentials=Credentials({}, keyring_service=None))
+        settings.update(kwargs)
+        return HttpClient(SOURCE, base_url or httpserver.url_for("/api/"), **settings)
+
+    return make
+
+
+def _files_text(directory) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file())
+
+
+# --- success and provenance -------------------------------------------------------------
+
+def test_get_json_with_key_gives_redacted_provenance(httpserver, make_client, tmp_path):
+    key = "k-" + secrets.token_hex(8)
+    httpserver.expect_request("/api/search", query_string={"term": "mars", "api_key": key}
+                              ).respond_with_json({"ids": [1, 2, 3]})
+    credentials = Credentials({"NCBI_API_KEY": key}, keyring_service=None)
+    client = make_client(auth=ApiKeyParam("NCBI_API_KEY", "api_key"), credentials=credentials)
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+    reply = client.get("search", {"term": "mars"})
+
+    assert reply.json() == {"ids": [1, 2, 3]}
+    prov = reply.provenance
+    assert prov.sha256 == hashlib.sha256(reply.body).hexdigest()
+    assert prov.bytes == len(reply.body) > 0
+    assert before <= datetime.datetime.fromisoformat(prov.time_utc)
+    assert prov.url == httpserver.url_for("/api/search")
+    assert prov.params == {"term": "mars"} and prov.credential == ("NCBI_API_KEY",)
+    assert prov.source == SOURCE and prov.method == "GET" and not prov.cache_hit
+    assert prov.client.startswith("astrojax ") and "requests " in prov.client
+    assert key not in json.dumps(prov.to_dict())
+    assert Provenance.from_dict(prov.to_dict()) == prov
+    assert key.encode() not in _files_text(tmp_path / "cache")
+
+
+def test_csv_reply_checked_and_read_as_table(httpserver, make_client):
+    httpserver.expect_request("/api/t.csv").respond_with_data(
+        "# a comment\nname,mass\nb,1.5\nc,2.0\n", content_type="text/csv")
+    httpserver.expect_request("/api/bad.csv").respond_with_data(
+        "name,mass\nb,1.5\nc\n", content_type="text/csv")
+    client = make_client()
+    table = client.get("t.csv", expect="csv").table()
+    assert list(table["mass"]) == [1.5, 2.0]
+    assert table.meta["provenance"]["source"] == SOURCE
+    with pytest.raises(ReplyValidationError, match="data row 2 has 1 fields") as err:
+        client.get("bad.csv", expect="csv")
+    assert err.value.reason == "parse"
+
+
+# --- retries ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("retry_after,cap,waited", [
+    ("2", 30.0, 2.0),
+    ("120", 5.0, 5.0),  # capped
+])
+def test_429_honours_retry_after_then_succeeds(httpserver, make_client, sleeps, retry_after, cap,
+                                               waited):
+    httpserver.expect_ordered_request("/api/q").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": retry_after})
+    httpserver.expect_ordered_request("/api/q").respond_with_json({"ok": True})
+    reply = make_client(backoff_cap=cap).get("q")
+    assert reply.json() == {"ok": True}
+    assert sleeps == [waited]
+    assert len(httpserver.log) == 2
+
+
+def test_retry_after_as_http_date():
+    now = datetime.datetime(2026, 11, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    later = email.utils.format_datetime(now + datetime.timedelta(seconds=7), usegmt=True)
+    assert parse_retry_after(later, now) == 7.0
+    assert parse_retry_after("not a date", now) is None
+
+
+def test_503_three_times_is_a_clear_error(httpserver, make_client, sleeps):
+    httpserver.expect_request("/api/q").respond_with_data("down for maintenance", status=503)
+    with pytest.raises(HTTPStatusError) as err:
+        make_client(max_attempts=3, backoff_base=0.5).get("q", {"x": "1"})
+    message = str(err.value)
+    assert err.value.status == 503 and err.value.attempts == 3
+    assert SOURCE in message and httpserver.url_for("/api/q") in message
+    assert "3 attempts" in message and "503" in message and "maintenance" in message
+    assert len(httpserver.log) == 3
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0
+
+
+def test_404_is_not_retried(httpserver, make_client, sleeps):
+    httpserver.expect_request("/api/nothing").respond_with_data("no such table", status=404)
+    with pytest.raises(HTTPStatusError) as err:
+        make_client().get("nothing")
+    assert err.value.status == 404 and err.value.attempts == 1
+    assert len(httpserver.log) == 1 and sleeps == []
+
+
+def test_read_timeout_retried_then_error(raw_server, make_client, sleeps):
+    server = raw_server(None)
+    client = make_client(server.url, timeout=(1.0, 0.2), max_attempts=2)
+    with pytest.raises(TransportError, match="timed out") as err:
+        client.get("slow")
+    assert err.value.attempts == 2 and server.connections == 2 and len(sleeps) == 1
+    assert SOURCE in str(err.value) and "/slow" in str(err.value)
+    assert err.value.__cause__ is None
+
+
+def test_truncated_body_retried_then_error(raw_server, make_client, sleeps, tmp_path):
+    server = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\nConnection: close\r\n\r\n{\"a\": 1")
+    with pytest.raises(ReplyValidationError, match="cut short") as err:
+        make_client(server.url, max_attempts=2).get("data")
+    assert err.value.reason == "truncated" and err.value.attempts == 2
+    assert server.connections == 2 and len(sleeps) == 1
+    assert not list((tmp_path / "cache").rglob("*.body"))
+
+
+# --- validation ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+def test_html_on_200_is_an_error(httpserver, make_client, tmp_path, content_type):
+    page = ("<!DOCTYPE html>\n<html><head><title>Archive under maintenance</title></head>"
+            "<body>back soon</body></html>")
+    httpserver.expect_request("/api/q").respond_with_data(page, content_type=content_type)
+    with pytest.raises(ReplyValidationError) as err:
+        make_client().get("q", expect="json")
+    message = str(err.value)
+    assert err.value.reason == "html"
+    assert SOURCE in message and httpserver.url_for("/api/q") in message
+    assert "Archive under maintenance" in message
+    assert not list((tmp_path / "cache").rglob("*.body"))
+
+
+def test_wrong_content_type_and_bad_votable(httpserver, make_client):
+    httpserver.expect_request("/api/img").respond_with_data(b"\x89PNG", content_type="image/png")
+    httpserver.expect_request("/api/vo").respond_with_data("<RESOURCE/>", content_type="text/xml")
+    client = make_client()
+    with pytest.raises(ReplyValidationError, match="image/png") as err:
+        client.get("img", expect="csv")
+    assert err.value.reason == "content_type"
+    with pytest.raises(ReplyValidationError, match="XML root is <RESOURCE>"):
+        client.get("vo", expect="votable")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_size_limit(httpserver, make_client, tmp_path, chunked):
+    body = b"x" * 5000
+
+    def big(request: Request) -> Response:  # a generator body is sent chunked, no length
+        return Response((body[i:i + 500] for i in range(0, 5000, 500)) if chunked else body,
+                        content_type="application/octet-stream")
+
+    httpserver.expect_request("/api/big").respond_with_handler(big)
+    client = make_client(max_bytes=1000)
+    with pytest.raises(ReplyValidationError, match="limit") as err:
+        client.get("big", expect="bytes")
+    assert err.value.reason == "too_large"
+    folder = tmp_path / "downloads"
+    with pytest.raises(ReplyValidationError, match="limit"):
+        client.download("big", folder, max_bytes=1000)
+    assert list(folder.iterdir()) == []  # no partial file, no temp file left
+
+
+# --- credentials --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("auth", [
+    TokenHeader("MAST_API_TOKEN", prefix="token "),
+    ApiKeyParam("MAST_API_TOKEN", "token"),
+])
+def test_401_with_bad_token_never_shows_the_token(httpserver, make_client, tmp_path, caplog,
+                                                  auth):
+    token = "tok-" + secrets.token_hex(12)
+
+    def echo_401(request: Request) -> Response:  # a server that echoes what it was sent
+        sent = request.headers.get("Authorization", "") + request.args.get("token", "")
+        return Response(f"invalid credential {sent}", status=401)
+
+    httpserver.expect_request("/api/ok").respond_with_json({"fine": 1})
+    httpserver.expect_request("/api/private").respond_with_handler(echo_401)
+    credentials = Credentials({"MAST_API_TOKEN": token}, keyring_service=None)
+    client = make_client(auth=auth, credentials=credentials)
+    caplog.set_level(logging.DEBUG)
+
+    client.get("ok")  # fills the cache with a request that carried the token
+    with pytest.raises(CredentialError) as err:
+        client.get("private")
+
+    assert err.value.status == 401 and err.value.credential == "MAST_API_TOKEN"
+    assert SOURCE in str(err.value) and "/api/private" in str(err.value)
+    shown = str(err.value) + repr(err.value.args) + "".join(traceback.format_exception(err.value))
+    assert token not in shown and "invalid credential" in shown
+    client_logs = [r.getMessage() for r in caplog.records
+                   if not r.name.startswith("werkzeug")]  # the test server logs what it got
+    assert any("/api/ok" in m for m in client_logs)  # urllib3 did log the URL, at DEBUG
+    assert not any(token in m for m in client_logs)
+    assert token.encode() not in _files_text(tmp_path / "cache")
+    assert token not in repr(client) + repr(credentials) + repr(credentials.get("MAST_API_TOKEN"))
+
+
+def test_credentials_only_go_to_the_base_url_origin(httpserver, make_client, raw_server):
+    token = "tok-" + secrets.token_hex(12)
+    other = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    httpserver.expect_request("/api/q").respond_with_json({})
+    credentials = Credentials({"MAST_API_TOKEN": token}, keyring_service=None)
+    for auth in (TokenHeader("MAST_API_TOKEN", header="X-Api-Key", prefix=""),
+                 ApiKeyParam("MAST_API_TOKEN", "key")):
+        client = make_client(auth=auth, credentials=credentials)
+        client.get("q", use_cache=False)
+        client.get(other.url + "elsewhere", use_cache=False)  # another port: another origin
+    sent = [(r.headers.get("X-Api-Key"), r.args.get("key")) for r, _ in httpserver.log]
+    assert sent == [(token, None), (None, token)]
+    assert len(other.requests) == 2 and not any(token.encode() in r for r in other.requests)
+
+
+def test_missing_required_credential_fails_before_any_request(httpserver, make_client):
+    client = make_client(auth=BasicLogin("ESO_USERNAME", "ESO_PASSWORD"))
+    with pytest.raises(CredentialError, match="set the environment variable ESO_USERNAME"):
+        client.get("archive")
+    assert httpserver.log == []
+
+
+def test_errors_survive_pickling():
+    error = HTTPStatusError(SOURCE, "https://h/x?api_key=abc", "503 down", status=503,
+                            attempts=3)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.status, copy.attempts) == (str(error), 503, 3)
+    assert "abc" not in str(copy)
+
+
+def test_secret_values_are_redacted_and_never_pickled():
+    secret = Credentials({"NCBI_API_KEY": "s3cr3t/+key"}, keyring_service=None).get(
+        "NCBI_API_KEY")
+    assert "s3cr3t" not in repr(secret) + str(secret)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(secret)
+    assert redact("key s3cr3t/+key and s3cr3t%2F%2Bkey") == "key *** and ***"
+    assert redact_url("https://me:pw@host/x?X-Amz-Signature=abc&a=1") == \
+        "https://host/x?X-Amz-Signature=***&a=1"
+
+
+def test_keyring_is_the_fallback_and_a_missing_keyring_is_no_credential(monkeypatch):
+    import keyring
+    import keyring.errors
+
+    def fake_get_password(service, name):
+        if name == "ZOONIVERSE_PASSWORD":
+            raise keyring.errors.NoKeyringError("no backend")
+        return {("astrojax", "MAST_API_TOKEN"): "from-keyring"}.get((service, name))
+
+    monkeypatch.setattr(keyring, "get_password", fake_get_password)
+    credentials = Credentials({"NCBI_API_KEY": "from-env"})
+    assert credentials.get("NCBI_API_KEY").reveal() == "from-env"
+    assert credentials.get("MAST_API_TOKEN").reveal() == "from-keyring"
+    assert credentials.get("ZOONIVERSE_PASSWORD") is None
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(credentials)
+
+
+def test_netrc_is_never_used(httpserver, make_client, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    httpserver.expect_request("/api/q").respond_with_json({})
+    make_client().get("q")
+    assert "Authorization" not in httpserver.log[0][0].headers
+
+
+# --- rate limit ---------------------------------------------------------------------------
+
+def test_rate_limiter_spaces_requests():
+    clock = FakeClock()
+    limiter = RateLimiter(3, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(4):
+        limiter.acquire()
+        times.append(clock.now - 1000.0)
+    assert times == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    burst = RateLimiter(10, burst=3, clock=clock, sleep=clock.sleep)
+    clock.now += 100
+    assert [burst.acquire() for _ in range(4)] == pytest.approx([0, 0, 0, 0.1])
+
+
+def test_rate_limiter_is_thread_safe():
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock, sleep=lambda s: None)  # frozen clock: waits add up
+    waits = []
+    threads = [threading.Thread(target=lambda: waits.append(limiter.acquire())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(waits) == pytest.approx([i / 4 for i in range(8)])
+
+
+def test_client_waits_on_its_limiter(httpserver, make_client):
+    clock = FakeClock()
+    httpserver.expect_request("/api/q").respond_with_json({})
+    client = make_client(rate_limiter=RateLimiter(2, clock=clock, sleep=clock.sleep))
+    for i in range(3):
+        client.get("q", {"i": i})
+    assert clock.sleeps == pytest.approx([0.5, 0.5])
+
+
+# --- cache and offline --------------------------------------------------------------------
+
+def test_offline_serves_from_cache_without_the_server(httpserver, make_client):
+    httpserver.expect_request("/api/q").respond_with_json({"n": 1})
+    online = make_client().get("q", {"b": 2, "a": 1})
+    offline = make_client(offline=True).get("q", {"a": 1, "b": 2})
+    assert offline.json() == {"n": 1} and offline.provenance.cache_hit
+    assert offline.provenance.sha256 == online.provenance.sha256
+    assert len(httpserver.log) == 1
+
+
+def test_offline_miss_names_the_request(httpserver, make_client):
+    with pytest.raises(OfflineCacheMiss) as err:
+        make_client(offline=True).get("missing", {"target": "TRAPPIST-1 e"})
+    message = str(err.value)
+    assert "GET" in message and "/api/missing" in message and "target=TRAPPIST-1 e" in message
+    assert SOURCE in message and httpserver.log == []
+
+
+def test_cache_expiry(httpserver, make_client, tmp_path, caplog):
+    clock = FakeClock()
+    cache = ResponseCache(tmp_path / "cache", expiry_seconds=60, clock=clock)
+    httpserver.expect_request("/api/q").respond_with_json({})
+    client = make_client(cache=cache)
+    client.get("q")
+    assert client.get("q").provenance.cache_hit and len(httpserver.log) == 1
+    clock.now += 61
+    stale = make_client(cache=cache, offline=True).get("q")  # offline: expired beats nothing
+    assert stale.provenance.cache_hit and "expired" in caplog.text
+    assert not client.get("q").provenance.cache_hit and len(httpserver.log) == 2
+
+
+def test_post_queries_are_cached_by_body(httpserver, make_client):
+    httpserver.expect_request("/api/sync", method="POST").respond_with_data(
+        "a,b\n1,2\n", content_type="text/csv")
+    client = make_client()
+    query = {"QUERY": "select * from ps", "FORMAT": "csv"}
+    first = client.post("sync", query, expect="csv")
+    assert first.provenance.data == query and first.provenance.method == "POST"
+    assert client.post("sync", dict(reversed(query.items())), expect="csv").provenance.cache_hit
+    assert not client.post("sync", {**query, "MAXREC": "5"}, expect="csv").provenance.cache_hit
+    assert len(httpserver.log) == 2
+
+
+def test_config_builds_clients_with_overridden_base_url(httpserver, tmp_path):
+    config = SourceConfig(base_urls={SOURCE: httpserver.url_for("/mirror/")},
+                          cache_dir=str(tmp_path / "c"), max_attempts=1)
+    httpserver.expect_request("/mirror/q").respond_with_json({"m": 1})
+    client = config.client(SOURCE, "https://archive.invalid/api/",
+                           credentials=Credentials({}, keyring_service=None))
+    assert client.get("q").json() == {"m": 1}
+    assert list((tmp_path / "c" / SOURCE).rglob("*.json"))
+    with pytest.raises(ValueError, match="config.data.sources.base_urls.x"):
+        SourceConfig(base_urls={"x": "ftp://mirror"}).validate()
+
+
+# --- downloads ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,filename", [
+    ("/api/files/cube.fits", "../../etc/passwd"),
+    ("/api/files/..%2F..%2Fetc%2Fpasswd", None),
+])
+def test_download_stays_inside_its_directory(httpserver, make_client, tmp_path, path, filename):
+    content = b"SIMPLE  =                    T" + bytes(range(256))
+    httpserver.expect_request(path.replace("%2F", "/")).respond_with_data(
+        content, content_type="application/fits")
+    httpserver.expect_request(path).respond_with_data(content, content_type="application/fits")
+    folder = tmp_path / "downloads"
+    client = make_client()
+
+    got = client.download(httpserver.url_for(path), folder, filename)
+
+    assert got.path == (folder / "passwd").resolve() and got.path.read_bytes() == content
+    assert got.provenance.sha256 == hashlib.sha256(content).hexdigest()
+    assert sorted(p.name for p in folder.iterdir()) == ["passwd", "passwd.provenance.json"]
+    again = make_client(offline=True).download(httpserver.url_for(path), folder, filename)
+    assert again.provenance.cache_hit and len(httpserver.log) == 1
+
+
+@pytest.mark.parametrize("name,safe", [
+    ("../../etc/passwd", "passwd"),
+    ("/abs/path/data.csv", "data.csv"),
+    ("..\\..\\win.ini", "win.ini"),
+    ("a\x00b\nc.txt", "a_b_c.txt"),
+    (".hidden", "hidden"),
+    ("NUL.txt", "_NUL.txt"),
+    ("x" * 300 + ".fits", "x" * 195 + ".fits"),
+])
+def test_sanitize_filename(name, safe):
+    assert sanitize_filename(name) == safe
+
+
+@pytest.mark.parametrize("name", ["..", "/", "", " . "])
+def test_sanitize_filename_rejects_nothing_left(name):
+    with pytest.raises(ValueError, match="no usable file name"):
+        sanitize_filename(name)
