@@ -1,12 +1,17 @@
-"""The data CLI: build the built-in population's cube store, or ingest netCDF climate output.
+"""The data CLI: build the built-in population's cube store, ingest netCDF climate output,
+fetch from an archive, or join fetched archive tables into the planet catalogue.
 
     python -m astrojax.data build-cubes --config configs/NAME.py [--config.data.x=...] \\
         [--store PATH]
     python -m astrojax.data ingest-netcdf FILE... --store PATH [--variables a,b] \\
         [--time-steps N]
+    python -m astrojax.data fetch SOURCE --out DIR [--option key=value ...] [--offline] \\
+        [--cache DIR] [--base-url URL]
+    python -m astrojax.data build-catalog --from DIR1,DIR2 --out DIR
 
-Both show a progress bar, resume an interrupted run when rerun, and end with a one-line
-summary. Bad input is one line on stderr (``error: ...``) and exit code 2.
+build-cubes and ingest-netcdf show a progress bar and resume an interrupted run when rerun;
+build-catalog shows a progress bar. Each ends with a one-line summary on stdout (fetch lists
+what it skipped on stderr). Bad input is one line on stderr (``error: ...``) and exit code 2.
 """
 
 import re
@@ -26,8 +31,24 @@ flags.DEFINE_list("variables", None, "ingest-netcdf: comma-separated variables (
                                      "gridded data variables).")
 flags.DEFINE_integer("time_steps", None, "ingest-netcdf: time steps per sample (default: the "
                                          "whole time axis of a file).", lower_bound=1)
+flags.DEFINE_string("out", None, "fetch, build-catalog: output folder.")
+flags.DEFINE_multi_string("option", [], "fetch: a source option as key=value (repeatable; "
+                                        "see the source's fetch docstring).")
+flags.DEFINE_bool("offline", False, "fetch: serve every reply from the cache.")
+flags.DEFINE_string("cache", None, "fetch: reply cache folder (default $ASTROJAX_CACHE/sources "
+                                   "or ~/.cache/astrojax/sources).")
+flags.DEFINE_string("base_url", None, "fetch: replaces the source's base URL (a mirror).")
+flags.DEFINE_list("from", None, "build-catalog: comma-separated fetch output folders.")
 
-COMMANDS = ("build-cubes", "ingest-netcdf")
+COMMANDS = ("build-cubes", "ingest-netcdf", "fetch", "build-catalog")
+# Flags each command accepts; any other of these given on the command line is an error.
+_COMMAND_FLAGS = {
+    "build-cubes": {"config", "store"},
+    "ingest-netcdf": {"store", "variables", "time_steps", "config"},  # ingest names --config
+    "fetch": {"out", "option", "offline", "cache", "base_url"},
+    "build-catalog": {"from", "out"},
+}
+_HYPHENATED = {"--time-steps": "--time_steps", "--base-url": "--base_url"}
 _CUBE_FIELDS = ("num_planets", "cube_time_steps", "cube_levels", "cube_lat", "cube_lon")
 
 
@@ -37,8 +58,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         match = _OVERRIDE.match(arg)
         if match:
             _check_override_key(match.group(1))
-    argv = [a.replace("--time-steps", "--time_steps", 1) if a.startswith("--time-steps")
-            else a for a in argv]
+    argv = [_underscored(a) for a in argv]
     try:
         rest = FLAGS(argv)
     except flags.Error as err:
@@ -52,6 +72,21 @@ def parse_flags(argv: list[str]) -> list[str]:
         given = f"unknown command {rest[1]!r}" if len(rest) > 1 else "no command given"
         _fail(f"{given}; expected one of: {', '.join(COMMANDS)}")
     return rest
+
+
+def _underscored(arg: str) -> str:
+    for hyphenated, name in _HYPHENATED.items():
+        if arg == hyphenated or arg.startswith(hyphenated + "="):
+            return name + arg[len(hyphenated):]
+    return arg
+
+
+def _check_flags_belong(command: str) -> None:
+    own = _COMMAND_FLAGS[command]
+    for name in sorted(set().union(*_COMMAND_FLAGS.values()) - own):
+        if FLAGS[name].present:
+            users = [c for c, names in _COMMAND_FLAGS.items() if name in names]
+            _fail(f"--{name.replace('_', '-')} belongs to {', '.join(users)}, not {command}")
 
 
 def _loaded_config() -> Config:
@@ -131,10 +166,96 @@ def ingest(args: list[str]) -> str:
             f"(time x level x lat x lon), {stats} ({time.perf_counter() - start:.1f} s)")
 
 
+def _fetch_options(source: str, fetch_fn) -> dict[str, str | int]:
+    import inspect
+
+    options: dict[str, str | int] = {}
+    for item in FLAGS.option:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            _fail(f"--option {item.split('=')[0]!r}: expected key=value")
+        if key in options:
+            _fail(f"--option {key} given twice")
+        options[key] = int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else value
+    params = inspect.signature(fetch_fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                   or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+                       and n not in ("config", "out_dir"))]
+        for key in options:
+            if key not in allowed:
+                _fail(f"{source}: unknown option {key!r}; its options: "
+                      f"{', '.join(allowed) or 'none'}")
+    return options
+
+
+def fetch(args: list[str]) -> str:
+    from astrojax.data.sources import SourceConfig, SourceError, redact
+    from astrojax.data.sources.registry import UnknownSourceError, get_fetch, source_names
+
+    if len(args) != 1:
+        given = f"got {' '.join(args)}" if args else "none given"
+        _fail(f"fetch takes one SOURCE ({', '.join(source_names())}); {given}")
+    name = args[0]
+    try:
+        fetch_fn = get_fetch(name)
+    except UnknownSourceError as err:
+        _fail(_one_line(err))
+    if FLAGS.out is None:
+        _fail("fetch needs --out DIR")
+    options = _fetch_options(name, fetch_fn)
+    config = SourceConfig(base_urls={name: FLAGS.base_url} if FLAGS.base_url else {},
+                          cache_dir=FLAGS.cache or "", offline=FLAGS.offline)
+    try:
+        config.validate()
+    except ConfigError as err:
+        _fail(f"--base-url: {err}" if FLAGS.base_url else str(err))
+    from pathlib import Path
+
+    start = time.perf_counter()
+    try:
+        result = fetch_fn(config, Path(FLAGS.out), **options)
+    except (SourceError, ValueError, OSError) as err:
+        _fail(_one_line(redact(str(err))))
+    for item in result.skipped:
+        print(f"skipped: {redact(item)}", file=sys.stderr)
+    tables = ", ".join(f"{t} {len(table)} rows" for t, table in result.tables.items())
+    return (f"{FLAGS.out}: {name} {len(result.tables)} table(s)"
+            f"{f' ({tables})' if tables else ''}, {len(result.files)} file(s), "
+            f"{len(result.skipped)} skipped, {len(result.provenance)} request(s) "
+            f"({time.perf_counter() - start:.1f} s)")
+
+
+def catalog(args: list[str]) -> str:
+    from astrojax.data.catalog import CatalogError, build_catalog
+
+    if args:
+        _fail(f"build-catalog takes no arguments, got {' '.join(args)}; give folders with "
+              f"--from DIR1,DIR2")
+    folders = FLAGS["from"].value
+    if not folders:
+        _fail("build-catalog needs --from DIR1,DIR2 (fetch output folders)")
+    if FLAGS.out is None:
+        _fail("build-catalog needs --out DIR")
+    start = time.perf_counter()
+    try:
+        build = build_catalog(folders, FLAGS.out, progress=True)
+    except (CatalogError, OSError) as err:
+        _fail(_one_line(err))
+    for item in build.skipped:
+        print(f"skipped: {item}", file=sys.stderr)
+    return f"{build.summary()} ({time.perf_counter() - start:.1f} s)"
+
+
+_RUNNERS = {"build-cubes": build_cubes, "ingest-netcdf": ingest, "fetch": fetch,
+            "build-catalog": catalog}
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[1], argv[2:]
-    summary = build_cubes(args) if command == "build-cubes" else ingest(args)
-    print(summary)
+    _check_flags_belong(command)
+    print(_RUNNERS[command](args))
 
 
 def run() -> None:
