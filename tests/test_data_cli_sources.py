@@ -133,3 +133,29 @@ def test_registry_names_a_missing_module(monkeypatch):
         registry.get_fetch("ghost")
     with pytest.raises(registry.UnknownSourceError, match="unknown source 'x'"):
         registry.get_fetch("x")
+
+
+def test_real_catalogue_from_recorded_archive_replies(httpserver, tmp_path):
+    """The worked example of the README, end to end through the CLI, against recorded replies
+    of the NASA Exoplanet Archive and exoplanets.org served on 127.0.0.1."""
+    data = ROOT / "tests" / "data" / "sources" / "exoplanets"
+    httpserver.expect_request("/TAP/sync").respond_with_data(
+        (data / "nasa_pscomppars.vot").read_bytes(), content_type="text/xml")
+    httpserver.expect_request("/csv-files/exoplanets.csv").respond_with_data(
+        (data / "exoplanets_org.csv").read_bytes(), content_type="text/csv")
+    cache = str(tmp_path / "cache")
+    nasa = run_cli("fetch", "nasa", "--out", str(tmp_path / "nasa"), "--cache", cache,
+                   "--base-url", httpserver.url_for("/TAP"))
+    assert nasa.returncode == 0, nasa.stderr
+    org = run_cli("fetch", "exoplanets_org", "--out", str(tmp_path / "org"), "--cache", cache,
+                  "--base-url", httpserver.url_for("/"))
+    assert org.returncode == 0, org.stderr
+    built = run_cli("build-catalog", "--from", f"{tmp_path / 'nasa'},{tmp_path / 'org'}",
+                    "--out", str(tmp_path / "catalog"))
+    assert built.returncode == 0, built.stderr
+    catalog = Table.read(tmp_path / "catalog" / "catalog.ecsv", format="ascii.ecsv")
+    names = set(catalog["name"])
+    assert {"TRAPPIST-1 e", "Kepler-442 b", "Proxima Cen b"} <= names
+    assert "51 Peg b" in names  # only exoplanets.org has it
+    for name in ("quarantine.ecsv", "quality_report.json", "quality_report.md"):
+        assert (tmp_path / "catalog" / name).is_file()
