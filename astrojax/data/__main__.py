@@ -24,7 +24,7 @@ from astrojax.config import Config, ConfigError, validate
 
 # The train CLI owns --config (ml_collections config_flags, dataclass overrides) and the
 # one-line error helpers; importing it defines the flag once for both CLIs.
-from astrojax.train.__main__ import _OVERRIDE, FLAGS, _check_override_key, _fail
+from astrojax.train.__main__ import FLAGS, _fail, parse_absl_flags
 
 flags.DEFINE_string("store", None, "Cube store: a path or TensorStore kvstore URL.")
 flags.DEFINE_list("variables", None, "ingest-netcdf: comma-separated variables (default: all "
@@ -54,20 +54,7 @@ _CUBE_FIELDS = ("num_planets", "cube_time_steps", "cube_levels", "cube_lat", "cu
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors; returns [program, command, arguments...]."""
-    for arg in argv[1:]:
-        match = _OVERRIDE.match(arg)
-        if match:
-            _check_override_key(match.group(1))
-    argv = [_underscored(a) for a in argv]
-    try:
-        rest = FLAGS(argv)
-    except flags.Error as err:
-        match = re.search(r"--config\.([\w.]+)=(.*?): (.*)", str(err))
-        if match:
-            _fail(f"config.{match.group(1)}: cannot use {match.group(2)!r}: {match.group(3)}")
-        _fail(str(err).splitlines()[0])
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        _fail(f"cannot apply config overrides: {err}")
+    rest = parse_absl_flags([_underscored(a) for a in argv])
     if len(rest) < 2 or rest[1] not in COMMANDS:
         given = f"unknown command {rest[1]!r}" if len(rest) > 1 else "no command given"
         _fail(f"{given}; expected one of: {', '.join(COMMANDS)}")

@@ -45,14 +45,16 @@ def _check_override_key(path: str) -> None:
         walked.append(part)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with one-line errors (exit code 2) instead of tracebacks."""
+def parse_absl_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing (``--config.x.y=v`` overrides included) with one-line errors (exit
+    code 2) instead of tracebacks; returns the arguments that are not flags. Shared by the
+    train and data CLIs."""
     for arg in argv[1:]:
         match = _OVERRIDE.match(arg)
         if match:
             _check_override_key(match.group(1))
     try:
-        rest = FLAGS(argv)
+        return FLAGS(argv)
     except flags.Error as err:
         match = re.search(r"--config\.([\w.]+)=(.*?): (.*)", str(err))
         if match:
@@ -60,6 +62,11 @@ def parse_flags(argv: list[str]) -> list[str]:
         _fail(str(err).splitlines()[0])
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         _fail(f"cannot apply config overrides: {err}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """The train CLI's flags: ``--config`` and ``--workdir`` are required."""
+    rest = parse_absl_flags(argv)
     if FLAGS.config is None:
         _fail("--config is required, e.g. --config configs/quickstart.py")
     if FLAGS.workdir is None:

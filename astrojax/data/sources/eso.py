@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
-import math
 from pathlib import Path
 from typing import Any
 
 import astropy.units as u
-from astropy.io.votable import parse
 from astropy.table import Table
 
 from astrojax.data.sources.config import SourceConfig
@@ -41,15 +38,16 @@ from astrojax.data.sources.credentials import Credentials, TokenHeader
 from astrojax.data.sources.errors import (
     CredentialError,
     HTTPStatusError,
-    ReplyValidationError,
     SourceError,
 )
 from astrojax.data.sources.files import sanitize_filename
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import int_option, position
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.redaction import register_secret
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.tap import adql_string, cone, set_units, tap_sync
 
 NAME = "eso"
 DEFAULT_BASE_URL = "https://archive.eso.org"
@@ -74,90 +72,6 @@ PRODUCTS = {"raw": ("dbo.raw", RAW_COLUMNS, "ra", "dec", "instrument", "release_
 
 
 # --- TAP helpers (KOA uses them too) -------------------------------------------------------
-
-def adql_string(value: str) -> str:
-    """An ADQL string literal (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def cone(ra_col: str, dec_col: str, ra: float, dec: float, radius_deg: float) -> str:
-    return (f"CONTAINS(POINT('ICRS', {ra_col}, {dec_col}), "
-            f"CIRCLE('ICRS', {ra!r}, {dec!r}, {radius_deg!r})) = 1")
-
-
-def tap_sync(client: HttpClient, path: str, adql: str, max_rows: int) -> tuple[Table, Reply]:
-    """Runs ADQL on a TAP ``sync`` endpoint; returns the VOTable as a Table and the reply.
-
-    A TAP error document (``QUERY_STATUS=ERROR``, often with status 200) is a
-    :class:`ReplyValidationError` carrying the service's message. ``table.meta["overflow"]`` is
-    True when the service stopped at ``max_rows`` (``QUERY_STATUS=OVERFLOW``).
-    """
-    params = {"REQUEST": "doQuery", "LANG": "ADQL", "FORMAT": "votable", "MAXREC": max_rows,
-              "QUERY": adql}
-    reply = client.get(path, params, expect="votable")
-    url = client.url_for(path)
-    try:
-        votable = parse(io.BytesIO(reply.body), verify="ignore")
-    except Exception as err:  # astropy raises many types for a malformed VOTable
-        raise ReplyValidationError(client.source, url, f"unreadable VOTable: {err}",
-                                   reason="parse") from None
-    status, message = "OK", ""
-    for resource in votable.resources:
-        for info in resource.infos:
-            if info.name == "QUERY_STATUS":
-                status, message = info.value, (info.content or "").strip()
-    if status == "ERROR":
-        raise ReplyValidationError(client.source, url, f"TAP query failed: {message or status}",
-                                   reason="parse")
-    tables = list(votable.iter_tables())
-    if not tables:
-        raise ReplyValidationError(client.source, url, "TAP reply holds no table",
-                                   reason="parse")
-    table = tables[0].to_table()
-    table.meta["overflow"] = status == "OVERFLOW"
-    table.meta["query"] = adql
-    return table, reply
-
-
-def set_units(table: Table, units: dict[str, u.UnitBase]) -> Table:
-    """Gives each named column its documented unit where the reply gave none or a bad one."""
-    for name, unit in units.items():
-        if name in table.colnames:
-            current = table[name].unit
-            if current is None or isinstance(current, u.UnrecognizedUnit):
-                table[name].unit = unit
-    return table
-
-
-def float_option(name: str, value: Any, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"option {name} must be a number, got {value!r}") from None
-    if not (low <= number <= high) or math.isnan(number):
-        raise ValueError(f"option {name} must be in [{low}, {high}], got {value!r}")
-    return number
-
-
-def int_option(name: str, value: Any, low: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"option {name} must be an integer, got {value!r}") from None
-    if number < low:
-        raise ValueError(f"option {name} must be >= {low}, got {value!r}")
-    return number
-
-
-def position(ra: Any, dec: Any, radius_deg: Any, source: str) -> tuple[float, float, float] | None:
-    """Parsed (ra, dec, radius) in degrees, or None when neither ra nor dec is given."""
-    if ra is None and dec is None:
-        return None
-    if ra is None or dec is None:
-        raise ValueError(f"{source}: options ra and dec go together (got only one)")
-    return (float_option("ra", ra, 0.0, 360.0), float_option("dec", dec, -90.0, 90.0),
-            float_option("radius_deg", radius_deg, 1e-9, 180.0))
-
 
 # --- ESO -------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from astropy.table import Column, Table
 
 from astrojax.data.sources.config import SourceConfig
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import yes_no
 from astrojax.data.sources.result import FetchResult
 
 NAME = "gtdb"
@@ -154,13 +155,6 @@ def parse_metadata(path: str | Path, columns: Sequence[str] | None = None,
     return table, missing
 
 
-def _flag(name: str, value: str | bool) -> bool:
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "1", "on"):
-        return True
-    if text in ("no", "false", "0", "off", ""):
-        return False
-    raise ValueError(f"{NAME}: option {name} must be yes or no, got {value!r}")
 
 
 def fetch(config: SourceConfig, out_dir: Path, *, release: str = "latest",
@@ -185,7 +179,7 @@ def fetch(config: SourceConfig, out_dir: Path, *, release: str = "latest",
     base pairs, described as such: astropy has no base-pair unit). The downloaded files are
     listed in ``files`` (under ``raw/``).
     """
-    want_metadata = _flag("metadata", metadata)
+    want_metadata = yes_no(NAME, "metadata", metadata)
     chosen = (None if columns.strip().lower() == "all" else
               [c.strip() for c in columns.split(",") if c.strip()] or
               list(DEFAULT_METADATA_COLUMNS))

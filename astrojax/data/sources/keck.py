@@ -22,17 +22,11 @@ import astropy.units as u
 from astropy.table import Table
 
 from astrojax.data.sources.config import SourceConfig
-from astrojax.data.sources.eso import (
-    adql_string,
-    cone,
-    int_option,
-    position,
-    set_units,
-    tap_sync,
-)
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import int_option, position
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.tap import adql_string, cone, set_units, tap_sync
 
 NAME = "koa"
 DEFAULT_BASE_URL = "https://koa.ipac.caltech.edu/TAP"

@@ -34,6 +34,7 @@ from astrojax.data.sources.credentials import ApiKeyParam, Credentials
 from astrojax.data.sources.errors import SourceError
 from astrojax.data.sources.files import sanitize_filename
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import yes_no
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
@@ -251,13 +252,6 @@ def fetch_genbank(client: HttpClient, history: History, directory: Path, *, retm
     return paths, provenance
 
 
-def _flag(name: str, value: str | bool) -> bool:
-    text = str(value).strip().lower()
-    if text in ("yes", "true", "1", "on"):
-        return True
-    if text in ("no", "false", "0", "off", ""):
-        return False
-    raise ValueError(f"{NAME}: option {name} must be yes or no, got {value!r}")
 
 
 def fetch(config: SourceConfig, out_dir: Path, *, term: str = "", db: str = "nuccore",
@@ -288,7 +282,7 @@ def fetch(config: SourceConfig, out_dir: Path, *, term: str = "", db: str = "nuc
     retmax, max_records = int(retmax), int(max_records)
     if retmax < 1 or max_records < 1:
         raise ValueError(f"{NAME}: retmax and max_records must be >= 1")
-    want_genbank = _flag("genbank", genbank)
+    want_genbank = yes_no(NAME, "genbank", genbank)
     if want_genbank and db != "nuccore":
         raise ValueError(f"{NAME}: genbank=yes needs db=nuccore, got db={db!r}")
     email = email or os.environ.get("NCBI_EMAIL", "")
