@@ -6,6 +6,7 @@ from pathlib import Path
 
 import astropy.units as u
 import pytest
+from sources_testing import FakeClock
 from werkzeug import Request, Response
 
 from astrojax.data.sources import (
@@ -24,26 +25,6 @@ from astrojax.data.sources import http as http_module
 from astrojax.data.sources.result import FetchResult
 
 DATA = Path(__file__).parent / "data" / "sources" / "biology"
-
-
-@pytest.fixture(scope="session")
-def httpserver_listen_address():
-    return ("127.0.0.1", 0)
-
-
-class FakeClock:
-    """A clock that only moves when something sleeps on it."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -27,11 +27,6 @@ DATA = Path(__file__).parent / "data" / "sources" / "exoplanets"
 VOTABLE = "text/xml;content=x-votable"
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address():
-    return ("127.0.0.1", 0)
-
-
 def config_for(httpserver, tmp_path, name, offline=False) -> SourceConfig:
     return SourceConfig(base_urls={name: httpserver.url_for("/")},
                         cache_dir=str(tmp_path / "cache"), offline=offline, max_attempts=1)

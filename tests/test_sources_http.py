@@ -13,6 +13,7 @@ import threading
 import traceback
 
 import pytest
+from sources_testing import FakeClock
 from werkzeug import Request, Response
 
 from astrojax.data.sources import (
@@ -37,26 +38,6 @@ from astrojax.data.sources import (
 )
 
 SOURCE = "testarchive"
-
-
-@pytest.fixture(scope="session")
-def httpserver_listen_address():
-    return ("127.0.0.1", 0)
-
-
-class FakeClock:
-    """A clock that only moves when something sleeps on it."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class RawServer:

@@ -33,11 +33,6 @@ TIC = 307210830
 TOKEN_VALUE = "mast-token-5b1f0c9e7a"
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address():
-    return ("127.0.0.1", 0)
-
-
 @pytest.fixture(autouse=True)
 def _no_ambient_credentials(monkeypatch):
     monkeypatch.delenv("MAST_API_TOKEN", raising=False)

@@ -24,11 +24,6 @@ DATA = Path(__file__).parent / "data" / "sources" / "observatories"
 FITS = b"SIMPLE  =                    T" + b" " * 50  # a FITS header card is enough here
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address():
-    return ("127.0.0.1", 0)
-
-
 @pytest.fixture(autouse=True)
 def no_ambient_credentials(monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
