@@ -409,6 +409,26 @@ def test_client_waits_on_its_limiter(httpserver, make_client):
 
 # --- cache and offline --------------------------------------------------------------------
 
+
+def test_paging_headers_are_kept_and_cached(httpserver, make_client):
+    link = '<https://example.org/next?cursor=2>; rel="next"'
+    httpserver.expect_request("/api/page").respond_with_json(
+        {"n": 1}, headers={"Link": link, "X-Total-Results": "7", "Set-Cookie": "s=1"})
+    online = make_client().get("page")
+    assert online.headers == {"Link": link, "X-Total-Results": "7"}
+    offline = make_client(offline=True).get("page")
+    assert offline.provenance.cache_hit and offline.headers == online.headers
+
+
+def test_refresh_asks_the_server_and_replaces_the_cached_reply(httpserver, make_client):
+    httpserver.expect_ordered_request("/api/job").respond_with_json({"status": "EXECUTING"})
+    httpserver.expect_ordered_request("/api/job").respond_with_json({"status": "COMPLETE"})
+    client = make_client()
+    assert client.get("job").json()["status"] == "EXECUTING"
+    assert client.get("job").provenance.cache_hit  # served from the cache, no request
+    assert client.get("job", refresh=True).json()["status"] == "COMPLETE"
+    assert make_client(offline=True).get("job").json()["status"] == "COMPLETE"
+
 def test_offline_serves_from_cache_without_the_server(httpserver, make_client):
     httpserver.expect_request("/api/q").respond_with_json({"n": 1})
     online = make_client().get("q", {"b": 2, "a": 1})

@@ -20,7 +20,8 @@ The layer
 - :class:`HttpClient` ``(source, base_url, *, cache, offline, auth, credentials,
   rate_per_second | rate_limiter, timeout=(connect, read), max_attempts, backoff_base,
   backoff_cap, max_bytes, pool_size, sleep, rng, libraries, user_agent)``:
-  ``get(path_or_url, params, *, expect, headers, content_types, use_cache) -> Reply``,
+  ``get(path_or_url, params, *, expect, headers, content_types, use_cache, refresh) -> Reply``
+  (``refresh``: ask the server even if cached, and store the new reply),
   ``post(path_or_url, data, *, json_body, params, expect, ...) -> Reply``,
   ``download(path_or_url, directory, filename=None, *, params, max_bytes, overwrite,
   content_types) -> Downloaded``. One pooled ``requests`` session per client; retries on
@@ -29,7 +30,8 @@ The layer
 - ``expect`` is one of ``json, csv, tsv, xml, votable, text, bytes``: every reply is checked
   (not an HTML page whatever its status, an accepted content type, parseable, complete, within
   ``max_bytes``) before it is returned or cached. :class:`Reply` has ``body``, ``status``,
-  ``content_type``, ``provenance``, ``json()``, ``text()`` and ``table()`` (astropy).
+  ``content_type``, ``provenance``, ``headers`` (paging ``Link``, ``X-Total-Results``, ...;
+  kept in the cache), ``json()``, ``text()`` and ``table()`` (astropy).
 - :class:`ResponseCache` ``(directory, expiry_seconds, *, clock)``: on disk, keyed by the
   request without credentials; written atomically; never holds a secret. Offline, a client
   serves cached replies (expired ones too, with a warning) and raises

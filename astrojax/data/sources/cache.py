@@ -85,6 +85,7 @@ class CachedReply:
     provenance: Provenance
     stored_at: float
     expired: bool
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class ResponseCache:
@@ -134,15 +135,17 @@ class ResponseCache:
                                          cache_hit=True)
         return CachedReply(body=body, status=int(meta["status"]),
                            content_type=meta.get("content_type"), provenance=provenance,
-                           stored_at=stored_at, expired=expired)
+                           stored_at=stored_at, expired=expired,
+                           headers=dict(meta.get("headers", {})))
 
     def put(self, key: CacheKey, body: bytes, *, status: int, content_type: str | None,
-            provenance: Provenance) -> bool:
+            provenance: Provenance, headers: dict[str, str] | None = None) -> bool:
         """Stores a reply; returns False (and stores nothing) if it would hold a secret."""
         meta = {
             "request": key.describe(),
             "status": status,
             "content_type": content_type,
+            "headers": dict(headers or {}),
             "stored_at": self._clock(),
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "provenance": provenance.to_dict(),

@@ -58,6 +58,8 @@ from astrojax.data.sources.transport import (
 )
 from astrojax.data.sources.validate import InvalidReply, check_body
 
+# Response headers a Reply keeps (and the cache stores): paging and result counts.
+KEPT_HEADERS = ("Link", "X-Total-Results", "ETag", "Last-Modified")
 log = logging.getLogger(LOGGER_NAME)
 install_log_redaction()
 
@@ -157,30 +159,35 @@ class HttpClient:
 
     def get(self, path_or_url: str, params: Mapping[str, Any] | None = None, *,
             expect: str = "json", headers: Mapping[str, str] | None = None,
-            content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+            content_types: tuple[str, ...] | None = None, use_cache: bool = True,
+            refresh: bool = False) -> Reply:
         """GET a reply and check it is ``expect`` (json, csv, tsv, xml, votable, text, bytes)."""
         return self.request("GET", path_or_url, params=params, expect=expect, headers=headers,
-                            content_types=content_types, use_cache=use_cache)
+                            content_types=content_types, use_cache=use_cache, refresh=refresh)
 
     def post(self, path_or_url: str, data: Mapping[str, Any] | str | bytes | None = None, *,
              json_body: Any = None, params: Mapping[str, Any] | None = None,
              expect: str = "json", headers: Mapping[str, str] | None = None,
-             content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+             content_types: tuple[str, ...] | None = None, use_cache: bool = True,
+            refresh: bool = False) -> Reply:
         """POST form ``data`` or a ``json_body`` (a read-only query: cached and retried)."""
         return self.request("POST", path_or_url, params=params, data=data, json_body=json_body,
                             expect=expect, headers=headers, content_types=content_types,
-                            use_cache=use_cache)
+                            use_cache=use_cache, refresh=refresh)
 
     def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
                 data: Mapping[str, Any] | str | bytes | None = None, json_body: Any = None,
                 expect: str = "json", headers: Mapping[str, str] | None = None,
-                content_types: tuple[str, ...] | None = None, use_cache: bool = True) -> Reply:
+                content_types: tuple[str, ...] | None = None, use_cache: bool = True,
+                refresh: bool = False) -> Reply:
         method = method.upper()
         url = self.url_for(path_or_url)
         key = None
         if self.cache is not None and use_cache:
             key = CacheKey.create(self.source, method, url, params, _body_bytes(data, json_body))
-            cached = self.cache.get(key, allow_expired=self.offline)
+            # refresh: go to the server (unless offline) but still store the new reply.
+            cached = (None if refresh and not self.offline
+                      else self.cache.get(key, allow_expired=self.offline))
             if cached is not None:
                 if cached.expired:
                     log.warning("%s: offline: serving an expired cached reply for %s",
@@ -188,7 +195,7 @@ class HttpClient:
                 parsed = self._check(cached.body, cached.content_type, expect, content_types,
                                      method, url, None)
                 return Reply(cached.body, cached.status, cached.content_type,
-                             cached.provenance, expect, parsed)
+                             cached.provenance, expect, parsed, headers=cached.headers)
         if self.offline:
             request = key.describe() if key else f"{method} {redact_url(url)}"
             raise OfflineCacheMiss(self.source, url, f"offline, and no cached reply for "
@@ -205,10 +212,13 @@ class HttpClient:
             status=response.status_code, content_type=content_type,
             final_url=response.url if response.history else None,
             credential=sent.credentials)
+        kept = {name: response.headers[name] for name in KEPT_HEADERS
+                if name in response.headers}
         if key is not None:
             self.cache.put(key, body, status=response.status_code, content_type=content_type,
-                           provenance=provenance)
-        return Reply(body, response.status_code, content_type, provenance, expect, parsed)
+                           provenance=provenance, headers=kept)
+        return Reply(body, response.status_code, content_type, provenance, expect, parsed,
+                     headers=kept)
 
     def download(self, path_or_url: str, directory: str | Path, filename: str | None = None, *,
                  params: Mapping[str, Any] | None = None, max_bytes: int = 16 * 2**30,

@@ -34,14 +34,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table, vstack
 
-from astrojax.data.sources.cache import CacheKey
 from astrojax.data.sources.config import SourceConfig
 from astrojax.data.sources.credentials import TokenHeader
 from astrojax.data.sources.errors import CredentialError, HTTPStatusError, SourceError
@@ -91,21 +89,22 @@ def invoke(client: HttpClient, service: str, params: dict[str, Any], *, pagesize
     """One page of a MAST service's JSON reply (status COMPLETE) and its provenance.
 
     A reply with status ERROR (MAST sends it with HTTP 200) raises :class:`SourceError` with
-    MAST's message; EXECUTING is asked again (uncached) until it completes.
+    MAST's message; EXECUTING is asked again, past the cache, until it completes, and the
+    complete reply then replaces the cached EXECUTING one (``refresh``).
     """
     request = json.dumps({"service": service, "params": params, "format": "json",
                           "pagesize": pagesize, "page": page}, sort_keys=True)
     form = {"request": request}
-    use_cache = True
+    refresh = False
     for poll in range(POLLS + 1):
         try:
-            reply = client.post(INVOKE, form, expect="json", use_cache=use_cache)
+            reply = client.post(INVOKE, form, expect="json", refresh=refresh)
         except HTTPStatusError as err:
             raise _credential_error(client, err) from None
         body = reply.json()
         status = body.get("status") if isinstance(body, dict) else None
         if status == "EXECUTING":
-            use_cache = False
+            refresh = True
             (sleep or poll_sleep)(min(2.0 ** poll, 10.0))
             continue
         if status == "ERROR" or not isinstance(body, dict):
@@ -113,13 +112,6 @@ def invoke(client: HttpClient, service: str, params: dict[str, Any], *, pagesize
             raise SourceError(client.source, client.url_for(INVOKE),
                               f"{service} failed: {message or 'MAST returned an error status'}",
                               method="POST")
-        if not use_cache and client.cache is not None:
-            # Polled: the complete reply replaces the cached EXECUTING one under the first
-            # request's key (a form body is keyed as its sorted urlencoding, see http.py).
-            key = CacheKey.create(client.source, "POST", client.url_for(INVOKE), None,
-                                  urlencode(sorted(form.items())).encode())
-            client.cache.put(key, reply.body, status=reply.status,
-                             content_type=reply.content_type, provenance=reply.provenance)
         return body, reply.provenance
     raise SourceError(client.source, client.url_for(INVOKE),
                       f"{service} still EXECUTING after {POLLS} polls", method="POST")

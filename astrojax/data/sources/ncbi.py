@@ -28,7 +28,6 @@ from typing import Any
 
 from astropy.table import Column, Table
 
-from astrojax.data.sources.cache import CacheKey
 from astrojax.data.sources.config import SourceConfig
 from astrojax.data.sources.credentials import ApiKeyParam, Credentials
 from astrojax.data.sources.errors import SourceError
@@ -107,13 +106,7 @@ def _etiquette(email: str | None) -> dict[str, str]:
 
 def _fresh_get(client: HttpClient, path: str, params: Mapping[str, Any]) -> Reply:
     """GET past the cache but store the reply, so offline reruns replay it (WebEnv expires)."""
-    if client.offline or client.cache is None:
-        return client.get(path, params, expect="json")
-    reply = client.get(path, params, expect="json", use_cache=False)
-    key = CacheKey.create(client.source, "GET", client.url_for(path), params)
-    client.cache.put(key, reply.body, status=reply.status, content_type=reply.content_type,
-                     provenance=reply.provenance)
-    return reply
+    return client.get(path, params, expect="json", refresh=True)
 
 
 def _raise_on_error(document: Any, result_key: str, url: str) -> Any:

@@ -20,6 +20,9 @@ class Reply:
     provenance: Provenance
     expect: str
     parsed: Any = field(default=None, repr=False, compare=False)  # the JSON, for expect="json"
+    # The response headers a caller may need (``KEPT_HEADERS``: paging links, totals), also
+    # kept in the cache so an offline rerun can page too.
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
 
     def json(self) -> Any:
         return self.parsed if self.expect == "json" else json.loads(self.text())

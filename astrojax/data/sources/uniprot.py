@@ -5,10 +5,8 @@ answers ``format=tsv`` pages of up to 500 entries; the next page is the URL in t
 ``Link: <...>; rel="next"`` header (an opaque cursor), followed until it is absent or
 ``max_entries`` rows are in hand. ``X-Total-Results`` gives the total.
 
-The shared layer's :class:`Reply` carries no response headers, so this module records them
-with a ``requests`` response hook on the client's session, and stores each page's next link
-in the response cache beside the page (under the pseudo-method ``LINK``), so an offline
-rerun can page through cached replies too.
+Both headers come from :attr:`Reply.headers`, which the response cache keeps, so an offline
+rerun pages through cached replies too.
 
 Library use: ``search(client, "organism_id:2242 AND reviewed:true", max_entries=100)``.
 """
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,13 +23,13 @@ from typing import Any
 import astropy.units as u
 from astropy.table import Column, Table
 
-from astrojax.data.sources.cache import CacheKey
 from astrojax.data.sources.config import SourceConfig
-from astrojax.data.sources.errors import OfflineCacheMiss, ReplyValidationError, SourceError
+from astrojax.data.sources.errors import ReplyValidationError, SourceError
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import CONTENT_TYPES
 
 NAME = "uniprot"
 DEFAULT_BASE_URL = "https://rest.uniprot.org"
@@ -97,81 +94,45 @@ def entries_table(labels: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-class _HeaderRecorder:
-    """A session response hook keeping the headers of the latest live response."""
-
-    def __init__(self) -> None:
-        self.headers: Mapping[str, str] = {}
-
-    def __call__(self, response, *args, **kwargs):
-        self.headers = dict(response.headers)
-        return response
-
-
-def _link_key(client: HttpClient, url: str, params: Mapping[str, Any] | None) -> CacheKey:
-    return CacheKey.create(client.source, "LINK", client.url_for(url), params)
-
-
-def _page(client: HttpClient, recorder: _HeaderRecorder, url: str,
-          params: Mapping[str, Any] | None) -> tuple[Reply | None, str | None, int | None]:
-    """One page, its next link and the total, from the server or (with its link) the cache.
-
-    No page (None) when the server says ``X-Total-Results: 0`` with an empty body.
-    """
-    recorder.headers = {}
-    try:
-        reply = client.get(url, params, expect="tsv")
-    except ReplyValidationError as err:
-        if err.reason == "empty" and recorder.headers.get("X-Total-Results") == "0":
+def _page(client: HttpClient, url: str, params: Mapping[str, Any] | None
+          ) -> tuple[Reply | None, str | None, int | None]:
+    """One page, its next link and the total (from the reply's headers, which the cache keeps,
+    so an offline rerun pages too). No page (None) when the server says
+    ``X-Total-Results: 0`` with an empty body; any other empty body is an error."""
+    # expect="text" lets an empty body through to be judged here, with TSV content types.
+    reply = client.get(url, params, expect="text", content_types=CONTENT_TYPES["tsv"])
+    total = reply.headers.get("X-Total-Results")
+    if not reply.body.strip():
+        if total == "0":
             return None, None, 0
-        raise
-    key = _link_key(client, url, params)
-    if reply.provenance.cache_hit and client.cache is not None:
-        cached = client.cache.get(key, allow_expired=client.offline)
-        if cached is not None:
-            stored = json.loads(cached.body)
-            return reply, stored["next"], stored["total"]
-        if client.offline:
-            raise OfflineCacheMiss(NAME, client.url_for(url), "offline, and the cached page has "
-                                   "no stored next link")
-        reply = client.get(url, params, expect="tsv", use_cache=False)
-    headers = recorder.headers
-    total = headers.get("X-Total-Results")
-    link, count = next_link(headers.get("Link")), int(total) if total else None
-    if client.cache is not None:
-        client.cache.put(key, json.dumps({"next": link, "total": count}).encode(), status=200,
-                         content_type="application/json", provenance=reply.provenance)
-    return reply, link, count
+        raise ReplyValidationError(NAME, reply.provenance.url, "expected tsv but the body is "
+                                   "empty", reason="empty")
+    return reply, next_link(reply.headers.get("Link")), int(total) if total else None
 
 
 def search(client: HttpClient, query: str, *, fields: str = DEFAULT_FIELDS,
            max_entries: int = 10_000) -> tuple[Table, list[Provenance], int | None]:
     """UniProtKB entries matching ``query``; returns the table, provenance and the total."""
-    recorder = _HeaderRecorder()
-    client.session.hooks["response"].append(recorder)
-    try:
-        url: str | None = "uniprotkb/search"
-        params: dict[str, Any] | None = {"query": query, "format": "tsv", "fields": fields,
-                                         "size": min(PAGE_SIZE, max_entries)}
-        labels: list[str] = []
-        rows: list[list[str]] = []
-        provenance: list[Provenance] = []
-        total = None
-        while url and len(rows) < max_entries:
-            reply, url, count = _page(client, recorder, url, params)
-            params = None  # the next link carries the whole query
-            total = count if count is not None else total
-            if reply is None:
-                break
-            provenance.append(reply.provenance)
-            page_labels, page_rows = parse_tsv(reply.text())
-            if labels and page_labels != labels:
-                raise SourceError(NAME, reply.provenance.url, "a later page has different "
-                                  f"columns: {page_labels} after {labels}")
-            labels = page_labels
-            rows += page_rows
-    finally:
-        client.session.hooks["response"].remove(recorder)
+    url: str | None = "uniprotkb/search"
+    params: dict[str, Any] | None = {"query": query, "format": "tsv", "fields": fields,
+                                     "size": min(PAGE_SIZE, max_entries)}
+    labels: list[str] = []
+    rows: list[list[str]] = []
+    provenance: list[Provenance] = []
+    total = None
+    while url and len(rows) < max_entries:
+        reply, url, count = _page(client, url, params)
+        params = None  # the next link carries the whole query
+        total = count if count is not None else total
+        if reply is None:
+            break
+        provenance.append(reply.provenance)
+        page_labels, page_rows = parse_tsv(reply.text())
+        if labels and page_labels != labels:
+            raise SourceError(NAME, reply.provenance.url, "a later page has different "
+                              f"columns: {page_labels} after {labels}")
+        labels = page_labels
+        rows += page_rows
     table = entries_table(labels, rows[:max_entries])
     table.meta.update({"query": query, "total": total})
     return table, provenance, total
