@@ -24,7 +24,7 @@ from astrojax.config import Config, ConfigError, validate
 
 # The train CLI owns --config (ml_collections config_flags, dataclass overrides) and the
 # one-line error helpers; importing it defines the flag once for both CLIs.
-from astrojax.train.__main__ import FLAGS, _fail, parse_absl_flags
+from astrojax.train.__main__ import FLAGS, _fail, loaded_config, parse_absl_flags
 
 flags.DEFINE_string("store", None, "Cube store: a path or TensorStore kvstore URL.")
 flags.DEFINE_list("variables", None, "ingest-netcdf: comma-separated variables (default: all "
@@ -77,14 +77,7 @@ def _check_flags_belong(command: str) -> None:
 
 
 def _loaded_config() -> Config:
-    cfg = FLAGS.config
-    if not isinstance(cfg, Config):
-        load_error = getattr(cfg, "__dict__", {}).get("_error")
-        if load_error is not None:  # ml_collections defers a failed config-file load
-            _fail(f"cannot load config file {FLAGS['config'].config_filename}: "
-                  f"{str(load_error).strip().splitlines()[-1].strip()}")
-        _fail(f"{FLAGS['config'].config_filename}: get_config() must return astrojax.config."
-              f"Config, got {type(cfg).__name__}")
+    cfg = loaded_config()
     try:
         validate(cfg)
     except ConfigError as err:

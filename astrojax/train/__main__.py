@@ -81,10 +81,8 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    _setup_logging()
+def loaded_config() -> Config:
+    """The ``--config`` file's Config, or a one-line error if it failed to load."""
     cfg = FLAGS.config
     if not isinstance(cfg, Config):
         load_error = getattr(cfg, "__dict__", {}).get("_error")
@@ -93,6 +91,14 @@ def main(argv: list[str]) -> None:
                   f"{str(load_error).strip().splitlines()[-1].strip()}")
         _fail(f"{FLAGS['config'].config_filename}: get_config() must return astrojax.config."
               f"Config, got {type(cfg).__name__}")
+    return cfg
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    _setup_logging()
+    cfg = loaded_config()
 
     import jax  # after flag parsing: a bad flag should not wait for JAX to start
 
