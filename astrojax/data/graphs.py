@@ -114,6 +114,12 @@ def default_buckets(sizes: np.ndarray, graphs_per_shard: int, num_shards: int = 
     return tuple(sorted(buckets))
 
 
+def exact_bucket(example: Example) -> Bucket:
+    """The smallest bucket (in our rounding) that holds one example: for a single-graph batch."""
+    nodes, edges, _ = example_sizes([example])[0]
+    return Bucket(_round_up(nodes + 1, 32), _round_up(max(edges, 2), 64))
+
+
 def choose_bucket(buckets: Sequence[Bucket], nodes: int, edges: int) -> Bucket:
     """The smallest bucket (by nodes, then edges) that fits; ValueError naming the sizes if none."""
     for bucket in sorted(buckets):

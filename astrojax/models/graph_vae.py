@@ -25,8 +25,7 @@ import jraph
 from flax import nnx
 
 from astrojax.config import GraphVAEConfig
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+from astrojax.models.transformer import to_dtype
 
 
 def tiny_graph_config(**overrides) -> GraphVAEConfig:
@@ -55,7 +54,7 @@ class GraphTransformerLayer(nnx.Module):
     """Pre-norm multi-head attention over incoming edges, then a pre-norm feed-forward block."""
 
     def __init__(self, cfg: GraphVAEConfig, num_edge_features: int, *, rngs: nnx.Rngs):
-        d, dtype = cfg.hidden_dim, _DTYPES[cfg.dtype]
+        d, dtype = cfg.hidden_dim, to_dtype(cfg.dtype)
         self.num_heads, self.head_dim = cfg.num_heads, d // cfg.num_heads
         self.attn_norm = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
         self.query = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
@@ -100,7 +99,7 @@ class GraphVAE(nnx.Module):
 
     def __init__(self, cfg: GraphVAEConfig, num_node_features: int, num_edge_features: int,
                  *, rngs: nnx.Rngs):
-        d, dtype = cfg.hidden_dim, _DTYPES[cfg.dtype]
+        d, dtype = cfg.hidden_dim, to_dtype(cfg.dtype)
         self.cfg, self.num_node_features = cfg, num_node_features
         self.embed_nodes = nnx.Linear(num_node_features, d, dtype=dtype, rngs=rngs)
         self.embed_pe = nnx.Linear(max(cfg.random_walk_steps, 1), d, dtype=dtype, rngs=rngs)

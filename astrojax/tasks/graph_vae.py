@@ -222,10 +222,7 @@ class LinkPredictionTask(_GraphTask):
         """The one training graph, padded, with the evaluation pairs as node-index pairs."""
         example = graphs.graph_example(train_network(self.network, self.split),
                                        self.cfg.graph_vae.random_walk_steps)
-        sizes = graphs.example_sizes([example])[0]
-        bucket = graphs.Bucket(graphs._round_up(sizes[0] + 1, 32),
-                               graphs._round_up(max(sizes[1], 2), 64))
-        batch = graphs.pad_examples([example], bucket, num_graphs=1)
+        batch = graphs.pad_examples([example], graphs.exact_bucket(example), num_graphs=1)
         m = self.network.num_metabolites
         for name in ("val_pairs", "val_negatives", "test_pairs", "test_negatives"):
             pairs = np.asarray(getattr(self.split, name), np.int32) + np.array([0, m], np.int32)
