@@ -61,6 +61,14 @@ class Task(abc.ABC):
         saved with every checkpoint. Default: none."""
         return {}
 
+    def baselines(self) -> dict[str, float]:
+        """The best closed-form rules and simplest fair models on the same held-out set that
+        :meth:`finalize_eval` scores, keyed ``"RULE/METRIC"`` with the same metric names (for
+        example ``"majority/accuracy"``). A learned metric is a result only beside these: the
+        loop logs them with every eval as ``eval/baseline/RULE/METRIC``. Computed once; no
+        learning from held-out data. Default: none."""
+        return {}
+
     def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
         """Evaluations that need the whole trained model at once (linear probes, for example),
         run after the last step. ``embed_fn(params, batch)`` is the jitted :meth:`embed`;

@@ -127,6 +127,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
         train_record: dict[str, Any] = {}
         eval_record: dict[str, Any] = {}
         compile_seconds = 0.0
+        baselines: dict[str, float] | None = None  # computed at the first eval
         step = saved_step = start_step
         items = 0
         interval_start = time.perf_counter()
@@ -155,7 +156,9 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     progress.update(step)
                 if t.eval_batches and (step % t.eval_every == 0 or step == t.steps):
                     eval_sums = evaluate(program, state.params, eval_batches)
-                    eval_record = writer.write(step, eval_sums, prefix="eval/")
+                    if baselines is None:
+                        baselines = {f"baseline/{k}": v for k, v in task.baselines().items()}
+                    eval_record = writer.write(step, {**eval_sums, **baselines}, prefix="eval/")
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0
                 if step % t.checkpoint_every == 0:
