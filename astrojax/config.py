@@ -27,6 +27,7 @@ EDGE_DECODERS = ("inner_product", "mlp")
 TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 GRAPH_TASKS = ("graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
+TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -386,6 +387,10 @@ def _check_data(cfg: Config) -> None:
     for name in ("link_val_fraction", "link_test_fraction"):
         if not 0.0 < getattr(d, name) < 0.5:
             raise ConfigError(f"data.{name}", f"must be in (0, 0.5), got {getattr(d, name)}")
+    if cfg.task == "lm" and cfg.model.vocab_size < TEXT_VOCAB_SIZE:
+        raise ConfigError("model.vocab_size",
+                          f"{cfg.model.vocab_size} is smaller than the byte tokenizer's "
+                          f"{TEXT_VOCAB_SIZE} ids (out-of-range ids would embed as NaN)")
     if d.seq_len > cfg.model.max_seq_len:
         raise ConfigError("data.seq_len",
                           f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")

@@ -56,6 +56,7 @@ def test_from_dict_names_unknown_key():
         ("model", "remat_policy", "some", "model.remat_policy", "dots_saveable"),
         ("data", "packing", "zip", "data.packing", "pack, pad"),
         ("data", "seq_len", 1024, "data.seq_len", "max_seq_len"),
+        ("model", "vocab_size", 64, "model.vocab_size", "byte tokenizer's 259 ids"),
         ("optim", "b2", 1.0, "optim.b2", "[0, 1)"),
         ("mesh", "tensor", 0, "mesh.tensor", "positive"),
     ],
@@ -144,6 +145,13 @@ def test_task_names_match_the_registry():
     from astrojax.tasks import TASKS
 
     assert set(TASK_NAMES) == set(TASKS)
+
+
+def test_text_vocab_size_matches_the_tokenizer():
+    from astrojax.config import TEXT_VOCAB_SIZE
+    from astrojax.data.tokenizer import ByteTokenizer
+
+    assert ByteTokenizer.vocab_size == TEXT_VOCAB_SIZE
 
 
 def test_graph_config_errors_name_the_key():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import optax
 
@@ -19,9 +21,43 @@ def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     )
 
 
-def _decay_mask(params):
-    # Decay matrices only: norms' scales and biases are left alone, as in Llama and GPT recipes.
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+# What a parameter is, read from its name (the last entry of its path in the module tree),
+# never from its rank: a scanned stack gives every norm scale a leading "layers" axis, and
+# Mamba's A_log is a matrix. Weight matrices (projections, convolution kernels, the token
+# embedding) are decayed, as in the Llama, GPT and Mamba recipes; norm scales, biases, Mamba's
+# A_log and D, learned position tables, mask tokens and pooling queries are not. A name that
+# matches neither list is an error, so a new kind of parameter is decided on, not guessed.
+DECAYED = re.compile(r"w_.*|kernel|embedding(_.*)?")
+NOT_DECAYED = re.compile(r"scale(_.*)?|bias(_.*)?|b_.*|a_log(_.*)?|d_e|pos_.*|query(_.*)?|"
+                         r"mask_token(_.*)?")
+
+
+def param_name(path) -> str:
+    """The parameter's own name: the last named entry of its pytree path (``.value`` and
+    list indices skipped)."""
+    names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path
+             if not isinstance(k, jax.tree_util.SequenceKey)]
+    names = [n for n in names if n and n != "value"]
+    return names[-1] if names else ""
+
+
+def is_decayed(path) -> bool:
+    """Whether weight decay applies to the parameter at ``path``; ValueError for a name that
+    neither :data:`DECAYED` nor :data:`NOT_DECAYED` knows."""
+    name = param_name(path)
+    if DECAYED.fullmatch(name):
+        return True
+    if NOT_DECAYED.fullmatch(name):
+        return False
+    raise ValueError(f"parameter {jax.tree_util.keystr(path)} ({name!r}): weight decay is decided "
+                     f"by name and this one is in neither astrojax.train.optim.DECAYED "
+                     f"({DECAYED.pattern}) nor NOT_DECAYED ({NOT_DECAYED.pattern}); rename it or "
+                     "add it to one of them")
+
+
+def decay_mask(params):
+    """A pytree of bools like ``params``: True where AdamW's weight decay applies."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: is_decayed(path), params)
 
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTransformation,
@@ -32,5 +68,5 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTr
     if cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay, mask=_decay_mask))
+                             weight_decay=cfg.weight_decay, mask=decay_mask))
     return optax.chain(*parts), schedule
