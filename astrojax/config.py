@@ -59,7 +59,10 @@ class MeshConfig:
 
     data: int = -1
     fsdp: int = 1
-    context: int = 1  # splits sequences (ring attention); 1 unless attention_impl="ring"
+    # Splits the transformer's sequences (the "sequence" logical axis; task lm only): the
+    # residual stream is sharded along it and attention runs as ring attention (impl auto or
+    # ring) or gathers keys and values (xla, blockwise). Pallas and cuDNN cannot split it.
+    context: int = 1
     tensor: int = 1
     logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_LOGICAL_AXIS_RULES
 
@@ -445,7 +448,26 @@ def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
     return sizes
 
 
+CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
+
+
 def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
+    if sizes["context"] > 1:
+        if cfg.task != "lm":
+            raise ConfigError("mesh.context", f"{sizes['context']} splits the transformer's "
+                                              f"sequences (task lm); task {cfg.task!r} has none "
+                                              "to split: use 1")
+        if cfg.model.attention_impl not in CONTEXT_IMPLS:
+            raise ConfigError("model.attention_impl",
+                              f"{cfg.model.attention_impl!r} cannot run on a sequence split "
+                              f"over mesh.context={sizes['context']}; use one of "
+                              f"{', '.join(CONTEXT_IMPLS)}")
+        chunks = sizes["context"] * (2 if cfg.model.attention_impl in ("auto", "ring") else 1)
+        if cfg.data.seq_len % chunks:
+            raise ConfigError("data.seq_len", f"{cfg.data.seq_len} does not split into {chunks} "
+                                              f"chunks (mesh.context={sizes['context']}"
+                                              + (", x 2 for ring attention's zig-zag)"
+                                                 if chunks > sizes["context"] else ")"))
     data_parallel = sizes["data"] * sizes["fsdp"]
     if cfg.task in GRAPH_TASKS:
         sub_batches = cfg.train.global_batch_size // cfg.data.graphs_per_sub_batch

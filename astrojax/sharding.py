@@ -1,22 +1,33 @@
 """Device mesh from config, logical-to-mesh axis rules, and shardings of NNX state and batches.
 
-Model code names only logical axes (``embed``, ``heads``, ``batch``, ...); the table
-``MeshConfig.logical_axis_rules`` maps them onto the mesh axes ``data``, ``fsdp`` and ``tensor``.
-Everything here derives shardings from that one table.
+Model code names only logical axes (``embed``, ``heads``, ``batch``, ``sequence``, ...); the
+table ``MeshConfig.logical_axis_rules`` maps them onto the mesh axes ``data``, ``fsdp``,
+``context`` and ``tensor``. Everything here derives shardings from that one table: parameters'
+through :func:`state_shardings`, activations' through :func:`constrain`, which reads the table
+that :func:`axis_rules` (flax's logical-axis-rules context) makes current while a step traces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import flax.core.spmd
 import flax.linen as nn
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from astrojax.config import MESH_AXES, ConfigError, MeshConfig, resolve_mesh_shape
+from astrojax.config import (
+    DEFAULT_LOGICAL_AXIS_RULES,
+    MESH_AXES,
+    ConfigError,
+    MeshConfig,
+    resolve_mesh_shape,
+)
 
 Rules = Sequence[tuple[str, Any]]
 
@@ -104,3 +115,70 @@ def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules)
                                                      value)
         for name, value in local_batch.items()
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Activations: the current rules and sharding constraints named by logical axes
+
+
+def axis_rules(rules: Rules) -> contextlib.AbstractContextManager:
+    """Makes ``rules`` the table that :func:`constrain` and the layers read (flax's
+    logical-axis-rules context; thread-local, so wrap the function that jit traces)."""
+    return flax.core.spmd.logical_axis_rules(tuple(rules))
+
+
+def with_axis_rules(fn: Callable, rules: Rules) -> Callable:
+    """``fn`` traced under :func:`axis_rules` ``(rules)``: for functions handed to ``jax.jit``."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with axis_rules(rules):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+def current_rules() -> Rules:
+    """The rules :func:`axis_rules` made current, else the default table."""
+    return flax.core.spmd.get_logical_axis_rules() or DEFAULT_LOGICAL_AXIS_RULES
+
+
+def mesh_axes(logical: str, rules: Rules | None = None) -> tuple[str, ...]:
+    """The mesh axes the logical axis ``logical`` maps to (``()``: replicated)."""
+    rules = current_rules() if rules is None else rules
+    table = dict(rules)
+    if logical not in table:
+        raise KeyError(f"logical axis {logical!r} has no rule in mesh.logical_axis_rules "
+                       f"(known: {', '.join(sorted(table))})")
+    return _as_tuple(table[logical])
+
+
+def fitted_spec(shape: Sequence[int], logical: Sequence[str | None],
+                mesh: jax.sharding.AbstractMesh | Mesh | None = None,
+                exclude: Sequence[str] = ()) -> PartitionSpec:
+    """The PartitionSpec of an array of ``shape`` whose dimensions are named ``logical``, on
+    ``mesh`` (default: the current one) under the current rules. Mesh axes that the mesh lacks,
+    that have size 1, that an earlier dimension already uses, that are in ``exclude`` or that
+    do not divide the dimension are left out, so the same model code runs on any mesh."""
+    mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
+    if len(logical) != len(shape):
+        raise ValueError(f"{len(logical)} logical axes {tuple(logical)} for an array of shape "
+                         f"{tuple(shape)}")
+    spec, used = [], set(exclude)
+    for size, name in zip(shape, logical, strict=True):
+        axes, shards = [], 1
+        for axis in (() if name is None else mesh_axes(name)):
+            n = dict(mesh.shape).get(axis, 1)
+            if n > 1 and axis not in used and size % (shards * n) == 0:
+                axes.append(axis)
+                shards *= n
+        used.update(axes)
+        spec.append(None if not axes else axes[0] if len(axes) == 1 else tuple(axes))
+    return PartitionSpec(*spec)
+
+
+def constrain(x: jax.Array, logical: Sequence[str | None]) -> jax.Array:
+    """``x`` constrained to the sharding its logical axes map to (:func:`fitted_spec`) on the
+    current mesh; a no-op outside ``jax.set_mesh``."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, fitted_spec(x.shape, logical, mesh))

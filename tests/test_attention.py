@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 import astrojax.models.attention as attention_module
-from astrojax.models.attention import UnsupportedOption, attention, choose_impl, get_impl
+from astrojax.models.attention import (
+    UnsupportedOption,
+    attention,
+    choose_impl,
+    explain_choice,
+    get_impl,
+)
 from astrojax.models.attention.blockwise import kv_block_range, q_block_range
 from astrojax.models.attention.cudnn import (
     check_supported,
@@ -274,6 +280,32 @@ def test_auto_resolves_through_choose_impl(caplog, monkeypatch):
     f32 = jax.ShapeDtypeStruct((1, 128, 4, 64), jnp.float32)
     assert choose_impl(bf16, bf16, backend="gpu") == "cudnn"
     assert choose_impl(f32, f32, backend="gpu") == "pallas"
+
+
+def test_auto_never_picks_a_dense_mask_path_when_pallas_supports_the_call():
+    bf16 = jax.ShapeDtypeStruct((2, 4096, 8, 64), jnp.bfloat16)
+    kv = jax.ShapeDtypeStruct((2, 4096, 2, 64), jnp.bfloat16)
+    ids = jax.ShapeDtypeStruct((2, 4096), jnp.int32)
+    # packed batches: cuDNN would build a [b, 1, T, T] mask under jit; Pallas is O(T)
+    impl, reason = explain_choice(bf16, kv, causal=True, segment_ids=ids, backend="gpu")
+    assert impl == "pallas" and "segment ids" in reason
+    assert choose_impl(bf16, kv, window=(64, 64), backend="gpu") == "pallas"
+    # cuDNN takes causal sliding windows natively
+    assert choose_impl(bf16, kv, causal=True, window=(64, 0), backend="gpu") == "cudnn"
+
+
+def test_auto_picks_ring_when_the_mesh_splits_the_sequence(caplog, monkeypatch):
+    monkeypatch.setattr(attention_module, "_logged_choices", set())
+    from astrojax.config import MeshConfig
+    from astrojax.sharding import make_mesh
+
+    q, k, _, _ = inputs(2, 64, 64, 4, 2, 16)
+    with jax.set_mesh(make_mesh(MeshConfig(data=2, context=4))):
+        assert explain_choice(q, k)[0] == "ring"
+        with caplog.at_level(logging.INFO, logger="astrojax.models.attention"):
+            jax.eval_shape(functools.partial(attention, causal=True), q, k, k)
+    assert "auto -> ring" in caplog.text and "splits the sequence 4 ways" in caplog.text
+    assert choose_impl(q, k) == "xla"  # no mesh
 
 
 def test_unknown_impl_is_named():

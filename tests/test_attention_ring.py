@@ -192,3 +192,23 @@ def test_bad_lengths_and_options():
             shape_of(q, k, v, load_balance="spiral")
         with pytest.raises(ValueError, match="kv_segment_ids"):
             shape_of(q, k, v, q_segment_ids=jnp.ones(q.shape[:2], jnp.int32))
+
+
+def test_mesh_axes_come_from_the_logical_rules():
+    # The sequence rule names fsdp here: the ring runs over fsdp, the batch over data.
+    from astrojax import sharding
+    from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES
+
+    rules = tuple(r for r in DEFAULT_LOGICAL_AXIS_RULES if r[0] not in ("batch", "sequence"))
+    rules += (("batch", "data"), ("sequence", "fsdp"))
+    mesh = make_mesh(MeshConfig(data=2, fsdp=4))
+    with sharding.axis_rules(rules):
+        _check_against_reference(mesh, causal=True)
+        q, k, v, _ = _inputs()
+        with jax.set_mesh(mesh):
+            out = jax.jit(lambda q, k, v: ring_attention(q, k, v, causal=True))(q, k, v)
+    assert tuple(out.sharding.spec)[:2] == ("data", "fsdp")
+    bad = rules[:-1] + (("sequence", ("fsdp", "context")),)
+    with sharding.axis_rules(bad), jax.set_mesh(mesh), pytest.raises(ValueError,
+                                                                      match="one mesh axis"):
+        jax.eval_shape(ring_attention, q, k, v)

@@ -147,6 +147,23 @@ def test_task_names_match_the_registry():
     assert set(TASK_NAMES) == set(TASKS)
 
 
+def test_context_axis_needs_a_task_and_impl_that_split_sequences():
+    cfg = Config()
+    cfg.mesh.context = 4
+    validate(cfg, num_devices=8)  # lm, attention auto -> ring
+    cfg.model.attention_impl = "pallas"
+    with pytest.raises(ConfigError, match=r"config.model.attention_impl: 'pallas' cannot run.*"
+                                          r"auto, ring, xla, blockwise"):
+        validate(cfg, num_devices=8)
+    cfg.model.attention_impl, cfg.data.seq_len = "ring", 100
+    with pytest.raises(ConfigError, match=r"config.data.seq_len: 100 does not split into 8"):
+        validate(cfg, num_devices=8)
+    cfg = Config(task="datacube")
+    cfg.mesh.context = 2
+    with pytest.raises(ConfigError, match=r"config.mesh.context: 2 .*task 'datacube'"):
+        validate(cfg, num_devices=8)
+
+
 def test_text_vocab_size_matches_the_tokenizer():
     from astrojax.config import TEXT_VOCAB_SIZE
     from astrojax.data.tokenizer import ByteTokenizer

@@ -66,3 +66,32 @@ def test_shard_batch_splits_rows_over_data_axes():
     assert {s.data.shape for s in batch["tokens"].addressable_shards} == {(2, 5)}
     np.testing.assert_array_equal(np.asarray(batch["tokens"]), tokens)
     assert sharding.data_parallel_size(mesh, RULES) == 4
+
+
+def test_constrain_places_activations_by_logical_axes():
+    mesh = sharding.make_mesh(MeshConfig(data=2, context=4))
+    x = np.arange(2 * 8 * 3, dtype=np.float32).reshape(2, 8, 3)
+    activations = ("batch", "sequence", None)
+
+    def run():
+        return jax.jit(lambda x: sharding.constrain(x * 2, activations))(x)
+
+    with jax.set_mesh(mesh):
+        assert run().sharding.spec == P("data", "context")
+        no_context = tuple(r for r in RULES if r[0] != "sequence") + (("sequence", None),)
+        with sharding.axis_rules(no_context):
+            assert run().sharding.spec == P("data")
+    np.testing.assert_array_equal(sharding.constrain(x, activations), x)  # no mesh: no-op
+
+
+def test_fitted_spec_leaves_out_axes_that_cannot_split():
+    mesh = sharding.make_mesh(MeshConfig(data=2, fsdp=2, context=2))
+    # batch 6 divides by data=2 but not by data x fsdp; the sequence 5 not by context
+    assert sharding.fitted_spec((6, 5), ("batch", "sequence"), mesh) == P("data", None)
+    assert sharding.fitted_spec((8, 4), ("batch", "sequence"), mesh) == P(("data", "fsdp"),
+                                                                          "context")
+    # an axis an earlier dimension uses is not used twice; excluded axes are not used at all
+    assert sharding.fitted_spec((8, 8), ("batch", "embed"), mesh) == P(("data", "fsdp"), None)
+    assert sharding.fitted_spec((8,), ("batch",), mesh, exclude=("fsdp",)) == P("data")
+    with pytest.raises(ValueError, match="2 logical axes"):
+        sharding.fitted_spec((8,), ("batch", None), mesh)

@@ -12,12 +12,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from astrojax.config import Config, DataConfig, MeshConfig, TrainConfig, TransformerConfig
-from astrojax.sharding import make_mesh
+from astrojax.sharding import axis_rules, make_mesh
 from astrojax.tasks import get_task
 from astrojax.train.loop import train_and_evaluate
-from astrojax.train.step import build_program
+from astrojax.train.step import abstract_model, build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +65,31 @@ def test_sharded_step_equals_single_device():
     sharded_leaves = [x for x in jax.tree.leaves(state_8.params)
                       if len({str(s.index) for s in x.addressable_shards}) > 1]
     assert sharded_leaves, "no parameter was sharded on the 2x2x2 mesh"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["auto", "xla"])
+def test_context_parallel_step_equals_single_device(impl):
+    # auto -> ring attention over the context axis; xla gathers keys and values instead
+    cfg = tiny_config()
+    cfg.model.attention_impl = impl
+    task = get_task(cfg)
+    single = build_program(cfg, task, make_mesh(MeshConfig(), jax.devices()[:1]))
+    split = build_program(cfg, task, make_mesh(MeshConfig(data=2, context=4)))
+    it = iter(task.train_data(0, 1))
+    state_1, state_8 = single.init(), split.init()
+    for _ in range(2):
+        batch = next(it)
+        state_1, metrics_1 = single.train_step(state_1, single.shard(batch))
+        state_8, metrics_8 = split.train_step(state_8, split.shard(batch))
+        np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-5)
+        np.testing.assert_allclose(metrics_8["grad_norm"], metrics_1["grad_norm"], rtol=1e-4)
+    # the residual stream really is split along the sequence
+    graphdef, _ = abstract_model(task, 0)
+    tokens = split.shard(batch)["tokens"]
+    with jax.set_mesh(split.mesh), axis_rules(cfg.mesh.logical_axis_rules):
+        logits = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))(state_8.params, tokens)
+    assert tuple(logits.sharding.spec)[:2] == ("data", "context")
 
 
 @pytest.mark.slow

@@ -18,6 +18,11 @@ from flax import nnx
 
 from astrojax.config import TransformerConfig
 from astrojax.models.attention import attention
+from astrojax.sharding import constrain
+
+# The residual stream's layout: batch over the data axes, the sequence over the context axis
+# (sequence parallelism; attention impls other than ring gather keys and values as needed).
+_ACTIVATIONS = ("batch", "sequence", None)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -176,7 +181,7 @@ class Block(nnx.Module):
             x_btd = x_btd + self.attn(self.attn_norm(x_btd), sin_bth, cos_bth, segment_ids_bt)
         with jax.named_scope("mlp"):
             x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
-        return x_btd
+        return constrain(x_btd, _ACTIVATIONS)
 
 
 def _run_block(block: Block, x_btd, sin_bth, cos_bth, segment_ids_bt):
@@ -243,6 +248,7 @@ class Transformer(nnx.Module):
 
         with jax.named_scope("embed"):
             x_btd = jnp.take(self.embedding_vd[...], tokens_bt, axis=0).astype(self.dtype)
+            x_btd = constrain(x_btd, _ACTIVATIONS)
 
         block_fn = self._block_fn()
         if self.scan_layers:

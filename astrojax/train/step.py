@@ -148,12 +148,17 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
     abstract_state = jax.eval_shape(init_fn)
     shardings = state_shardings(abstract_state, tx, mesh, rules)
     rep = sharding.replicated(mesh)
+
+    def traced_with_rules(fn):  # activations' sharding constraints read the same table
+        return sharding.with_axis_rules(fn, rules)
+
     return Program(
         task=task, mesh=mesh, rules=rules, abstract_state=abstract_state,
         state_shardings=shardings,
         init=jax.jit(init_fn, out_shardings=shardings),
-        train_step=jax.jit(make_train_step(graphdef, task, tx, schedule),
+        train_step=jax.jit(traced_with_rules(make_train_step(graphdef, task, tx, schedule)),
                            out_shardings=(shardings, rep), donate_argnums=0),
-        eval_step=jax.jit(make_eval_step(graphdef, task), out_shardings=rep),
-        embed=jax.jit(make_embed_fn(graphdef, task)),
+        eval_step=jax.jit(traced_with_rules(make_eval_step(graphdef, task)),
+                          out_shardings=rep),
+        embed=jax.jit(traced_with_rules(make_embed_fn(graphdef, task))),
     )

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections.abc import Callable
 
 import jax
 
+from astrojax import sharding
 from astrojax.models.attention.reference import (
     UnsupportedOption,
     check_inputs,
@@ -54,20 +56,60 @@ def get_impl(name: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
-def choose_impl(q, k, *, backend: str | None = None) -> str:
-    """The kernel ``auto`` runs for these inputs on ``backend``: the only place this is decided.
+# The XLA reference holds [batch, heads, q_len, kv_len] float32 scores: fine while small.
+_XLA_SCORE_BYTES = 256 * 1024 * 1024
 
-    GPU: cuDNN's fused kernel for 16-bit inputs with head_dim <= 128 (what it supports), our
-    Pallas kernel otherwise. CPU and others: the XLA reference while the score matrix is small,
-    blockwise beyond (the reference's memory grows with q_len * kv_len).
+
+def choose_impl(q, k, *, causal: bool = False, window: tuple[int, int] | None = None,
+                segment_ids=None, backend: str | None = None) -> str:
+    """The kernel ``auto`` runs for this call on ``backend``: the only place this is decided.
+    :func:`explain_choice` gives the reason with it."""
+    return explain_choice(q, k, causal=causal, window=window, segment_ids=segment_ids,
+                          backend=backend)[0]
+
+
+def explain_choice(q, k, *, causal: bool = False, window: tuple[int, int] | None = None,
+                   segment_ids=None, backend: str | None = None) -> tuple[str, str]:
+    """``(impl, reason)`` for ``impl="auto"``. Never an O(q_len * kv_len)-memory path when an
+    O(len) one supports the call, except the XLA reference while its scores are small:
+
+    - The current mesh splits the sequence (the ``sequence`` rule's axis > 1): ``ring``.
+    - GPU: cuDNN's fused kernel for 16-bit inputs with head_dim <= 128, a multiple of 8, and
+      no option that cuDNN can only take as a dense ``[b, 1, T, T]`` mask (segment ids under
+      jit, a two-sided window without causal); our Pallas kernel otherwise, which handles
+      those in O(T) memory.
+    - CPU and others: the XLA reference while its float32 scores fit in 256 MB, blockwise
+      beyond.
     """
     backend = backend or jax.default_backend()
+    context = _sequence_shards()
+    if context > 1 and q.shape[1] == k.shape[1]:
+        return "ring", f"the mesh splits the sequence {context} ways"
     if backend in ("gpu", "cuda", "rocm"):
-        if q.dtype.itemsize == 2 and q.shape[-1] <= 128 and q.shape[-1] % 8 == 0:
-            return "cudnn"
-        return "pallas"
-    scores = q.shape[0] * q.shape[2] * q.shape[1] * k.shape[1]
-    return "xla" if scores <= 64 * 1024 * 1024 else "blockwise"
+        h = q.shape[-1]
+        if q.dtype.itemsize != 2:
+            return "pallas", f"{q.dtype} inputs (cuDNN takes 16-bit only)"
+        if h > 128 or h % 8:
+            return "pallas", f"head_dim={h} (cuDNN here: <= 128, a multiple of 8)"
+        if segment_ids is not None:
+            return "pallas", "segment ids: cuDNN would need a dense [b, 1, T, T] mask, Pallas " \
+                             "is O(T)"
+        if window is not None and not causal and window[1] > 0:
+            return "pallas", "two-sided window: cuDNN would need a dense [b, 1, T, T] mask"
+        return "cudnn", "16-bit inputs cuDNN supports natively"
+    score_bytes = 4 * q.shape[0] * q.shape[2] * q.shape[1] * k.shape[1]
+    if score_bytes <= _XLA_SCORE_BYTES:
+        return "xla", f"scores take {score_bytes / 2**20:.1f} MB (<= 256 MB)"
+    return "blockwise", f"scores would take {score_bytes / 2**20:.0f} MB (> 256 MB)"
+
+
+def _sequence_shards() -> int:
+    """How many ways the current mesh splits the ``sequence`` logical axis (1 without a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    shape = dict(mesh.shape)
+    return math.prod(shape.get(axis, 1) for axis in sharding.mesh_axes("sequence"))
 
 
 def attention(q, k, v, *, impl: str = "auto", causal: bool = False,
@@ -78,14 +120,16 @@ def attention(q, k, v, *, impl: str = "auto", causal: bool = False,
     window = check_window(window)
     q_ids, kv_ids = normalize_segment_ids(segment_ids, q.shape[1], k.shape[1])
     if impl == "auto":
-        impl = choose_impl(q, k)
-        key = (impl, q.shape, k.shape, str(q.dtype))
+        impl, reason = explain_choice(q, k, causal=causal, window=window,
+                                      segment_ids=q_ids)
+        key = (impl, q.shape, k.shape, str(q.dtype), q_ids is not None, window)
         if key not in _logged_choices:
             _logged_choices.add(key)
-            log.info("attention impl auto -> %s for q%s k%s %s on %s", impl, q.shape, k.shape,
-                     q.dtype, jax.default_backend())
+            log.info("attention impl auto -> %s for q%s k%s %s on %s: %s", impl, q.shape,
+                     k.shape, q.dtype, jax.default_backend(), reason)
     return get_impl(impl)(q, k, v, causal=causal, window=window, q_segment_ids=q_ids,
                           kv_segment_ids=kv_ids, scale=scale)
 
 
-__all__ = ["IMPLS", "UnsupportedOption", "attention", "choose_impl", "get_impl"]
+__all__ = ["IMPLS", "UnsupportedOption", "attention", "choose_impl", "explain_choice",
+           "get_impl"]

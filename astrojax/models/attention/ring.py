@@ -20,6 +20,11 @@ Design:
   (memory linear in the sequence) and re-runs the ring; dk/dv accumulators travel with their
   k/v chunk and take one extra hop home at the end.
 
+The mesh axes come from the logical axis rules (:mod:`astrojax.sharding`), as for every other
+layer: the sequence is split over the mesh axis of the ``sequence`` rule (``context`` by
+default), the batch over the ``batch`` rule's axes and heads over the ``heads`` rule's axes
+where they divide.
+
 Unsupported: ``q_len != kv_len`` and sequence lengths that do not divide by the number of
 chunks (``context_size``, times 2 for zigzag) raise :class:`UnsupportedOption`; pad first.
 """
@@ -34,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from astrojax import sharding
 from astrojax.models.attention.reference import (
     UnsupportedOption,
     Window,
@@ -44,8 +50,6 @@ from astrojax.models.attention.reference import (
 )
 
 LOAD_BALANCE = ("zigzag", "striped", None)
-_BATCH_AXES = ("data", "fsdp")
-_HEADS_AXIS = "tensor"
 
 
 def sequence_permutation(seq_len: int, context_size: int, load_balance: str | None) -> np.ndarray:
@@ -103,12 +107,15 @@ class _Plan:
 
 
 def ring_attention(q, k, v, *, causal: bool = False, window: Window = None, q_segment_ids=None,
-                   kv_segment_ids=None, scale: float | None = None, axis_name: str = "context",
-                   load_balance: str | None = "zigzag", skip_masked_blocks: bool = True):
-    """Attention with the sequence sharded over mesh axis ``axis_name`` (same results as
-    ``xla_attention``). Call under ``jax.set_mesh(mesh)``; see the module docstring."""
+                   kv_segment_ids=None, scale: float | None = None,
+                   axis_name: str | None = None, load_balance: str | None = "zigzag",
+                   skip_masked_blocks: bool = True):
+    """Attention with the sequence sharded over mesh axis ``axis_name`` (default: the axis of
+    the ``sequence`` logical rule); same results as ``xla_attention``. Call under
+    ``jax.set_mesh(mesh)``; see the module docstring."""
     check_inputs(q, k, v)
     window = check_window(window)
+    axis_name = sequence_axis() if axis_name is None else axis_name
     mesh = _context_mesh(axis_name)
     if (q_segment_ids is None) != (kv_segment_ids is None):
         raise ValueError("pass both q_segment_ids and kv_segment_ids, or neither")
@@ -119,7 +126,7 @@ def ring_attention(q, k, v, *, causal: bool = False, window: Window = None, q_se
     context_size = mesh.shape[axis_name]
     perm = sequence_permutation(seq_len, context_size, load_balance)
     identity = bool(np.all(perm == np.arange(seq_len)))
-    spec = _qkv_spec(mesh, axis_name, b, n, k.shape[2])
+    spec = _qkv_spec(mesh, axis_name, q.shape, k.shape)
 
     def permute(x, order):
         return x if identity else jnp.take(x, jnp.asarray(order), axis=1)
@@ -149,21 +156,24 @@ def _context_mesh(axis_name: str) -> jax.sharding.AbstractMesh:
     return mesh
 
 
-def _qkv_spec(mesh, axis_name: str, batch: int, num_heads: int, num_kv_heads: int) -> P:
-    """``[batch, len, heads, head_dim]`` spec: batch over the data axes that divide it, the
-    sequence over ``axis_name``, heads over ``tensor`` when it divides both head counts."""
-    batch_axes, shards = [], 1
-    for axis in _BATCH_AXES:
-        size = mesh.shape.get(axis, 1) if axis != axis_name else 1
-        if size > 1 and batch % (shards * size) == 0:
-            batch_axes.append(axis)
-            shards *= size
-    batch_spec = None if not batch_axes else batch_axes[0] if len(batch_axes) == 1 else tuple(
-        batch_axes)
-    tensor = mesh.shape.get(_HEADS_AXIS, 1) if _HEADS_AXIS != axis_name else 1
-    heads = _HEADS_AXIS if tensor > 1 and not num_heads % tensor and not num_kv_heads % tensor \
-        else None
-    return P(batch_spec, axis_name, heads, None)
+def sequence_axis() -> str:
+    """The one mesh axis the ``sequence`` logical axis maps to under the current rules."""
+    axes = sharding.mesh_axes("sequence")
+    if len(axes) != 1:
+        raise ValueError("ring attention splits the sequence over one mesh axis, but the "
+                         f"'sequence' rule in mesh.logical_axis_rules maps to {axes or 'none'}")
+    return axes[0]
+
+
+def _qkv_spec(mesh, axis_name: str, q_shape, kv_shape) -> P:
+    """``[batch, len, heads, head_dim]`` spec: the batch over the ``batch`` rule's axes that
+    divide it, the sequence over ``axis_name``, heads over the ``heads`` rule's axes when the
+    same axes divide both head counts (``kv_heads``)."""
+    b, _, n, _ = q_shape
+    ring = (axis_name,)  # the ring's own axis splits only the sequence
+    batch, heads = sharding.fitted_spec((b, n), ("batch", "heads"), mesh, exclude=ring)
+    _, kv_heads = sharding.fitted_spec((b, kv_shape[2]), ("batch", "kv_heads"), mesh, exclude=ring)
+    return P(batch, axis_name, heads if heads == kv_heads else None, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,4 +386,4 @@ def _block_backward(q, k, v, d_out, lse, delta, mask, scale):
     return dq, dk, dv
 
 
-__all__ = ["LOAD_BALANCE", "ring_attention", "sequence_permutation"]
+__all__ = ["LOAD_BALANCE", "ring_attention", "sequence_axis", "sequence_permutation"]
