@@ -197,8 +197,11 @@ def test_koa_hires_query_end_to_end(httpserver, tmp_path):
 def test_koa_tap_error_and_bad_options(httpserver, tmp_path):
     _serve_tap(httpserver, "/sync", (DATA / "koa_tap_error.xml").read_bytes(), [])
     config = _config(httpserver, tmp_path, "koa")
-    with pytest.raises(ReplyValidationError, match="koa: TAP query failed: ADQL parse error"):
+    with pytest.raises(ReplyValidationError,
+                       match="koa: the TAP service rejected the query: ADQL parse error") as err:
         keck.fetch(config, tmp_path / "out", date="2019-07-15")
+    assert err.value.reason == "service_error"
+    assert not list((tmp_path / "cache").rglob("*.body"))  # an error document is never cached
     with pytest.raises(ValueError, match="instrument must be one of"):
         keck.fetch(config, tmp_path / "out", instrument="hires; DROP", date="2019-07-15")
     with pytest.raises(ValueError, match="date must be YYYY-MM-DD"):
