@@ -251,8 +251,9 @@ def test_gemini_error_object_empty_list_and_bad_selection(httpserver, tmp_path):
         {"error": "Too many results"})
     with pytest.raises(ReplyValidationError, match="expected a JSON list") as caught:
         gemini.fetch(config, tmp_path / "x", program_id="GN-2007A-Q-72")
-    assert caught.value.source == "gemini"
-    with pytest.raises(ValueError, match="refuses open searches"):
+    assert caught.value.source == "gemini" and caught.value.reason == "service_error"
+    assert len(list((tmp_path / "cache").rglob("*.body"))) == 1  # the empty list, not the error
+    with pytest.raises(ValueError, match="lists only its 500 newest files"):
         gemini.fetch(config, tmp_path / "x")
     with pytest.raises(ValueError, match="must not contain '/'"):
         gemini.fetch(config, tmp_path / "x", object="M101/../../admin")
