@@ -270,6 +270,46 @@ def test_gemini_offline_second_fetch_from_cache(httpserver, tmp_path):
     assert again.provenance[0].cache_hit and len(again.tables["gemini_files"]) == 10
 
 
+def _summaries(n: int, flagged: bool) -> list[dict]:
+    """n jsonsummary rows; the archive flags the last one on every open search."""
+    one = json.loads(GEMINI_BODY)[0]
+    rows = [{**one, "filename": f"N20190101S{i:04d}.fits"} for i in range(n)]
+    if flagged and rows:
+        rows[-1]["results_truncated"] = True
+    return rows
+
+
+@pytest.mark.parametrize("selection,path,rows,flagged,cut", [
+    # open search (no date, no program id): the archive stops at 500 and flags every reply
+    ({"instrument": "GMOS-N"}, "GMOS-N", 500, True, 500),
+    ({"instrument": "GMOS-N"}, "GMOS-N", 499, True, None),  # flagged, yet complete
+    ({"object": "M101"}, "object=M101", 500, False, 500),  # at the limit without the flag
+    # closed search (a date range): the archive stops at 2,000 and never flags
+    ({"date": "20190101-20190131"}, "20190101-20190131", 2000, False, 2000),
+    ({"date": "20190101-20190131"}, "20190101-20190131", 1999, False, None),
+    ({"program_id": "GN-2019A-Q-101"}, "GN-2019A-Q-101", 500, False, None),
+])
+def test_gemini_truncation_in_provenance_and_skipped(httpserver, tmp_path, selection, path,
+                                                     rows, flagged, cut):
+    httpserver.expect_request(f"/jsonsummary/canonical/NotFail/{path}").respond_with_json(
+        _summaries(rows, flagged))
+    out = tmp_path / "out"
+    result = gemini.fetch(_config(httpserver, tmp_path, "gemini"), out, **selection)
+    table = result.tables["gemini_files"]
+    record = result.provenance[0]
+    assert len(table) == rows and table.meta["truncated"] is (cut is not None)
+    assert "results_truncated" not in table.colnames
+    if cut is None:
+        assert record.truncated is None and result.skipped == []
+        return
+    assert f"at most {cut} files" in record.truncated and "date=YYYYMMDD-YYYYMMDD" in \
+        record.truncated
+    assert result.skipped == [f"gemini_files files after the first {cut}: {record.truncated}"]
+    saved = json.loads((out / "provenance.json").read_text())[0]
+    assert saved["truncated"] == record.truncated
+    assert FetchResult.load(out).tables["gemini_files"].meta["truncated"] is True
+
+
 # --- Subaru (SMOKA export file) ------------------------------------------------------------
 
 def test_subaru_reads_smoka_export(tmp_path):
