@@ -1,27 +1,8 @@
 """HttpClient: the one way source modules talk to an archive (pool, retries, checks, cache).
 
-Why our own retry loop rather than urllib3's ``Retry``: ``Retry`` honours Retry-After without a
-cap, cannot take an injected sleep or a seeded jitter, does not retry a body that times out or
-is cut short while it streams, and ends in ``MaxRetryError``, whose text holds the raw URL (and
-so a query-parameter key) but not the last status. Here the adapter makes one attempt
-(``max_retries=0``) and :meth:`HttpClient._perform` decides:
-
-- connection errors, timeouts (connect, or read while headers or body stream) and bodies cut
-  short of their Content-Length are retried; so are 429 and every 5xx;
-- the wait is the server's Retry-After (seconds or an HTTP date) capped at ``backoff_cap``, else
-  full-jitter exponential backoff: uniform(0, min(cap, base * 2**(attempt - 1)));
-- other 4xx are not retried; 401/403 after sending a credential is a CredentialError;
-- the final error names the source, the method, the URL without secrets, the attempts and the
-  last status or failure. Errors never chain the underlying requests exception (its text can
-  hold the raw URL); they carry a redacted summary of it instead.
-
-Every attempt waits on the per-host rate limiter first. POST requests are retried like GETs:
-every request this layer sends is a read-only query (TAP, MAST's invoke API).
-
-A read timeout is different from a refused connection: the server got the request and may still
-be running it (a TAP query holds the connection until its database is done), so re-sending it
-runs the query again. ``timeout_resends`` caps how often a request that timed out is sent again
-(TAP sends once more at most); connection failures and 429/5xx keep the full ``max_attempts``.
+Sending (retries, backoff, rate limits, read timeouts, streaming within a size limit) is
+:class:`~astrojax.data.sources.sending.Sender`'s job; see :mod:`.sending` for why the loop is
+our own. This module decides what is asked, checked and cached.
 
 What is cached, and under which key:
 
@@ -42,37 +23,28 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
 from astrojax.data.sources.cache import CacheKey, ResponseCache
 from astrojax.data.sources.credentials import Auth, AuthParts, Credentials
 from astrojax.data.sources.errors import (
     CredentialError,
-    HTTPStatusError,
     OfflineCacheMiss,
     ReplyValidationError,
-    SourceError,
-    TransportError,
 )
 from astrojax.data.sources.files import atomic_write, filename_from_url, safe_path
 from astrojax.data.sources.provenance import Provenance, package_version
 from astrojax.data.sources.ratelimit import RateLimiter, shared_limiter
 from astrojax.data.sources.redaction import LOGGER_NAME, install_log_redaction, redact_url
 from astrojax.data.sources.reply import Downloaded, Reply
-from astrojax.data.sources.transport import (
-    Session,
-    describe,
-    error_snippet,
-    origin,
-    parse_retry_after,
-)
+from astrojax.data.sources.sending import Sender
+from astrojax.data.sources.transport import Session, origin
 from astrojax.data.sources.validate import InvalidReply, check_body
 
 # check(reply) -> bool: raises InvalidReply for an error document; False: valid, not final.
@@ -82,26 +54,6 @@ ReplyCheck = Callable[[Reply], bool]
 KEPT_HEADERS = ("Link", "X-Total-Results", "ETag", "Last-Modified")
 log = logging.getLogger(LOGGER_NAME)
 install_log_redaction()
-
-CHUNK_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class _Sent:
-    response: requests.Response
-    value: Any
-    attempts: int
-    credentials: tuple[str, ...]
-
-
-class _Interrupted(Exception):
-    """The body stopped before its end (cut short, timed out): worth another attempt."""
-
-    def __init__(self, truncated: bool, detail: str, timed_out: bool = False):
-        super().__init__(detail)
-        self.truncated = truncated
-        self.detail = detail
-        self.timed_out = timed_out
 
 
 class HttpClient:
@@ -140,22 +92,20 @@ class HttpClient:
         self.auth = auth
         self.credentials = credentials or Credentials()
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self.max_bytes = max_bytes
         self.max_download_bytes = max_download_bytes
         self.libraries = tuple(libraries)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._limiter = rate_limiter or (shared_limiter(parts.hostname, rate_per_second)
-                                         if rate_per_second else None)
+        limiter = rate_limiter or (shared_limiter(parts.hostname, rate_per_second)
+                                   if rate_per_second else None)
         self.session = Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent or (
             f"astrojax/{package_version('astrojax')} python-requests/{requests.__version__}")
+        self._sender = Sender(source, self.session, limiter=limiter, timeout=timeout,
+                              max_attempts=max_attempts, backoff_base=backoff_base,
+                              backoff_cap=backoff_cap, sleep=sleep, rng=rng or random.Random())
 
     def __repr__(self) -> str:
         return f"HttpClient({self.source!r}, {redact_url(self.base_url)!r})"
@@ -224,9 +174,9 @@ class HttpClient:
                 return cached
         if self.offline:
             raise self._offline_miss(key, method, url)
-        consume = functools.partial(self._read_body, limit=self.max_bytes,
+        consume = functools.partial(self._sender.read_body, limit=self.max_bytes,
                                     setting="max_bytes")
-        sent = self._perform(method, url, params, data, json_body, headers, consume, parts,
+        sent = self._sender.send(method, url, params, data, json_body, headers, consume, parts,
                              read_timeout=read_timeout, timeout_resends=timeout_resends)
         response, body = sent.response, sent.value
         content_type = response.headers.get("Content-Type")
@@ -365,7 +315,7 @@ class HttpClient:
 
             def checked() -> Iterator[bytes]:
                 chunk = None
-                for number, chunk in enumerate(self._stream(response, limit, setting)):
+                for number, chunk in enumerate(self._sender.stream(response, limit, setting)):
                     if number == 0:  # an HTML error page or a wrong type shows in the first chunk
                         check_body(chunk, content_type, "bytes", content_types)
                     digest.update(chunk)
@@ -375,7 +325,7 @@ class HttpClient:
 
             return atomic_write(target, checked()), digest.hexdigest()
 
-        sent = self._perform("GET", url, params, None, None, None, consume,
+        sent = self._sender.send("GET", url, params, None, None, None, consume,
                              self._auth_parts(url, "GET"))
         written, sha256 = sent.value
         provenance = Provenance.create(
@@ -387,85 +337,6 @@ class HttpClient:
         atomic_write(record, [json.dumps(provenance.to_dict(), indent=1).encode()])
         return Downloaded(target, provenance)
 
-    # --- the retry loop -----------------------------------------------------------------
-
-    def _perform(self, method: str, url: str, params, data, json_body, headers,
-                 consume: Callable[[requests.Response], Any], parts: AuthParts, *,
-                 read_timeout: float | None = None,
-                 timeout_resends: int | None = None) -> "_Sent":
-        """Sends with retries; returns the response and what ``consume`` made of its body."""
-        send_params = {**(params or {}), **parts.params}
-        send_headers = {**(headers or {}), **parts.headers}
-        timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
-        timeouts = 0  # read timeouts so far: each means the server ran the request
-        for attempt in range(1, self.max_attempts + 1):
-            if self._limiter is not None:
-                self._limiter.acquire()
-            retry_after, timed_out = None, False
-            try:
-                response = self.session.request(
-                    method, url, params=send_params, data=data, json=json_body,
-                    headers=send_headers, stream=True, timeout=timeout)
-            except requests.exceptions.SSLError as err:
-                raise TransportError(self.source, url, f"TLS failed: {describe(err)}",
-                                     method=method, attempts=attempt) from None
-            except (requests.ConnectionError, requests.Timeout) as err:
-                timed_out = isinstance(err, requests.ReadTimeout)
-                what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
-                failure = functools.partial(TransportError, self.source, url,
-                                            f"{what}: {describe(err)}", method=method,
-                                            timed_out=timed_out)
-            except requests.RequestException as err:  # too many redirects, a bad header, ...
-                raise SourceError(self.source, url, describe(err), method=method,
-                                  attempts=attempt) from None
-            else:
-                with response:
-                    status = response.status_code
-                    if status == 429 or status >= 500:
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                        failure = functools.partial(
-                            HTTPStatusError, self.source, url,
-                            f"{status} {response.reason}{error_snippet(response)}", status=status,
-                            method=method)
-                    elif status >= 400:
-                        raise self._client_error(response, parts, method, url, attempt)
-                    elif not 200 <= status < 300:
-                        raise HTTPStatusError(self.source, url, f"unexpected status {status}",
-                                              status=status, method=method, attempts=attempt)
-                    else:
-                        try:
-                            value = consume(response)
-                            return _Sent(response, value, attempt, parts.names)
-                        except InvalidReply as err:
-                            raise ReplyValidationError(self.source, url, err.detail,
-                                                       reason=err.reason, method=method,
-                                                       attempts=attempt) from None
-                        except _Interrupted as err:
-                            timed_out = err.timed_out
-                            failure = (functools.partial(ReplyValidationError, self.source,
-                                                         url, err.detail, reason="truncated",
-                                                         method=method)
-                                       if err.truncated else
-                                       functools.partial(TransportError, self.source, url,
-                                                         err.detail, method=method,
-                                                         timed_out=timed_out))
-            timeouts += timed_out
-            if timed_out and timeout_resends is not None and timeouts > timeout_resends:
-                raise TransportError(
-                    self.source, url, f"no reply within the read timeout of {timeout[1]:g} s, "
-                    f"{timeouts} time(s); not sent again, since the server runs the request "
-                    f"anew each time", method=method, attempts=attempt, timed_out=True)
-            if attempt == self.max_attempts:
-                raise failure(attempts=attempt)
-            wait = (min(retry_after, self.backoff_cap) if retry_after is not None else
-                    self._rng.uniform(0, min(self.backoff_cap,
-                                             self.backoff_base * 2 ** (attempt - 1))))
-            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d, %s %s)", self.source,
-                        failure(attempts=attempt).detail, wait, attempt + 1, self.max_attempts,
-                        method, redact_url(url))
-            self._sleep(wait)
-        raise AssertionError("unreachable")
-
     def _auth_parts(self, url: str, method: str) -> AuthParts:
         """The credential for ``url``: only sent to the base URL's origin, never elsewhere."""
         if self.auth is None or origin(url) != origin(self.base_url):
@@ -475,57 +346,6 @@ class HttpClient:
         except CredentialError as err:
             raise CredentialError(self.source, url, err.detail, credential=err.credential,
                                   method=method) from None
-
-    def _client_error(self, response: requests.Response, parts: AuthParts, method: str,
-                      url: str, attempt: int) -> SourceError:
-        status = response.status_code
-        detail = f"{status} {response.reason}{error_snippet(response)}"
-        if status in (401, 403) and parts.names:
-            names = " and ".join(parts.names)
-            return CredentialError(self.source, url, f"{detail}; the server rejected {names}: "
-                                   f"check the environment variable(s) or keyring entry",
-                                   status=status, credential=names, method=method,
-                                   attempts=attempt)
-        return HTTPStatusError(self.source, url, detail, status=status, method=method,
-                               attempts=attempt)
-
-    # --- bodies -------------------------------------------------------------------------
-
-    def _stream(self, response: requests.Response, limit: int,
-                setting: str = "max_bytes") -> Iterator[bytes]:
-        """The body in chunks, checked against ``limit`` (named by ``setting`` in the error)
-        and its Content-Length."""
-        declared = response.headers.get("Content-Length", "")
-        declared_n = int(declared) if declared.isdigit() else None
-        if declared_n is not None and declared_n > limit:
-            raise InvalidReply("too_large", f"body is {declared_n} bytes, over the limit of "
-                                            f"{limit} bytes ({setting})")
-        received = 0
-        try:
-            for chunk in response.iter_content(CHUNK_BYTES):
-                received += len(chunk)
-                if received > limit:
-                    raise InvalidReply("too_large", f"body passed the limit of {limit} bytes "
-                                                    f"({setting})")
-                yield chunk
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as err:
-            raise _Interrupted(True, f"body cut short after {received} bytes"
-                                     f"{f' of {declared_n}' if declared_n else ''}: "
-                                     f"{describe(err)}") from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            # requests reports a read timeout while streaming as a ConnectionError around
-            # urllib3's ReadTimeoutError.
-            timed_out = isinstance(err, requests.Timeout) or any(
-                isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in err.args)
-            raise _Interrupted(False, f"body timed out or failed after {received} bytes: "
-                                      f"{describe(err)}", timed_out=timed_out) from None
-        identity = response.headers.get("Content-Encoding", "identity") == "identity"
-        if declared_n is not None and identity and received < declared_n:
-            raise _Interrupted(True, f"body cut short: {received} of {declared_n} bytes")
-
-    def _read_body(self, response: requests.Response, limit: int, setting: str) -> bytes:
-        return b"".join(self._stream(response, limit, setting))
 
     def _check(self, body: bytes, content_type: str | None, expect: str,
                content_types: tuple[str, ...] | None, method: str, url: str,
