@@ -204,13 +204,13 @@ def _uws_job(client: HttpClient, url: str, body: bytes) -> _Job:
     return _Job(values["jobId"], values.get("phase", "").upper(), error, results)
 
 
-def _phase(reply: Reply) -> str:
+def _phase(client: HttpClient, url: str) -> str:
+    """GET ``{job}/phase``: the phase as text (UWS), or inside a job document (some services)."""
+    reply = client.get(url, expect="text", use_cache=False)
     text = reply.text().strip()
-    if text.startswith("<"):  # some services answer /phase with the job document
-        root = ET.fromstring(reply.body)
-        text = next((e.text or "" for e in root.iter() if e.tag.rpartition("}")[2] == "phase"),
-                    "")
-    return text.strip().upper()
+    if text.startswith("<"):
+        return _uws_job(client, url, reply.body).phase
+    return text.upper()
 
 
 def _run_async(client: HttpClient, service: str, params: dict[str, Any],
@@ -231,18 +231,20 @@ def _run_async(client: HttpClient, service: str, params: dict[str, Any],
             client.post(f"{job_url}/phase", {"PHASE": "RUN"}, expect="text", use_cache=False)
             restarted = True
         if waited >= settings.wait_seconds:
+            aborted = "it was aborted"
             try:  # be kind to the server; the timeout is the error either way
                 client.post(f"{job_url}/phase", {"PHASE": "ABORT"}, expect="text",
                             use_cache=False)
             except SourceError as err:
                 log.warning("%s: could not abort TAP job %s: %s", client.source, job.job_id, err)
+                aborted = "aborting it failed"
             raise TransportError(client.source, job_url, f"TAP job {job.job_id} still {phase} "
-                                 f"after {waited:g} s (tap_wait_seconds); it was aborted",
+                                 f"after {waited:g} s (tap_wait_seconds); {aborted}",
                                  timed_out=True)
         poll_sleep(wait)
         waited += wait
         wait = min(2 * wait, MAX_POLL_SECONDS)
-        phase = _phase(client.get(f"{job_url}/phase", expect="text", use_cache=False))
+        phase = _phase(client, f"{job_url}/phase")
     job = _uws_job(client, job_url, client.get(job_url, expect="xml", use_cache=False).body)
     if phase == "ERROR":
         raise ReplyValidationError(client.source, job_url, f"TAP job {job.job_id} ended in "
