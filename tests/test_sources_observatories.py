@@ -304,6 +304,7 @@ def test_gemini_truncation_in_provenance_and_skipped(httpserver, tmp_path, selec
         return
     assert f"at most {cut} files" in record.truncated and "date=YYYYMMDD-YYYYMMDD" in \
         record.truncated
+    assert ("add a date range" if cut == 500 else "split the date range") in record.truncated
     assert result.skipped == [f"gemini_files files after the first {cut}: {record.truncated}"]
     saved = json.loads((out / "provenance.json").read_text())[0]
     assert saved["truncated"] == record.truncated

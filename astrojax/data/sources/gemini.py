@@ -19,8 +19,8 @@ of search (500 when open or flagged, else 2,000). A cut is reported in ``table.m
 (``truncated``, ``row_limit``), in the reply's provenance (``truncated``) and in the fetch's
 ``skipped`` list, with how to narrow the search: add a ``date`` (a range like
 ``20190101-20190131``, which also raises the limit to 2,000) or a ``program_id``, and split a
-long date range into shorter ones. An open search returns the newest files first, so what is
-cut is the oldest.
+long date range into shorter ones. The archive sorts an open search newest first and a closed
+one oldest first, so a cut drops the oldest or the newest files respectively.
 """
 
 from __future__ import annotations
@@ -108,11 +108,14 @@ def truncation(rows: list[dict[str, Any]], *, closed: bool) -> str | None:
     limit = row_limit(rows, closed=closed)
     if len(rows) < limit:
         return None
-    kind = "a search without a date or program id" if limit == OPEN_ROW_LIMIT else \
-        "a search with a date or program id"
-    return (f"the archive returns at most {limit} files for {kind} and returned {limit}, so "
-            "more may match; narrow it with a date range (date=YYYYMMDD-YYYYMMDD, limit "
-            f"{CLOSED_ROW_LIMIT}) or program_id, or split the date range")
+    if limit == OPEN_ROW_LIMIT:  # the archive sorts an open search newest first
+        return (f"the archive returns at most {limit} files for a search without a date or "
+                f"program id (the newest {limit}) and returned {limit}, so more may match; add "
+                "a date range (date=YYYYMMDD-YYYYMMDD) or a program_id, which narrows the "
+                f"search and raises the limit to {CLOSED_ROW_LIMIT}")
+    return (f"the archive returns at most {limit} files for a search with a date or program "
+            f"id (the oldest {limit}) and returned {limit}, so more may match; split the date "
+            "range (date=YYYYMMDD-YYYYMMDD) into shorter ones or add instrument/object")
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
