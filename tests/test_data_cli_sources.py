@@ -159,3 +159,25 @@ def test_real_catalogue_from_recorded_archive_replies(httpserver, tmp_path):
     assert "51 Peg b" in names  # only exoplanets.org has it
     for name in ("quarantine.ecsv", "quality_report.json", "quality_report.md"):
         assert (tmp_path / "catalog" / name).is_file()
+
+
+def test_exoplanets_org_without_a_mirror_is_one_line_and_exit_2(tmp_path):
+    proc = run_cli("fetch", "exoplanets_org", "--out", str(tmp_path / "out"), "--cache",
+                   str(tmp_path / "cache"))
+    one_line_error(proc, "exoplanets_org: exoplanets.org is retired", "--base-url",
+                   "nasa source")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fetch_summary_marks_a_table_the_archive_cut(httpserver, tmp_path):
+    rows = [{"filename": f"N20190101S{i:04d}.fits", "exposure_time": 60.0} for i in range(500)]
+    rows[-1]["results_truncated"] = True  # what archive.gemini.edu adds to an open search
+    httpserver.expect_request("/jsonsummary/canonical/NotFail/GMOS-N").respond_with_json(rows)
+    out = tmp_path / "out"
+    proc = run_cli("fetch", "gemini", "--out", str(out), "--cache", str(tmp_path / "cache"),
+                   "--base-url", httpserver.url_for("/"), "--option", "instrument=GMOS-N")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out}: gemini 1 table(s) (gemini_files 500 rows [truncated]), 0 file(s), " \
+           "1 skipped" in proc.stdout
+    assert "skipped: gemini_files files after the first 500: the archive returns at most 500 " \
+           "files" in proc.stderr

@@ -1,7 +1,10 @@
 """NCBI, Ensembl, UniProt and GTDB clients against recorded replies served on 127.0.0.1."""
 
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import astropy.units as u
@@ -383,3 +386,80 @@ def test_gtdb_offline_rerun_uses_the_downloaded_file(httpserver, tmp_path):
     with pytest.raises(OfflineCacheMiss, match="gtdb"):
         gtdb.fetch(config_for("gtdb", httpserver, tmp_path, offline=True), tmp_path / "new",
                    domain="ar53")
+
+
+def test_ncbi_esummary_error_once_then_the_answer(httpserver, tmp_path, limiters):
+    """E-utilities sends 'database not available' with status 200; it must not be cached."""
+    busy = json.dumps({"header": {"type": "esummary", "version": "0.3"},
+                       "result": {"ERROR": "Database is not available, try again later"}})
+    replies = [busy.encode()] + [(DATA / "ncbi" / f"esummary_page{page}.json").read_bytes()
+                                 for page in (1, 2)]
+    httpserver.expect_request("/esearch.fcgi").respond_with_data(
+        (DATA / "ncbi" / "esearch.json").read_bytes(), content_type="application/json")
+    httpserver.expect_request("/esummary.fcgi").respond_with_handler(
+        lambda request: Response(replies.pop(0), content_type="application/json"))
+    config = config_for("ncbi", httpserver, tmp_path)
+    with pytest.raises(SourceError, match="E-utilities error: Database is not available") as err:
+        ncbi.fetch(config, tmp_path / "a", term="Archaea", retmax=2, credentials=no_keyring())
+    assert err.value.reason == "service_error"
+    cached = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*.body"))
+    assert b"Database is not available" not in cached
+    result = ncbi.fetch(config, tmp_path / "b", term="Archaea", retmax=2,
+                        credentials=no_keyring())
+    assert len(result.tables["ncbi_nuccore"]) == 3
+
+
+def test_ncbi_efetch_error_text_is_not_cached(httpserver, tmp_path, limiters):
+    httpserver.expect_request("/esearch.fcgi").respond_with_data(
+        (DATA / "ncbi" / "esearch.json").read_bytes(), content_type="application/json")
+    httpserver.expect_request("/esummary.fcgi").respond_with_data(
+        (DATA / "ncbi" / "esummary_page1.json").read_bytes(), content_type="application/json")
+    httpserver.expect_request("/efetch.fcgi").respond_with_data(
+        "Error: Unable to obtain query #1\n", content_type="text/plain")
+    with pytest.raises(SourceError, match="efetch did not return GenBank records"):
+        ncbi.fetch(config_for("ncbi", httpserver, tmp_path), tmp_path / "a", term="Archaea",
+                   retmax=3, max_records=2, genbank="yes", credentials=no_keyring())
+    cached = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*.body"))
+    assert b"Unable to obtain query" not in cached
+
+
+def test_gtdb_release_207_reads_metadata_from_its_tar_gz(httpserver, tmp_path):
+    """r207 publishes bac120_metadata_r207.tar.gz (holding bac120_metadata_r207.tsv), while its
+    taxonomy and later releases' metadata are .tsv.gz."""
+    tsv = gzip.decompress((DATA / "gtdb" / "bac120_metadata_r220.tsv.gz").read_bytes())
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        member = tarfile.TarInfo("bac120_metadata_r207.tsv")
+        member.size = len(tsv)
+        tar.addfile(member, io.BytesIO(tsv))
+    httpserver.expect_request("/release207/207.0/bac120_taxonomy_r207.tsv.gz").respond_with_data(
+        (DATA / "gtdb" / "bac120_taxonomy_r220.tsv.gz").read_bytes(),
+        content_type="application/gzip")
+    httpserver.expect_request("/release207/207.0/bac120_metadata_r207.tar.gz").respond_with_data(
+        archive.getvalue(), content_type="application/x-gzip")
+    out = tmp_path / "out"
+    result = gtdb.fetch(config_for("gtdb", httpserver, tmp_path), out,
+                        release="release207/207.0", metadata="yes")
+    meta = result.tables["gtdb_bac120_metadata"]
+    expected, _ = gtdb.parse_metadata(DATA / "gtdb" / "bac120_metadata_r220.tsv.gz")
+    assert meta.colnames == list(gtdb.DEFAULT_METADATA_COLUMNS)
+    assert list(meta["accession"]) == list(expected["accession"])
+    assert list(meta["genome_size"]) == list(expected["genome_size"])
+    assert meta["gc_percentage"].unit == u.percent
+    assert [str(f) for f in result.files] == ["raw/bac120_taxonomy_r207.tsv.gz",
+                                              "raw/bac120_metadata_r207.tar.gz"]
+    assert gtdb.release_file("release214/214.1", "ar53", "metadata") == \
+        "release214/214.1/ar53_metadata_r214.tsv.gz"
+    with pytest.raises(ValueError, match="release 202 is not supported"):
+        gtdb.release_file("release202/202.0", "bac120", "metadata")
+
+
+def test_gtdb_tar_gz_without_one_tsv_is_refused(tmp_path):
+    path = tmp_path / "ar53_metadata_r207.tar.gz"
+    with tarfile.open(path, mode="w:gz") as tar:
+        for name in ("a.tsv", "b.tsv"):
+            member = tarfile.TarInfo(name)
+            member.size = 2
+            tar.addfile(member, io.BytesIO(b"x\n"))
+    with pytest.raises(ValueError, match=r"expected one \.tsv file inside, found \['a.tsv', "):
+        gtdb.parse_metadata(path)

@@ -202,6 +202,25 @@ def test_exoplanets_org_second_fetch_offline_reuses_the_file(httpserver, tmp_pat
     assert (tmp_path / "offline" / "exoplanets.csv").read_bytes() == body
 
 
+def test_exoplanets_org_needs_a_mirror_unless_a_copy_is_cached(httpserver, tmp_path):
+    no_mirror = SourceConfig(cache_dir=str(tmp_path / "cache"), max_attempts=1)
+    with pytest.raises(eod.MirrorRequired, match="exoplanets.org is retired") as caught:
+        eod.fetch(no_mirror, tmp_path / "out")
+    assert "--base-url" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(OfflineCacheMiss, match="has not been downloaded yet"):
+        eod.fetch(SourceConfig(cache_dir=str(tmp_path / "cache"), offline=True), tmp_path / "o")
+    body = (DATA / "exoplanets_org.csv").read_bytes()
+    httpserver.expect_request("/mirror/csv-files/exoplanets.csv").respond_with_data(
+        body, content_type="text/csv")
+    mirror = SourceConfig(base_urls={eod.NAME: httpserver.url_for("/mirror/")},
+                          cache_dir=str(tmp_path / "cache"), max_attempts=1)
+    eod.fetch(mirror, tmp_path / "first")
+    reused = eod.fetch(no_mirror, tmp_path / "again")  # the frozen file, from the cache folder
+    assert reused.provenance[0].cache_hit and len(httpserver.log) == 1
+    assert reused.provenance[0].url == httpserver.url_for("/mirror/csv-files/exoplanets.csv")
+    assert len(reused.tables["exoplanets"]) == 4
+
+
 # --- Planet Hunters TESS (Zooniverse Panoptes) --------------------------------------------
 
 

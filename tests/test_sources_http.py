@@ -8,17 +8,17 @@ import logging
 import pickle
 import random
 import secrets
-import socket
 import threading
 import traceback
 
 import pytest
-from sources_testing import FakeClock
+from sources_testing import FakeClock, RawServer
 from werkzeug import Request, Response
 
 from astrojax.data.sources import (
     ApiKeyParam,
     BasicLogin,
+    CacheKey,
     CredentialError,
     Credentials,
     HttpClient,
@@ -36,49 +36,9 @@ from astrojax.data.sources import (
     redact_url,
     sanitize_filename,
 )
+from astrojax.data.sources.validate import InvalidReply
 
 SOURCE = "testarchive"
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1 for what werkzeug will not send: silence, a cut-short body."""
-
-    def __init__(self, reply: bytes | None):
-        self.reply = reply  # None: accept, read the request, never answer
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
-
-    def _serve(self) -> None:
-        held = []
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.settimeout(1.0)
-            self.requests.append(conn.recv(65536))
-            if self.reply is None:
-                held.append(conn)
-            else:
-                conn.sendall(self.reply)
-                conn.close()
-        for conn in held:
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
 
 
 @pytest.fixture
@@ -523,3 +483,150 @@ def test_sanitize_filename(name, safe):
 def test_sanitize_filename_rejects_nothing_left(name):
     with pytest.raises(ValueError, match="no usable file name"):
         sanitize_filename(name)
+
+
+# --- what may be cached -------------------------------------------------------------------
+
+def _no_error(reply) -> bool:
+    """A source check: status ERROR is an error document, status RUNNING is unfinished."""
+    status = reply.json().get("status")
+    if status == "ERROR":
+        raise InvalidReply("service_error", f"the service failed: {reply.json()['msg']}")
+    return status != "RUNNING"
+
+
+def test_error_document_is_never_cached_and_the_next_fetch_gets_the_answer(
+        httpserver, make_client, tmp_path):
+    httpserver.expect_ordered_request("/api/q").respond_with_json(
+        {"status": "ERROR", "msg": "database busy"})
+    httpserver.expect_ordered_request("/api/q").respond_with_json({"status": "OK", "rows": [1]})
+    client = make_client()
+    with pytest.raises(ReplyValidationError, match="the service failed: database busy") as err:
+        client.get("q", check=_no_error)
+    assert err.value.reason == "service_error" and SOURCE in str(err.value)
+    assert not list((tmp_path / "cache").rglob("*.body"))
+    assert client.get("q", check=_no_error).json() == {"status": "OK", "rows": [1]}
+    again = make_client(offline=True).get("q", check=_no_error)
+    assert again.provenance.cache_hit and again.json()["rows"] == [1]
+    assert len(httpserver.log) == 2
+
+
+def test_unfinished_reply_is_returned_but_not_cached(httpserver, make_client, tmp_path):
+    httpserver.expect_ordered_request("/api/job").respond_with_json({"status": "RUNNING"})
+    httpserver.expect_ordered_request("/api/job").respond_with_json({"status": "DONE"})
+    client = make_client()
+    assert client.get("job", check=_no_error).json()["status"] == "RUNNING"
+    assert not list((tmp_path / "cache").rglob("*.body"))
+    assert client.get("job", check=_no_error).json()["status"] == "DONE"
+    assert client.get("job", check=_no_error).provenance.cache_hit
+
+
+def test_error_document_in_an_old_cache_is_dropped_and_fetched_again(httpserver, make_client,
+                                                                     tmp_path, caplog):
+    httpserver.expect_ordered_request("/api/q").respond_with_json(
+        {"status": "ERROR", "msg": "database busy"})
+    httpserver.expect_ordered_request("/api/q").respond_with_json({"status": "OK"})
+    client = make_client()
+    client.get("q")  # no check: an older astrojax stored the error document
+    with pytest.raises(ReplyValidationError, match="database busy"):
+        make_client(offline=True).get("q", check=_no_error)  # offline: the error is all there is
+    assert client.get("q", check=_no_error).json() == {"status": "OK"}
+    assert "error document" in caplog.text and len(httpserver.log) == 2
+    assert make_client(offline=True).get("q", check=_no_error).json() == {"status": "OK"}
+
+
+def test_credentialed_and_plain_replies_never_share_a_cache_entry(httpserver, make_client,
+                                                                  tmp_path):
+    token, other = "tok-" + secrets.token_hex(12), "tok-" + secrets.token_hex(12)
+
+    def by_token(request: Request) -> Response:  # what an archive with exclusive-access rows does
+        sent = request.headers.get("Authorization", "")
+        rows = ["public", "exclusive"] if sent == f"token {token}" else ["public"]
+        return Response(json.dumps({"rows": rows}), content_type="application/json")
+
+    httpserver.expect_request("/api/obs").respond_with_handler(by_token)
+    auth = TokenHeader("MAST_API_TOKEN", prefix="token ")
+
+    def client_with(value=None, **kwargs):
+        environ = {"MAST_API_TOKEN": value} if value else {}
+        return make_client(auth=auth, credentials=Credentials(environ, keyring_service=None),
+                           **kwargs)
+
+    assert client_with(token).get("obs").json()["rows"] == ["public", "exclusive"]
+    plain = client_with().get("obs")
+    assert plain.json()["rows"] == ["public"] and not plain.provenance.cache_hit
+    assert client_with(other).get("obs").json()["rows"] == ["public"]  # another account
+    assert len(httpserver.log) == 3
+    mine = client_with(token, offline=True).get("obs")
+    assert mine.provenance.cache_hit and mine.json()["rows"] == ["public", "exclusive"]
+    assert mine.provenance.credential == ("MAST_API_TOKEN",)
+    assert client_with(offline=True).get("obs").json()["rows"] == ["public"]
+    stored = list((tmp_path / "cache").rglob("*"))
+    assert len([p for p in stored if p.suffix == ".body"]) == 3
+    everything = b"".join(p.read_bytes() for p in stored if p.is_file()) + \
+        "".join(str(p) for p in stored).encode()
+    assert token.encode() not in everything and other.encode() not in everything
+    salt = tmp_path / "cache" / "credential-salt"
+    assert salt.stat().st_mode & 0o777 == 0o600 and len(salt.read_bytes()) == 32
+
+
+def test_entry_stored_with_a_credential_under_a_plain_key_is_ignored(httpserver, make_client,
+                                                                     tmp_path):
+    """An older astrojax keyed credentialed replies like plain ones; such entries are skipped."""
+    cache = ResponseCache(tmp_path / "cache")
+    url = httpserver.url_for("/api/obs")
+    key = CacheKey.create(SOURCE, "GET", url)
+    record = Provenance.create(SOURCE, url, b'{"rows": ["exclusive"]}',
+                               credential=("MAST_API_TOKEN",))
+    cache.put(key, b'{"rows": ["exclusive"]}', status=200, content_type="application/json",
+              provenance=record)
+    httpserver.expect_request("/api/obs").respond_with_json({"rows": ["public"]})
+    assert make_client(cache=cache).get("obs").json() == {"rows": ["public"]}
+
+
+# --- limits and odd bodies ----------------------------------------------------------------
+
+def test_download_honours_the_configured_limit(httpserver, tmp_path):
+    httpserver.expect_request("/files/big.fits").respond_with_data(
+        b"SIMPLE  =                    T" + bytes(5000), content_type="application/fits")
+    config = SourceConfig(base_urls={SOURCE: httpserver.url_for("/")},
+                          cache_dir=str(tmp_path / "c"), max_download_bytes=1000, max_attempts=1)
+    client = config.client(SOURCE, "https://archive.invalid/",
+                           credentials=Credentials({}, keyring_service=None))
+    with pytest.raises(ReplyValidationError) as err:
+        client.download("files/big.fits", tmp_path / "files")
+    message = str(err.value)
+    assert err.value.reason == "too_large" and message.startswith(f"{SOURCE}: ")
+    assert "limit of 1000 bytes (max_download_bytes)" in message
+    assert list((tmp_path / "files").iterdir()) == []
+    assert client.download("files/big.fits", tmp_path / "files", max_bytes=10_000).path.is_file()
+    with pytest.raises(ValueError, match="config.data.sources.max_download_bytes"):
+        SourceConfig(max_download_bytes=0).validate()
+
+
+def test_html_page_behind_a_byte_order_mark_is_recognised(httpserver, make_client, tmp_path):
+    page = "\ufeff<!DOCTYPE html><html><head><title>Service unavailable</title></head></html>"
+    httpserver.expect_request("/api/q").respond_with_data(page.encode(),
+                                                          content_type="application/json")
+    httpserver.expect_request("/api/f.csv").respond_with_data(
+        page.encode(), content_type="application/octet-stream")
+    httpserver.expect_request("/api/ok.json").respond_with_data(
+        "\ufeff".encode() + b'{"a": 1}', content_type="application/json")
+    client = make_client()
+    with pytest.raises(ReplyValidationError, match="Service unavailable") as err:
+        client.get("q")
+    assert err.value.reason == "html"
+    with pytest.raises(ReplyValidationError, match="Service unavailable"):
+        client.download("f.csv", tmp_path / "files")
+    assert client.get("ok.json").json() == {"a": 1}  # a BOM before JSON is allowed (RFC 8259)
+
+
+def test_a_read_timeout_is_sent_again_at_most_as_often_as_allowed(raw_server, make_client,
+                                                                   sleeps):
+    server = raw_server(None)
+    client = make_client(server.url, timeout=(1.0, 5.0), max_attempts=4)
+    with pytest.raises(TransportError, match="not sent again") as err:
+        client.get("sync", {"QUERY": "select * from ps"}, read_timeout=0.2, timeout_resends=1)
+    assert err.value.timed_out and err.value.attempts == 2
+    assert server.connections == 2 and len(sleeps) == 1
+    assert "0.2 s" in str(err.value)

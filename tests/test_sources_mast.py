@@ -240,3 +240,37 @@ def test_fits_unit_spellings():
     assert mast.fits_unit("BJD - 2454833") == u.d  # Kepler's spelling
     assert mast.fits_unit("e-/s") == u.electron / u.s
     assert mast.fits_unit("pixels") == u.pix and mast.fits_unit("") is None
+
+
+def test_mast_error_once_then_the_answer_is_not_replayed_from_the_cache(httpserver, tmp_path):
+    busy = json.dumps({"status": "ERROR", "msg": "Database timeout, try again later",
+                       "data": []}).encode()
+    server = FakeMast(httpserver, {
+        "Mast.Caom.Filtered": [busy, recording("tess_observations.json")],
+        "Mast.Caom.Products": recording("tess_products.json")})
+    with pytest.raises(SourceError, match="Mast.Caom.Filtered failed: Database timeout") as err:
+        tess.fetch(config_for(httpserver, tmp_path), tmp_path / "first", tic=TIC, download=0)
+    assert err.value.reason == "service_error"
+    assert not list((tmp_path / "cache").rglob("*.body"))
+    result = tess.fetch(config_for(httpserver, tmp_path), tmp_path / "second", tic=TIC,
+                        download=0)
+    assert len(result.tables["observations"]) > 0
+    cached = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*.body"))
+    assert b'"ERROR"' not in cached
+    again = tess.fetch(config_for(httpserver, tmp_path, offline=True), tmp_path / "third",
+                       tic=TIC, download=0)
+    assert again.provenance[0].cache_hit and len(server.requests) == 3
+
+
+def test_token_and_no_token_replies_are_cached_apart(httpserver, tmp_path, monkeypatch):
+    server = FakeMast(httpserver, {"Mast.Caom.Filtered": recording("tess_observations.json"),
+                                   "Mast.Caom.Products": recording("tess_products.json")})
+    monkeypatch.setenv("MAST_API_TOKEN", TOKEN_VALUE)
+    tess.fetch(config_for(httpserver, tmp_path), tmp_path / "with", tic=TIC, download=0)
+    monkeypatch.delenv("MAST_API_TOKEN")
+    plain = tess.fetch(config_for(httpserver, tmp_path), tmp_path / "without", tic=TIC,
+                       download=0)
+    assert not any(p.cache_hit for p in plain.provenance)  # asked MAST again, without the token
+    assert server.auth == [f"token {TOKEN_VALUE}"] * 2 + [None] * 2
+    on_disk = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not any(TOKEN_VALUE.encode() in p.read_bytes() for p in on_disk)

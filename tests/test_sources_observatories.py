@@ -197,8 +197,11 @@ def test_koa_hires_query_end_to_end(httpserver, tmp_path):
 def test_koa_tap_error_and_bad_options(httpserver, tmp_path):
     _serve_tap(httpserver, "/sync", (DATA / "koa_tap_error.xml").read_bytes(), [])
     config = _config(httpserver, tmp_path, "koa")
-    with pytest.raises(ReplyValidationError, match="koa: TAP query failed: ADQL parse error"):
+    with pytest.raises(ReplyValidationError,
+                       match="koa: the TAP service rejected the query: ADQL parse error") as err:
         keck.fetch(config, tmp_path / "out", date="2019-07-15")
+    assert err.value.reason == "service_error"
+    assert not list((tmp_path / "cache").rglob("*.body"))  # an error document is never cached
     with pytest.raises(ValueError, match="instrument must be one of"):
         keck.fetch(config, tmp_path / "out", instrument="hires; DROP", date="2019-07-15")
     with pytest.raises(ValueError, match="date must be YYYY-MM-DD"):
@@ -248,8 +251,9 @@ def test_gemini_error_object_empty_list_and_bad_selection(httpserver, tmp_path):
         {"error": "Too many results"})
     with pytest.raises(ReplyValidationError, match="expected a JSON list") as caught:
         gemini.fetch(config, tmp_path / "x", program_id="GN-2007A-Q-72")
-    assert caught.value.source == "gemini"
-    with pytest.raises(ValueError, match="refuses open searches"):
+    assert caught.value.source == "gemini" and caught.value.reason == "service_error"
+    assert len(list((tmp_path / "cache").rglob("*.body"))) == 1  # the empty list, not the error
+    with pytest.raises(ValueError, match="lists only its 500 newest files"):
         gemini.fetch(config, tmp_path / "x")
     with pytest.raises(ValueError, match="must not contain '/'"):
         gemini.fetch(config, tmp_path / "x", object="M101/../../admin")
@@ -264,6 +268,47 @@ def test_gemini_offline_second_fetch_from_cache(httpserver, tmp_path):
     again = gemini.fetch(_config(httpserver, tmp_path, "gemini", offline=True), tmp_path / "b",
                          instrument="GMOS-N", object="M101")
     assert again.provenance[0].cache_hit and len(again.tables["gemini_files"]) == 10
+
+
+def _summaries(n: int, flagged: bool) -> list[dict]:
+    """n jsonsummary rows; the archive flags the last one on every open search."""
+    one = json.loads(GEMINI_BODY)[0]
+    rows = [{**one, "filename": f"N20190101S{i:04d}.fits"} for i in range(n)]
+    if flagged and rows:
+        rows[-1]["results_truncated"] = True
+    return rows
+
+
+@pytest.mark.parametrize("selection,path,rows,flagged,cut", [
+    # open search (no date, no program id): the archive stops at 500 and flags every reply
+    ({"instrument": "GMOS-N"}, "GMOS-N", 500, True, 500),
+    ({"instrument": "GMOS-N"}, "GMOS-N", 499, True, None),  # flagged, yet complete
+    ({"object": "M101"}, "object=M101", 500, False, 500),  # at the limit without the flag
+    # closed search (a date range): the archive stops at 2,000 and never flags
+    ({"date": "20190101-20190131"}, "20190101-20190131", 2000, False, 2000),
+    ({"date": "20190101-20190131"}, "20190101-20190131", 1999, False, None),
+    ({"program_id": "GN-2019A-Q-101"}, "GN-2019A-Q-101", 500, False, None),
+])
+def test_gemini_truncation_in_provenance_and_skipped(httpserver, tmp_path, selection, path,
+                                                     rows, flagged, cut):
+    httpserver.expect_request(f"/jsonsummary/canonical/NotFail/{path}").respond_with_json(
+        _summaries(rows, flagged))
+    out = tmp_path / "out"
+    result = gemini.fetch(_config(httpserver, tmp_path, "gemini"), out, **selection)
+    table = result.tables["gemini_files"]
+    record = result.provenance[0]
+    assert len(table) == rows and table.meta["truncated"] is (cut is not None)
+    assert "results_truncated" not in table.colnames
+    if cut is None:
+        assert record.truncated is None and result.skipped == []
+        return
+    assert f"at most {cut} files" in record.truncated and "date=YYYYMMDD-YYYYMMDD" in \
+        record.truncated
+    assert ("add a date range" if cut == 500 else "split the date range") in record.truncated
+    assert result.skipped == [f"gemini_files files after the first {cut}: {record.truncated}"]
+    saved = json.loads((out / "provenance.json").read_text())[0]
+    assert saved["truncated"] == record.truncated
+    assert FetchResult.load(out).tables["gemini_files"].meta["truncated"] is True
 
 
 # --- Subaru (SMOKA export file) ------------------------------------------------------------

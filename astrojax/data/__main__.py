@@ -200,7 +200,10 @@ def fetch(args: list[str]) -> str:
         _fail(_one_line(redact(str(err))))
     for item in result.skipped:
         print(f"skipped: {redact(item)}", file=sys.stderr)
-    tables = ", ".join(f"{t} {len(table)} rows" for t, table in result.tables.items())
+    # A table the service cut at its row limit says so here; the skipped lines say how to narrow.
+    tables = ", ".join(f"{t} {len(table)} rows"
+                       f"{' [truncated]' if table.meta.get('truncated') else ''}"
+                       for t, table in result.tables.items())
     return (f"{FLAGS.out}: {name} {len(result.tables)} table(s)"
             f"{f' ({tables})' if tables else ''}, {len(result.files)} file(s), "
             f"{len(result.skipped)} skipped, {len(result.provenance)} request(s) "

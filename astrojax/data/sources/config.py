@@ -24,6 +24,12 @@ class SourceConfig:
     ``base_urls`` maps a source name to a URL that replaces its default (a mirror, or a test
     server on 127.0.0.1). ``cache_dir=""`` means :func:`default_cache_dir`. With ``offline``
     every reply must come from the cache.
+
+    ``max_bytes`` bounds a reply held in memory; ``max_download_bytes`` a file streamed to disk
+    (GTDB metadata and MAST products run to hundreds of MB or more). ``tap_read_timeout`` is the
+    read timeout of a synchronous TAP query, which holds the connection until the database is
+    done (astroquery's NASA archive client waits 600 s); ``tap_wait_seconds`` is how long an
+    asynchronous TAP job (``mode=async``) is polled before it is aborted.
     """
 
     base_urls: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -34,6 +40,9 @@ class SourceConfig:
     read_timeout: float = 60.0
     max_attempts: int = 4
     max_bytes: int = 256 * 2**20
+    max_download_bytes: int = 16 * 2**30
+    tap_read_timeout: float = 600.0
+    tap_wait_seconds: float = 3600.0
 
     KEY: ClassVar[str] = "data.sources"  # where it sits in the run config, for error messages
 
@@ -45,7 +54,10 @@ class SourceConfig:
                                   f"must be an http(s) URL, got {url!r}")
         positive = {"expiry_seconds": self.expiry_seconds, "connect_timeout":
                     self.connect_timeout, "read_timeout": self.read_timeout,
-                    "max_attempts": self.max_attempts, "max_bytes": self.max_bytes}
+                    "max_attempts": self.max_attempts, "max_bytes": self.max_bytes,
+                    "max_download_bytes": self.max_download_bytes,
+                    "tap_read_timeout": self.tap_read_timeout,
+                    "tap_wait_seconds": self.tap_wait_seconds}
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{self.KEY}.{name}", f"must be > 0, got {value!r}")
@@ -69,6 +81,7 @@ class SourceConfig:
         settings: dict[str, Any] = dict(
             cache=self.make_cache(), offline=self.offline,
             timeout=(self.connect_timeout, self.read_timeout),
-            max_attempts=self.max_attempts, max_bytes=self.max_bytes)
+            max_attempts=self.max_attempts, max_bytes=self.max_bytes,
+            max_download_bytes=self.max_download_bytes)
         settings.update(overrides)
         return HttpClient(source, self.base_url(source, default_base_url), **settings)

@@ -27,7 +27,9 @@ from astrojax.data.sources.config import SourceConfig
 from astrojax.data.sources.errors import HTTPStatusError, SourceError
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.provenance import Provenance
+from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import InvalidReply
 
 NAME = "ensembl"
 DEFAULT_BASE_URL = "https://rest.ensembl.org"
@@ -92,9 +94,15 @@ def _table(columns, records: list[Mapping[str, Any]]) -> Table:
     return table
 
 
-def _json_object(document: Any, url: str, kind: type) -> Any:
+def ensembl_check(reply: Reply) -> bool:
+    """The client ``check``: an ``{"error": ...}`` document raises and is never cached."""
+    document = reply.json()
     if isinstance(document, dict) and "error" in document:
-        raise SourceError(NAME, url, f"Ensembl error: {document['error']}")
+        raise InvalidReply("service_error", f"Ensembl error: {document['error']}")
+    return True
+
+
+def _json_object(document: Any, url: str, kind: type) -> Any:
     if not isinstance(document, kind):
         raise SourceError(NAME, url, f"expected a JSON {kind.__name__}, got "
                                      f"{type(document).__name__}")
@@ -105,7 +113,8 @@ def lookup_symbol(client: HttpClient, species: str, symbol: str,
                   ) -> tuple[dict[str, Any], Provenance]:
     """The gene record for ``symbol`` in ``species`` (HTTPStatusError 400 if unknown)."""
     path = f"lookup/symbol/{quote(species)}/{quote(symbol)}"
-    reply = client.get(path, expect="json", headers=JSON_HEADERS)
+    reply = client.get(path, expect="json", headers=JSON_HEADERS,
+                       check=ensembl_check)
     record = _json_object(reply.json(), client.url_for(path), dict)
     return {"symbol": symbol, **record}, reply.provenance
 
@@ -117,7 +126,8 @@ def sequence(client: HttpClient, stable_id: str, kind: str = "protein",
         raise ValueError(f"{NAME}: sequence type must be one of {SEQUENCE_TYPES[1:]}, "
                          f"got {kind!r}")
     path = f"sequence/id/{quote(stable_id.split('.')[0])}"
-    reply = client.get(path, {"type": kind}, expect="json", headers=JSON_HEADERS)
+    reply = client.get(path, {"type": kind}, expect="json", headers=JSON_HEADERS,
+                       check=ensembl_check)
     record = _json_object(reply.json(), client.url_for(path), dict)
     if not isinstance(record.get("seq"), str):
         raise SourceError(NAME, client.url_for(path), "sequence reply has no 'seq' string")
@@ -127,7 +137,8 @@ def sequence(client: HttpClient, stable_id: str, kind: str = "protein",
 def genomes_table(client: HttpClient, taxon: str) -> tuple[Table, Provenance]:
     """The genomes Ensembl holds beneath the taxonomy node ``taxon`` (name or id)."""
     path = f"info/genomes/taxonomy/{quote(taxon)}"
-    reply = client.get(path, expect="json", headers=JSON_HEADERS)
+    reply = client.get(path, expect="json", headers=JSON_HEADERS,
+                       check=ensembl_check)
     records = _json_object(reply.json(), client.url_for(path), list)
     return _table(GENOME_COLUMNS, [r for r in records if isinstance(r, dict)]), reply.provenance
 

@@ -53,7 +53,16 @@ class CredentialError(SourceError):
 
 
 class TransportError(SourceError):
-    """No reply: the connection failed or timed out on every attempt."""
+    """No reply: the connection failed or timed out on every attempt.
+
+    ``timed_out`` is True when the last attempt waited out the read timeout: the server got the
+    request and may still be working on it.
+    """
+
+    def __init__(self, source: str, url: str, detail: str, *, method: str = "GET",
+                 attempts: int | None = None, timed_out: bool = False):
+        self.timed_out = timed_out
+        super().__init__(source, url, detail, method=method, attempts=attempts)
 
 
 class ReplyValidationError(SourceError):
@@ -61,10 +70,13 @@ class ReplyValidationError(SourceError):
 
     ``reason`` is one of ``REASONS``: an HTML page where data was expected (often with status
     200), a wrong content type, a body that does not parse, a body shorter than its
-    Content-Length, a body over the size limit, or an empty body.
+    Content-Length, a body over the size limit, an empty body, or a well-formed error document
+    in which the service reports that the request failed (``service_error``: a TAP
+    ``QUERY_STATUS=ERROR``, MAST ``status: ERROR``, an E-utilities error). None is cached.
     """
 
-    REASONS = ("html", "content_type", "parse", "truncated", "too_large", "empty")
+    REASONS = ("html", "content_type", "parse", "truncated", "too_large", "empty",
+               "service_error")
 
     def __init__(self, source: str, url: str, detail: str, *, reason: str, method: str = "GET",
                  attempts: int | None = None):

@@ -5,7 +5,9 @@ forms (``archive.eso.org/wdb/wdb/eso/...``), which ESO has deprecated in favour 
 service; only later astroquery releases moved to TAP. ESO's TAP (``tap_obs/sync``) is a plain
 IVOA endpoint, so we send ADQL through our :class:`HttpClient` (retries, cache, validation) and
 read the VOTable with astropy, which keeps the units the service declares (``deg``, ``s``,
-``kbyte``).
+``kbyte``). A query error comes back as a VOTable with ``QUERY_STATUS=ERROR`` and is never
+cached; long queries can run as asynchronous jobs (``mode=async``, ``tap_obs/async``); see
+:mod:`.tap`.
 
 Tables: ``dbo.raw`` (every raw frame, ``product="raw"``) and ``ivoa.ObsCore`` (Phase 3 reduced
 products, ``product="reduced"``). Metadata is public. Files come from the data portal
@@ -47,13 +49,13 @@ from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.redaction import register_secret
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
-from astrojax.data.sources.tap import adql_string, cone, set_units, tap_sync
+from astrojax.data.sources.tap import SYNC, TapSettings, adql_string, cone, set_units, tap_query
 
 NAME = "eso"
 DEFAULT_BASE_URL = "https://archive.eso.org"
 SSO_URL = "https://www.eso.org/sso/oidc/token"
 DATAPORTAL_URL = "https://dataportal.eso.org"
-TAP_SYNC = "tap_obs/sync"
+TAP_SERVICE = "tap_obs"
 
 RAW_COLUMNS = ("dp_id", "object", "target", "ra", "dec", "instrument", "date_obs", "exposure",
                "filter_path", "dp_cat", "dp_type", "dp_tech", "prog_id", "release_date",
@@ -71,13 +73,12 @@ PRODUCTS = {"raw": ("dbo.raw", RAW_COLUMNS, "ra", "dec", "instrument", "release_
                         "obs_release_date")}
 
 
-# --- TAP helpers (KOA uses them too) -------------------------------------------------------
-
 # --- ESO -------------------------------------------------------------------------------------
 
 def query_eso(client: HttpClient, *, product: str = "raw", instrument: str | None = None,
               target: str | None = None, ra: float | None = None, dec: float | None = None,
-              radius_deg: float = 0.1, max_rows: int = 1000) -> tuple[Table, Reply]:
+              radius_deg: float = 0.1, max_rows: int = 1000,
+              tap: TapSettings = SYNC) -> tuple[Table, Reply]:
     """ESO TAP: frames (``raw``) or Phase 3 products (``reduced``) matching the criteria.
 
     ``instrument`` is ESO's upper-case name (``SINFONI``, ``MUSE``); ``target`` matches the
@@ -101,7 +102,7 @@ def query_eso(client: HttpClient, *, product: str = "raw", instrument: str | Non
         raise ValueError(f"{NAME}: give at least one of the options instrument, target, ra/dec")
     adql = (f"SELECT TOP {max_rows} {', '.join(columns)} FROM {table_name} "
             f"WHERE {' AND '.join(where)}")
-    table, reply = tap_sync(client, TAP_SYNC, adql, max_rows)
+    table, reply = tap_query(client, TAP_SERVICE, adql, max_rows, tap)
     return set_units(table, UNITS), reply
 
 
@@ -194,11 +195,12 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
     - ``max_rows``: row limit sent as TOP and MAXREC; default 1000.
     - ``download``: number of files (first rows) to download into ``out_dir/files``; default 0.
       Proprietary files need ``ESO_USERNAME``/``ESO_PASSWORD``, else they are skipped.
+    - ``mode``: ``sync`` (default) or ``async`` (a UWS job, polled; for long queries).
 
     At least one of instrument, target or ra/dec is required.
     """
     known = {"product", "instrument", "target", "ra", "dec", "radius_deg", "max_rows",
-             "download"}
+             "download", "mode"}
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"{NAME}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -207,13 +209,14 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
                      NAME)
     max_rows = int_option("max_rows", options.get("max_rows", 1000), 1)
     download = int_option("download", options.get("download", 0), 0)
+    tap = TapSettings.create(config, NAME, options.get("mode"))
     out = Path(out_dir)
     credentials = Credentials()
     with config.client(NAME, DEFAULT_BASE_URL) as client:
         ra, dec, radius = cone_ if cone_ else (None, None, 0.1)
         table, reply = query_eso(client, product=product, instrument=options.get("instrument"),
                                  target=options.get("target"), ra=ra, dec=dec,
-                                 radius_deg=radius, max_rows=max_rows)
+                                 radius_deg=radius, max_rows=max_rows, tap=tap)
     result = FetchResult(NAME, tables={f"eso_{product}": table}, provenance=[reply.provenance])
     if table.meta.get("overflow"):
         result.skipped.append(f"rows beyond {max_rows}: the query hit max_rows; raise it or "

@@ -1,12 +1,16 @@
 """exoplanets.org (the Exoplanet Orbit Database): its frozen CSV of planets, with units.
 
 The Exoplanet Orbit Database (Wright et al. 2011; Han et al. 2014) stopped being updated in
-2018; what remains is a static file, ``http://exoplanets.org/csv-files/exoplanets.csv``, one row
-per planet and several hundred upper-case columns. There is no query API, and astroquery does
-not cover it, so the file is downloaded once through :meth:`HttpClient.download` (retries, an
-HTML page in its place is refused) into the cache folder ``CACHE/exoplanets_org/files/`` and
-reused from there, online or offline: a frozen file never needs fetching again. It is parsed
-with astropy's CSV reader (empty fields become masked values).
+2018 and its website has since been retired: ``http://exoplanets.org/csv-files/exoplanets.csv``
+no longer serves the file, and astroquery deprecated its ``exoplanet_orbit_database`` module in
+0.4.7 for that reason (pointing users to the NASA Exoplanet Archive). So this source has no
+default address: it needs a mirror of the CSV (one row per planet, several hundred upper-case
+columns), given as ``--base-url URL`` or ``SourceConfig.base_urls["exoplanets_org"]``, and says
+so in one line when none is given. The file is downloaded once through
+:meth:`HttpClient.download` (retries, an HTML page in its place is refused) into the cache
+folder ``CACHE/exoplanets_org/files/`` and reused from there, online or offline and with or
+without a mirror: a frozen file never needs fetching again. It is parsed with astropy's CSV
+reader (empty fields become masked values). For current planets use the ``nasa`` source.
 
 Units are set on the key columns and their uncertainty columns (``XUPPER``, ``XLOWER`` and
 ``UX``, the symmetric one, carry the unit of ``X``), from the database's column documentation:
@@ -24,6 +28,7 @@ Every other column is kept as read, without a unit.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -38,7 +43,8 @@ from astrojax.data.sources.reply import Downloaded
 from astrojax.data.sources.result import FetchResult
 
 NAME = "exoplanets_org"
-DEFAULT_BASE_URL = "http://exoplanets.org"
+DEFAULT_BASE_URL = None  # retired: a mirror must be given
+RETIRED_URL = "http://exoplanets.org"
 CSV_PATH = "csv-files/exoplanets.csv"
 CSV_NAME = "exoplanets.csv"
 TABLE_NAME = "exoplanets"
@@ -59,8 +65,22 @@ COLUMN_UNITS: dict[str, u.UnitBase] = {
 REQUIRED_COLUMNS = ("NAME", "MSINI", "A", "PER")
 
 
+class MirrorRequired(ValueError):
+    """exoplanets.org is retired and no mirror was given."""
+
+
+MIRROR_REQUIRED = (f"{NAME}: exoplanets.org is retired (frozen since 2018, its site no longer "
+                   "serves the CSV); give a mirror of csv-files/exoplanets.csv with --base-url "
+                   f"URL (or data.sources.base_urls.{NAME}), or use the nasa source")
+
+
 def exoplanets_org_client(config: SourceConfig) -> HttpClient:
-    return config.client(NAME, DEFAULT_BASE_URL)
+    """A client for the configured mirror; :class:`MirrorRequired` when there is none (the
+    client then could only reach the retired site). Offline, no mirror is needed."""
+    mirror = config.base_urls.get(NAME)
+    if not mirror and not config.offline:
+        raise MirrorRequired(MIRROR_REQUIRED)
+    return config.client(NAME, mirror or RETIRED_URL)
 
 
 def download_csv(client: HttpClient, directory: Path, path: str = CSV_PATH) -> Downloaded:
@@ -96,15 +116,19 @@ def fetch(config: SourceConfig, out_dir: Path, *, path: str = CSV_PATH) -> Fetch
     """Downloads (or reuses) the frozen CSV and saves it with the ``exoplanets`` table.
 
     Options:
-    - ``path``: the file's path under the base URL (default ``csv-files/exoplanets.csv``;
-      point ``base_urls["exoplanets_org"]`` at a mirror to fetch a copy kept elsewhere).
+    - ``path``: the file's path under the mirror (default ``csv-files/exoplanets.csv``).
 
+    The mirror is ``base_urls["exoplanets_org"]`` (``--base-url``); without one, only a copy
+    already in the cache folder is used, else :class:`MirrorRequired` says what to give.
     ``out_dir`` receives ``exoplanets.csv`` (the file as downloaded) and ``exoplanets.ecsv``.
     """
     out = Path(out_dir)
-    with exoplanets_org_client(config) as client:
-        downloaded = download_csv(client, config.cache_directory() / NAME / "files", path)
-        url = client.url_for(path)
+    folder = config.cache_directory() / NAME / "files"
+    reuse_only = not config.base_urls.get(NAME) and _downloaded(folder)
+    client_config = dataclasses.replace(config, offline=True) if reuse_only else config
+    with exoplanets_org_client(client_config) as client:
+        downloaded = download_csv(client, folder, path)
+        url = downloaded.provenance.url
     table = read_csv(downloaded.path, url=url)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(downloaded.path, out / CSV_NAME)
@@ -114,5 +138,10 @@ def fetch(config: SourceConfig, out_dir: Path, *, path: str = CSV_PATH) -> Fetch
     return result
 
 
-__all__ = ["COLUMN_UNITS", "DEFAULT_BASE_URL", "NAME", "download_csv", "exoplanets_org_client",
-           "fetch", "read_csv"]
+def _downloaded(folder: Path) -> bool:
+    """Whether a copy of the CSV (with its provenance record) is already in the cache folder."""
+    return (folder / CSV_NAME).is_file() and (folder / f"{CSV_NAME}.provenance.json").is_file()
+
+
+__all__ = ["COLUMN_UNITS", "DEFAULT_BASE_URL", "NAME", "MirrorRequired", "download_csv",
+           "exoplanets_org_client", "fetch", "read_csv"]

@@ -7,10 +7,25 @@ The API is one GET whose selection is path segments (``canonical/NotFail/GMOS-N/
 object=M101``, see archive.gemini.edu/help/api.html), so we build the path, validate each
 segment, and type the JSON list ourselves with the documented units: ``exposure_time`` in s,
 ``ra``/``dec`` in deg, ``central_wavelength`` in micron, ``data_size`` in bytes.
+
+Truncation. The archive cuts every search at a row limit (its FitsStorage server,
+``list_headers``): 500 files for an *open* search, 2,000 for a *closed* one, where closed means
+the selection holds a date or date range, a program, observation or data-label id, or a file
+name (here: the ``date`` or ``program_id`` option). It flags only some of these cuts: on an
+open search it adds ``"results_truncated": true`` to the last row of *every* reply, cut or not,
+and a closed search cut at 2,000 carries no flag at all. So the flag alone proves nothing;
+:func:`truncation` treats a reply as cut when it holds as many rows as the limit for its kind
+of search (500 when open or flagged, else 2,000). A cut is reported in ``table.meta``
+(``truncated``, ``row_limit``), in the reply's provenance (``truncated``) and in the fetch's
+``skipped`` list, with how to narrow the search: add a ``date`` (a range like
+``20190101-20190131``, which also raises the limit to 2,000) or a ``program_id``, and split a
+long date range into shorter ones. The archive sorts an open search newest first and a closed
+one oldest first, so a cut drops the oldest or the newest files respectively.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -21,10 +36,10 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from astrojax.data.sources.config import SourceConfig
-from astrojax.data.sources.errors import ReplyValidationError
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import InvalidReply
 
 NAME = "gemini"
 DEFAULT_BASE_URL = "https://archive.gemini.edu"
@@ -42,6 +57,8 @@ SCHEMA: tuple[tuple[str, str, u.UnitBase | None], ...] = (
     ("release", "str", None), ("data_size", "int", u.byte), ("data_md5", "str", None),
 )
 QA_STATES = ("NotFail", "AnyQA", "Pass", "Lucky", "Win", "Usable", "UndefinedQA", "Fail")
+OPEN_ROW_LIMIT = 500  # FitsStorage fits_open_result_limit
+CLOSED_ROW_LIMIT = 2000  # FitsStorage fits_closed_result_limit
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DATE = re.compile(r"^\d{8}(-\d{8})?$")
 
@@ -71,8 +88,34 @@ def selection_path(*, instrument: str | None = None, object_name: str | None = N
         segments.append("object=" + quote(object_name, safe=""))
     if len(segments) == 3:
         raise ValueError(f"{NAME}: give at least one of the options instrument, object, date, "
-                         "program_id (the archive refuses open searches)")
+                         "program_id (with none, the archive lists only its 500 newest files)")
     return "/".join(segments)
+
+
+def row_limit(rows: list[dict[str, Any]], *, closed: bool) -> int:
+    """The archive's row limit for this reply: 2,000 for a ``closed`` selection (a date or
+    program id), else 500; a ``results_truncated`` flag means the archive saw an open search."""
+    flagged = any(row.get("results_truncated") for row in rows)
+    return OPEN_ROW_LIMIT if flagged or not closed else CLOSED_ROW_LIMIT
+
+
+def truncation(rows: list[dict[str, Any]], *, closed: bool) -> str | None:
+    """Why the archive may have cut this reply short, or None when it holds every match.
+
+    A reply is cut when it holds as many rows as its :func:`row_limit`; the archive's own
+    ``results_truncated`` flag only says the search was open (see the module docstring).
+    """
+    limit = row_limit(rows, closed=closed)
+    if len(rows) < limit:
+        return None
+    if limit == OPEN_ROW_LIMIT:  # the archive sorts an open search newest first
+        return (f"the archive returns at most {limit} files for a search without a date or "
+                f"program id (the newest {limit}) and returned {limit}, so more may match; add "
+                "a date range (date=YYYYMMDD-YYYYMMDD) or a program_id, which narrows the "
+                f"search and raises the limit to {CLOSED_ROW_LIMIT}")
+    return (f"the archive returns at most {limit} files for a search with a date or program "
+            f"id (the oldest {limit}) and returned {limit}, so more may match; split the date "
+            "range (date=YYYYMMDD-YYYYMMDD) into shorter ones or add instrument/object")
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
@@ -91,18 +134,35 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def query_gemini(client: HttpClient, **selection: Any) -> tuple[Table, Reply]:
-    """One jsonsummary request (``selection`` as for :func:`selection_path`)."""
-    path = selection_path(**selection)
-    reply = client.get(path, expect="json")
+def summary_check(reply: Reply) -> bool:
+    """The client ``check``: anything but a JSON list of file summaries (an error object)
+    raises and is never cached."""
     rows = reply.json()
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        what = f"an object with keys {sorted(rows)[:5]}" if isinstance(rows, dict) else \
-            type(rows).__name__
-        raise ReplyValidationError(NAME, client.url_for(path), "expected a JSON list of file "
-                                   f"summaries, got {what}", reason="parse")
+    if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+        return True
+    what = f"an object with keys {sorted(rows)[:5]}" if isinstance(rows, dict) else \
+        type(rows).__name__
+    raise InvalidReply("service_error" if isinstance(rows, dict) and "error" in rows else "parse",
+                       f"expected a JSON list of file summaries, got {what}")
+
+
+def query_gemini(client: HttpClient, **selection: Any) -> tuple[Table, Reply]:
+    """One jsonsummary request (``selection`` as for :func:`selection_path`).
+
+    When the archive may have cut the list short, ``table.meta["truncated"]`` is True and the
+    returned reply's provenance says why (:func:`truncation`).
+    """
+    path = selection_path(**selection)
+    reply = client.get(path, expect="json", check=summary_check)
+    rows = reply.json()
     table = summary_table(rows)
-    table.meta["selection"] = path
+    closed = bool(selection.get("date") or selection.get("program_id"))
+    cut = truncation(rows, closed=closed)
+    table.meta.update(selection=path, truncated=cut is not None,
+                      row_limit=row_limit(rows, closed=closed))
+    if cut is not None:
+        reply = dataclasses.replace(reply, provenance=dataclasses.replace(reply.provenance,
+                                                                          truncated=cut))
     return table, reply
 
 
@@ -117,7 +177,10 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
     - ``program_id``: e.g. ``GN-2007A-Q-72``; default none.
     - ``qa``: QA selection, one of ``QA_STATES``; default ``NotFail``.
 
-    Only canonical files (the current version of each) are listed.
+    Only canonical files (the current version of each) are listed. The archive returns at most
+    500 files for a search without a date or program id and 2,000 with one; a reply that hits
+    the limit is reported in ``skipped`` and the provenance (narrow the search with a date
+    range or program_id, or split the range).
     """
     known = {"instrument", "object", "date", "program_id", "qa"}
     unknown = set(options) - known
@@ -129,5 +192,8 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
             date=None if options.get("date") is None else str(options["date"]),
             program_id=options.get("program_id"), qa=str(options.get("qa", "NotFail")))
     result = FetchResult(NAME, tables={"gemini_files": table}, provenance=[reply.provenance])
+    if reply.provenance.truncated:
+        result.skipped.append(f"gemini_files files after the first {len(table)}: "
+                              f"{reply.provenance.truncated}")
     result.save(out_dir)
     return result

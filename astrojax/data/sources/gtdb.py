@@ -5,20 +5,28 @@ through our :class:`HttpClient`'s streaming ``download`` (the metadata files are
 MB) into ``out_dir/raw`` and parses the gzip TSVs locally. A file already downloaded with its
 provenance record is reused, online or offline.
 
-File names follow the server's layout from release 207 on: ``latest/bac120_taxonomy.tsv.gz``
-for the current release, ``release220/220.0/bac120_taxonomy_r220.tsv.gz`` for a fixed one
-(likewise ``ar53_*`` for archaea and ``*_metadata*`` for genome metadata).
+File names follow the server's layout from release 207 on (the first with the ``ar53``
+archaeal marker set): ``latest/bac120_taxonomy.tsv.gz`` for the current release,
+``release220/220.0/bac120_taxonomy_r220.tsv.gz`` for a fixed one (likewise ``ar53_*`` for
+archaea and ``*_metadata*`` for genome metadata). One exception: release 207 publishes its
+metadata as a tar archive, ``release207/207.0/bac120_metadata_r207.tar.gz`` holding
+``bac120_metadata_r207.tsv``, while its taxonomy and every later release's files are gzip TSVs
+(release 214's files sit in ``release214/214.1/``). :func:`release_file` asks for the file that
+exists, and :func:`parse_metadata` reads the TSV inside the tar archive without unpacking it.
 
 Library use: ``parse_taxonomy(path)``, ``parse_metadata(path, columns)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import re
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import astropy.units as u
 import numpy as np
@@ -36,6 +44,8 @@ DOMAINS = ("bac120", "ar53")
 RANKS = ("domain", "phylum", "class", "order", "family", "genus", "species")
 _PREFIXES = tuple(f"{r[0]}__" for r in RANKS)  # d__, p__, c__, o__, f__, g__, s__
 _RELEASE = re.compile(r"^release(\d+)/(\d+)\.\d+$")
+FIRST_RELEASE = 207  # ar53 and this file layout start here
+TAR_METADATA_RELEASES = (207,)  # metadata as {domain}_metadata_r207.tar.gz
 
 DEFAULT_METADATA_COLUMNS = (
     "accession", "gtdb_taxonomy", "gtdb_representative", "gtdb_genome_representative",
@@ -64,7 +74,8 @@ def gtdb_client(config: SourceConfig) -> HttpClient:
 
 
 def release_file(release: str, domain: str, kind: str) -> str:
-    """The path under the releases folder, e.g. ``release220/220.0/ar53_metadata_r220.tsv.gz``."""
+    """The path under the releases folder, e.g. ``release220/220.0/ar53_metadata_r220.tsv.gz``
+    (``release207/207.0/ar53_metadata_r207.tar.gz`` for release 207's metadata)."""
     if domain not in DOMAINS:
         raise ValueError(f"{NAME}: domain must be one of {DOMAINS}, got {domain!r}")
     if release == "latest":
@@ -73,7 +84,12 @@ def release_file(release: str, domain: str, kind: str) -> str:
     if not match or match.group(1) != match.group(2):
         raise ValueError(f"{NAME}: release must be 'latest' or like 'release220/220.0', "
                          f"got {release!r}")
-    return f"{release}/{domain}_{kind}_r{match.group(1)}.tsv.gz"
+    number = int(match.group(1))
+    if number < FIRST_RELEASE:
+        raise ValueError(f"{NAME}: release {number} is not supported: releases before "
+                         f"{FIRST_RELEASE} use other marker sets and file names")
+    suffix = "tar.gz" if kind == "metadata" and number in TAR_METADATA_RELEASES else "tsv.gz"
+    return f"{release}/{domain}_{kind}_r{number}.{suffix}"
 
 
 def split_taxonomy(lineage: str) -> list[str]:
@@ -117,23 +133,47 @@ def parse_taxonomy(path: str | Path) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _open_metadata(path: Path) -> Iterator[IO[bytes]]:
+    """The metadata TSV of a ``.tsv.gz`` file, or of the one ``.tsv`` inside a ``.tar.gz``."""
+    if not path.name.endswith((".tar.gz", ".tgz")):
+        with gzip.open(path, "rb") as handle:
+            yield handle
+        return
+    try:
+        archive = tarfile.open(path, "r:gz")
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"{path}: not a tar.gz archive: {err}") from None
+    with archive:
+        members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".tsv")]
+        if len(members) != 1:
+            raise ValueError(f"{path}: expected one .tsv file inside, found "
+                             f"{[m.name for m in members] or 'none'}")
+        handle = archive.extractfile(members[0])
+        with handle:
+            yield handle
+
+
 def parse_metadata(path: str | Path, columns: Sequence[str] | None = None,
                    ) -> tuple[Table, list[str]]:
-    """A ``*_metadata*.tsv.gz`` file as a table of ``columns`` (None: all), typed, with units.
+    """A ``*_metadata*.tsv.gz`` file (or release 207's ``*.tar.gz``) as a table of ``columns``
+    (None: all), typed, with units.
 
     GTDB writes ``none`` for missing values and ``t``/``f`` for flags: numbers become NaN (or
     -1 for integer columns), flags booleans. Returns the table and the columns asked for that
     the file does not have.
     """
     path = Path(path)
-    header = pd.read_csv(path, sep="\t", nrows=0, compression="gzip").columns
+    with _open_metadata(path) as handle:
+        header = pd.read_csv(handle, sep="\t", nrows=0).columns
     wanted = list(header) if columns is None else list(dict.fromkeys(["accession", *columns]))
     missing = [c for c in wanted if c not in header]
     if "accession" in missing:
         raise ValueError(f"{path}: no 'accession' column: not a GTDB metadata file")
     present = [c for c in wanted if c in header]
-    frame = pd.read_csv(path, sep="\t", usecols=present, dtype=str, keep_default_na=False,
-                        compression="gzip")
+    with _open_metadata(path) as handle:
+        frame = pd.read_csv(handle, sep="\t", usecols=present, dtype=str,
+                            keep_default_na=False)
     table = Table()
     for name in present:
         text = frame[name].to_numpy(dtype=str)
@@ -163,7 +203,8 @@ def fetch(config: SourceConfig, out_dir: Path, *, release: str = "latest",
 
     Options:
         release: ``latest`` (default) or a release folder like ``release220/220.0``
-            (release 207 onwards).
+            (release 207 onwards; ``release207/207.0`` reads its metadata from the tar.gz
+            GTDB publishes for that release).
         domain: ``bac120`` (bacteria, default) or ``ar53`` (archaea).
         metadata: ``yes`` to also download and parse the genome metadata (large: hundreds of
             MB for bacteria); default ``no``.

@@ -1,22 +1,19 @@
 """HttpClient: the one way source modules talk to an archive (pool, retries, checks, cache).
 
-Why our own retry loop rather than urllib3's ``Retry``: ``Retry`` honours Retry-After without a
-cap, cannot take an injected sleep or a seeded jitter, does not retry a body that times out or
-is cut short while it streams, and ends in ``MaxRetryError``, whose text holds the raw URL (and
-so a query-parameter key) but not the last status. Here the adapter makes one attempt
-(``max_retries=0``) and :meth:`HttpClient._perform` decides:
+Sending (retries, backoff, rate limits, read timeouts, streaming within a size limit) is
+:class:`~astrojax.data.sources.sending.Sender`'s job; see :mod:`.sending` for why the loop is
+our own. This module decides what is asked, checked and cached.
 
-- connection errors, timeouts (connect, or read while headers or body stream) and bodies cut
-  short of their Content-Length are retried; so are 429 and every 5xx;
-- the wait is the server's Retry-After (seconds or an HTTP date) capped at ``backoff_cap``, else
-  full-jitter exponential backoff: uniform(0, min(cap, base * 2**(attempt - 1)));
-- other 4xx are not retried; 401/403 after sending a credential is a CredentialError;
-- the final error names the source, the method, the URL without secrets, the attempts and the
-  last status or failure. Errors never chain the underlying requests exception (its text can
-  hold the raw URL); they carry a redacted summary of it instead.
+What is cached, and under which key:
 
-Every attempt waits on the per-host rate limiter first. POST requests are retried like GETs:
-every request this layer sends is a read-only query (TAP, MAST's invoke API).
+- a source may pass ``check(reply) -> bool``: it raises :class:`InvalidReply` (reason
+  ``service_error``) for an error document the service sent with status 200, and returns False
+  for a reply that is valid but not final (MAST's ``EXECUTING``). Only a reply that passed every
+  check and is final is stored, so a transient "database busy" is never replayed from the cache;
+  a cached reply is checked again when read, and one that fails (stored by an older astrojax) is
+  dropped and fetched anew;
+- the key holds the credential names and a salted HMAC of their values (see :mod:`.cache`), so a
+  reply fetched with a token is never served to a run without it.
 """
 
 import functools
@@ -26,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -38,49 +35,25 @@ from astrojax.data.sources.cache import CacheKey, ResponseCache
 from astrojax.data.sources.credentials import Auth, AuthParts, Credentials
 from astrojax.data.sources.errors import (
     CredentialError,
-    HTTPStatusError,
     OfflineCacheMiss,
     ReplyValidationError,
-    SourceError,
-    TransportError,
 )
 from astrojax.data.sources.files import atomic_write, filename_from_url, safe_path
 from astrojax.data.sources.provenance import Provenance, package_version
 from astrojax.data.sources.ratelimit import RateLimiter, shared_limiter
 from astrojax.data.sources.redaction import LOGGER_NAME, install_log_redaction, redact_url
 from astrojax.data.sources.reply import Downloaded, Reply
-from astrojax.data.sources.transport import (
-    Session,
-    describe,
-    error_snippet,
-    origin,
-    parse_retry_after,
-)
+from astrojax.data.sources.sending import Sender
+from astrojax.data.sources.transport import Session, origin
 from astrojax.data.sources.validate import InvalidReply, check_body
+
+# check(reply) -> bool: raises InvalidReply for an error document; False: valid, not final.
+ReplyCheck = Callable[[Reply], bool]
 
 # Response headers a Reply keeps (and the cache stores): paging and result counts.
 KEPT_HEADERS = ("Link", "X-Total-Results", "ETag", "Last-Modified")
 log = logging.getLogger(LOGGER_NAME)
 install_log_redaction()
-
-CHUNK_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class _Sent:
-    response: requests.Response
-    value: Any
-    attempts: int
-    credentials: tuple[str, ...]
-
-
-class _Interrupted(Exception):
-    """The body stopped before its end (cut short, timed out): worth another attempt."""
-
-    def __init__(self, truncated: bool, detail: str):
-        super().__init__(detail)
-        self.truncated = truncated
-        self.detail = detail
 
 
 class HttpClient:
@@ -89,6 +62,8 @@ class HttpClient:
     ``base_url`` is where relative paths resolve (override it for mirrors and tests); absolute
     http(s) URLs are accepted too (download hosts) and share the pool, limiter and retries.
     ``libraries`` names what talks to the server for the provenance ``client`` field.
+    ``max_bytes`` bounds a reply held in memory, ``max_download_bytes`` a file that
+    :meth:`download` streams to disk.
     """
 
     def __init__(self, source: str, base_url: str, *, cache: ResponseCache | None = None,
@@ -97,7 +72,8 @@ class HttpClient:
                  rate_limiter: RateLimiter | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0), max_attempts: int = 4,
                  backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 max_bytes: int = 256 * 2**20, pool_size: int = 4,
+                 max_bytes: int = 256 * 2**20, max_download_bytes: int = 16 * 2**30,
+                 pool_size: int = 4,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
                  libraries: Sequence[str] = ("requests",), user_agent: str | None = None):
         parts = urlsplit(base_url)
@@ -105,9 +81,10 @@ class HttpClient:
             raise ValueError(f"{source}: base_url must be an http(s) URL, got {base_url!r}")
         if offline and cache is None:
             raise ValueError(f"{source}: offline mode needs a cache to serve from")
-        if max_attempts < 1 or max_bytes < 1 or backoff_cap < 0 or backoff_base < 0:
-            raise ValueError(f"{source}: max_attempts and max_bytes must be >= 1 and the "
-                             "backoff times >= 0")
+        if (max_attempts < 1 or max_bytes < 1 or max_download_bytes < 1 or backoff_cap < 0
+                or backoff_base < 0):
+            raise ValueError(f"{source}: max_attempts, max_bytes and max_download_bytes must be "
+                             ">= 1 and the backoff times >= 0")
         self.source = source
         self.base_url = base_url
         self.cache = cache
@@ -115,21 +92,20 @@ class HttpClient:
         self.auth = auth
         self.credentials = credentials or Credentials()
         self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self.max_bytes = max_bytes
+        self.max_download_bytes = max_download_bytes
         self.libraries = tuple(libraries)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._limiter = rate_limiter or (shared_limiter(parts.hostname, rate_per_second)
-                                         if rate_per_second else None)
+        limiter = rate_limiter or (shared_limiter(parts.hostname, rate_per_second)
+                                   if rate_per_second else None)
         self.session = Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent or (
             f"astrojax/{package_version('astrojax')} python-requests/{requests.__version__}")
+        self._sender = Sender(source, self.session, limiter=limiter, timeout=timeout,
+                              max_attempts=max_attempts, backoff_base=backoff_base,
+                              backoff_cap=backoff_cap, sleep=sleep, rng=rng or random.Random())
 
     def __repr__(self) -> str:
         return f"HttpClient({self.source!r}, {redact_url(self.base_url)!r})"
@@ -158,50 +134,50 @@ class HttpClient:
     # --- public requests ----------------------------------------------------------------
 
     def get(self, path_or_url: str, params: Mapping[str, Any] | None = None, *,
-            expect: str = "json", headers: Mapping[str, str] | None = None,
-            content_types: tuple[str, ...] | None = None, use_cache: bool = True,
-            refresh: bool = False) -> Reply:
-        """GET a reply and check it is ``expect`` (json, csv, tsv, xml, votable, text, bytes)."""
-        return self.request("GET", path_or_url, params=params, expect=expect, headers=headers,
-                            content_types=content_types, use_cache=use_cache, refresh=refresh)
+            expect: str = "json", **options: Any) -> Reply:
+        """GET a reply and check it is ``expect`` (json, csv, tsv, xml, votable, text, bytes).
+
+        ``options`` are :meth:`request`'s: headers, content_types, use_cache, refresh, check,
+        read_timeout, timeout_resends.
+        """
+        return self.request("GET", path_or_url, params=params, expect=expect, **options)
 
     def post(self, path_or_url: str, data: Mapping[str, Any] | str | bytes | None = None, *,
              json_body: Any = None, params: Mapping[str, Any] | None = None,
-             expect: str = "json", headers: Mapping[str, str] | None = None,
-             content_types: tuple[str, ...] | None = None, use_cache: bool = True,
-            refresh: bool = False) -> Reply:
+             expect: str = "json", **options: Any) -> Reply:
         """POST form ``data`` or a ``json_body`` (a read-only query: cached and retried)."""
         return self.request("POST", path_or_url, params=params, data=data, json_body=json_body,
-                            expect=expect, headers=headers, content_types=content_types,
-                            use_cache=use_cache, refresh=refresh)
+                            expect=expect, **options)
 
     def request(self, method: str, path_or_url: str, *, params: Mapping[str, Any] | None = None,
                 data: Mapping[str, Any] | str | bytes | None = None, json_body: Any = None,
                 expect: str = "json", headers: Mapping[str, str] | None = None,
                 content_types: tuple[str, ...] | None = None, use_cache: bool = True,
-                refresh: bool = False) -> Reply:
+                refresh: bool = False, check: ReplyCheck | None = None,
+                read_timeout: float | None = None,
+                timeout_resends: int | None = None) -> Reply:
+        """One request: from the cache if there, else sent (with retries), checked, cached.
+
+        ``refresh``: ask the server even if cached, and store the new reply. ``check``: the
+        source's own test of the reply (see the module docstring), run before anything is cached
+        and again on a cached reply. ``read_timeout`` replaces the client's for this request;
+        ``timeout_resends`` caps how many times it is sent again after a read timeout.
+        """
         method = method.upper()
         url = self.url_for(path_or_url)
-        key = None
-        if self.cache is not None and use_cache:
-            key = CacheKey.create(self.source, method, url, params, _body_bytes(data, json_body))
-            # refresh: go to the server (unless offline) but still store the new reply.
-            cached = (None if refresh and not self.offline
-                      else self.cache.get(key, allow_expired=self.offline))
+        parts = self._auth_parts(url, method)
+        key = self._cache_key(method, url, params, _body_bytes(data, json_body), parts) \
+            if use_cache else None
+        if key is not None and not (refresh and not self.offline):
+            cached = self._from_cache(key, expect, content_types, check, method, url)
             if cached is not None:
-                if cached.expired:
-                    log.warning("%s: offline: serving an expired cached reply for %s",
-                                self.source, key.describe())
-                parsed = self._check(cached.body, cached.content_type, expect, content_types,
-                                     method, url, None)
-                return Reply(cached.body, cached.status, cached.content_type,
-                             cached.provenance, expect, parsed, headers=cached.headers)
+                return cached
         if self.offline:
-            request = key.describe() if key else f"{method} {redact_url(url)}"
-            raise OfflineCacheMiss(self.source, url, f"offline, and no cached reply for "
-                                   f"{request} in {self.cache.directory}", method=method)
-        consume = functools.partial(self._read_body, limit=self.max_bytes)
-        sent = self._perform(method, url, params, data, json_body, headers, consume)
+            raise self._offline_miss(key, method, url)
+        consume = functools.partial(self._sender.read_body, limit=self.max_bytes,
+                                    setting="max_bytes")
+        sent = self._sender.send(method, url, params, data, json_body, headers, consume, parts,
+                             read_timeout=read_timeout, timeout_resends=timeout_resends)
         response, body = sent.response, sent.value
         content_type = response.headers.get("Content-Type")
         parsed = self._check(body, content_type, expect, content_types, method, url,
@@ -214,22 +190,109 @@ class HttpClient:
             credential=sent.credentials)
         kept = {name: response.headers[name] for name in KEPT_HEADERS
                 if name in response.headers}
+        reply = Reply(body, response.status_code, content_type, provenance, expect, parsed,
+                      headers=kept)
+        final = self._run_check(check, reply, method, url, sent.attempts)
+        if key is not None and final:
+            self._store(key, reply)
+        return reply
+
+    def cached_reply(self, method: str, path_or_url: str, *,
+                     params: Mapping[str, Any] | None = None,
+                     data: Mapping[str, Any] | str | bytes | None = None, expect: str = "json",
+                     content_types: tuple[str, ...] | None = None,
+                     check: ReplyCheck | None = None) -> Reply | None:
+        """The cached reply to this request, checked, or None; offline, a miss raises
+        :class:`OfflineCacheMiss`. For flows of several requests cached as one (async TAP)."""
+        method = method.upper()
+        url = self.url_for(path_or_url)
+        parts = self._auth_parts(url, method)
+        key = self._cache_key(method, url, params, _body_bytes(data, None), parts)
+        reply = None if key is None else self._from_cache(key, expect, content_types, check,
+                                                          method, url)
+        if reply is None and self.offline:
+            raise self._offline_miss(key, method, url)
+        return reply
+
+    def store_reply(self, method: str, path_or_url: str, reply: Reply, *,
+                    params: Mapping[str, Any] | None = None,
+                    data: Mapping[str, Any] | str | bytes | None = None) -> None:
+        """Caches ``reply`` (already checked) as the answer to this request."""
+        method = method.upper()
+        url = self.url_for(path_or_url)
+        key = self._cache_key(method, url, params, _body_bytes(data, None),
+                              self._auth_parts(url, method))
         if key is not None:
-            self.cache.put(key, body, status=response.status_code, content_type=content_type,
-                           provenance=provenance, headers=kept)
-        return Reply(body, response.status_code, content_type, provenance, expect, parsed,
-                     headers=kept)
+            self._store(key, reply)
+
+    # --- the cache ----------------------------------------------------------------------
+
+    def _cache_key(self, method: str, url: str, params, body: bytes | None,
+                   parts: AuthParts) -> CacheKey | None:
+        if self.cache is None:
+            return None
+        sent = [*parts.params.values(), *parts.headers.values()]
+        return CacheKey.create(self.source, method, url, params, body, credential=parts.names,
+                               credential_hmac=self.cache.credential_hmac(sent)
+                               if parts.names else None)
+
+    def _from_cache(self, key: CacheKey, expect: str, content_types, check, method: str,
+                    url: str) -> Reply | None:
+        cached = self.cache.get(key, allow_expired=self.offline)
+        if cached is None:
+            return None
+        if cached.expired:
+            log.warning("%s: offline: serving an expired cached reply for %s", self.source,
+                        key.describe())
+        parsed = self._check(cached.body, cached.content_type, expect, content_types, method,
+                             url, None)
+        reply = Reply(cached.body, cached.status, cached.content_type, cached.provenance,
+                      expect, parsed, headers=cached.headers)
+        if check is None:
+            return reply
+        try:
+            final = check(reply)
+        except InvalidReply as err:
+            if self.offline:
+                raise ReplyValidationError(self.source, url, f"{err.detail} (the cached reply)",
+                                           reason=err.reason, method=method) from None
+            log.warning("%s: the cached reply for %s is an error document (%s); dropping it "
+                        "and asking the server", self.source, key.describe(), err.detail)
+            self.cache.delete(key)
+            return None
+        return reply if final or self.offline else None
+
+    def _store(self, key: CacheKey, reply: Reply) -> None:
+        self.cache.put(key, reply.body, status=reply.status, content_type=reply.content_type,
+                       provenance=reply.provenance, headers=reply.headers)
+
+    def _offline_miss(self, key: CacheKey | None, method: str, url: str) -> OfflineCacheMiss:
+        request = key.describe() if key else f"{method} {redact_url(url)}"
+        return OfflineCacheMiss(self.source, url, f"offline, and no cached reply for "
+                                f"{request} in {self.cache.directory}", method=method)
+
+    def _run_check(self, check, reply: Reply, method: str, url: str, attempts: int) -> bool:
+        if check is None:
+            return True
+        try:
+            return bool(check(reply))
+        except InvalidReply as err:
+            raise ReplyValidationError(self.source, url, err.detail, reason=err.reason,
+                                       method=method, attempts=attempts) from None
 
     def download(self, path_or_url: str, directory: str | Path, filename: str | None = None, *,
-                 params: Mapping[str, Any] | None = None, max_bytes: int = 16 * 2**30,
+                 params: Mapping[str, Any] | None = None, max_bytes: int | None = None,
                  overwrite: bool = False,
                  content_types: tuple[str, ...] | None = None) -> Downloaded:
         """Streams a file into ``directory`` (temp file, then rename) and returns its path.
 
         The name is ``filename`` or the URL's last path segment, sanitised (never leaves
         ``directory``). A file already there with its provenance record is reused unless
-        ``overwrite``; offline, only such a file is served.
+        ``overwrite``; offline, only such a file is served. A file over ``max_bytes`` (default
+        the client's ``max_download_bytes``) is refused, and nothing is left on disk.
         """
+        limit, setting = ((max_bytes, "max_bytes") if max_bytes is not None else
+                          (self.max_download_bytes, "max_download_bytes"))
         url = self.url_for(path_or_url)
         name = filename if filename is not None else (
             filename_from_url(url)
@@ -252,7 +315,7 @@ class HttpClient:
 
             def checked() -> Iterator[bytes]:
                 chunk = None
-                for number, chunk in enumerate(self._stream(response, max_bytes)):
+                for number, chunk in enumerate(self._sender.stream(response, limit, setting)):
                     if number == 0:  # an HTML error page or a wrong type shows in the first chunk
                         check_body(chunk, content_type, "bytes", content_types)
                     digest.update(chunk)
@@ -262,7 +325,8 @@ class HttpClient:
 
             return atomic_write(target, checked()), digest.hexdigest()
 
-        sent = self._perform("GET", url, params, None, None, None, consume)
+        sent = self._sender.send("GET", url, params, None, None, None, consume,
+                             self._auth_parts(url, "GET"))
         written, sha256 = sent.value
         provenance = Provenance.create(
             self.source, url, nbytes=written, sha256=sha256, params=params,
@@ -273,72 +337,6 @@ class HttpClient:
         atomic_write(record, [json.dumps(provenance.to_dict(), indent=1).encode()])
         return Downloaded(target, provenance)
 
-    # --- the retry loop -----------------------------------------------------------------
-
-    def _perform(self, method: str, url: str, params, data, json_body, headers,
-                 consume: Callable[[requests.Response], Any]) -> "_Sent":
-        """Sends with retries; returns the response and what ``consume`` made of its body."""
-        parts = self._auth_parts(url, method)
-        send_params = {**(params or {}), **parts.params}
-        send_headers = {**(headers or {}), **parts.headers}
-        for attempt in range(1, self.max_attempts + 1):
-            if self._limiter is not None:
-                self._limiter.acquire()
-            retry_after = None
-            try:
-                response = self.session.request(
-                    method, url, params=send_params, data=data, json=json_body,
-                    headers=send_headers, stream=True, timeout=self.timeout)
-            except requests.exceptions.SSLError as err:
-                raise TransportError(self.source, url, f"TLS failed: {describe(err)}",
-                                     method=method, attempts=attempt) from None
-            except (requests.ConnectionError, requests.Timeout) as err:
-                what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
-                failure = functools.partial(TransportError, self.source, url,
-                                            f"{what}: {describe(err)}", method=method)
-            except requests.RequestException as err:  # too many redirects, a bad header, ...
-                raise SourceError(self.source, url, describe(err), method=method,
-                                  attempts=attempt) from None
-            else:
-                with response:
-                    status = response.status_code
-                    if status == 429 or status >= 500:
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                        failure = functools.partial(
-                            HTTPStatusError, self.source, url,
-                            f"{status} {response.reason}{error_snippet(response)}", status=status,
-                            method=method)
-                    elif status >= 400:
-                        raise self._client_error(response, parts, method, url, attempt)
-                    elif not 200 <= status < 300:
-                        raise HTTPStatusError(self.source, url, f"unexpected status {status}",
-                                              status=status, method=method, attempts=attempt)
-                    else:
-                        try:
-                            value = consume(response)
-                            return _Sent(response, value, attempt, parts.names)
-                        except InvalidReply as err:
-                            raise ReplyValidationError(self.source, url, err.detail,
-                                                       reason=err.reason, method=method,
-                                                       attempts=attempt) from None
-                        except _Interrupted as err:
-                            failure = (functools.partial(ReplyValidationError, self.source,
-                                                         url, err.detail, reason="truncated",
-                                                         method=method)
-                                       if err.truncated else
-                                       functools.partial(TransportError, self.source, url,
-                                                         err.detail, method=method))
-            if attempt == self.max_attempts:
-                raise failure(attempts=attempt)
-            wait = (min(retry_after, self.backoff_cap) if retry_after is not None else
-                    self._rng.uniform(0, min(self.backoff_cap,
-                                             self.backoff_base * 2 ** (attempt - 1))))
-            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d, %s %s)", self.source,
-                        failure(attempts=attempt).detail, wait, attempt + 1, self.max_attempts,
-                        method, redact_url(url))
-            self._sleep(wait)
-        raise AssertionError("unreachable")
-
     def _auth_parts(self, url: str, method: str) -> AuthParts:
         """The credential for ``url``: only sent to the base URL's origin, never elsewhere."""
         if self.auth is None or origin(url) != origin(self.base_url):
@@ -348,50 +346,6 @@ class HttpClient:
         except CredentialError as err:
             raise CredentialError(self.source, url, err.detail, credential=err.credential,
                                   method=method) from None
-
-    def _client_error(self, response: requests.Response, parts: AuthParts, method: str,
-                      url: str, attempt: int) -> SourceError:
-        status = response.status_code
-        detail = f"{status} {response.reason}{error_snippet(response)}"
-        if status in (401, 403) and parts.names:
-            names = " and ".join(parts.names)
-            return CredentialError(self.source, url, f"{detail}; the server rejected {names}: "
-                                   f"check the environment variable(s) or keyring entry",
-                                   status=status, credential=names, method=method,
-                                   attempts=attempt)
-        return HTTPStatusError(self.source, url, detail, status=status, method=method,
-                               attempts=attempt)
-
-    # --- bodies -------------------------------------------------------------------------
-
-    def _stream(self, response: requests.Response, limit: int) -> Iterator[bytes]:
-        """The body in chunks, checked against ``limit`` and its Content-Length."""
-        declared = response.headers.get("Content-Length", "")
-        declared_n = int(declared) if declared.isdigit() else None
-        if declared_n is not None and declared_n > limit:
-            raise InvalidReply("too_large", f"body is {declared_n} bytes, over the limit of "
-                                            f"{limit}")
-        received = 0
-        try:
-            for chunk in response.iter_content(CHUNK_BYTES):
-                received += len(chunk)
-                if received > limit:
-                    raise InvalidReply("too_large", f"body passed the limit of {limit} bytes")
-                yield chunk
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as err:
-            raise _Interrupted(True, f"body cut short after {received} bytes"
-                                     f"{f' of {declared_n}' if declared_n else ''}: "
-                                     f"{describe(err)}") from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            raise _Interrupted(False, f"body timed out or failed after {received} bytes: "
-                                      f"{describe(err)}") from None
-        identity = response.headers.get("Content-Encoding", "identity") == "identity"
-        if declared_n is not None and identity and received < declared_n:
-            raise _Interrupted(True, f"body cut short: {received} of {declared_n} bytes")
-
-    def _read_body(self, response: requests.Response, limit: int) -> bytes:
-        return b"".join(self._stream(response, limit))
 
     def _check(self, body: bytes, content_type: str | None, expect: str,
                content_types: tuple[str, ...] | None, method: str, url: str,

@@ -5,7 +5,9 @@ and NExScI, not KOA), and KOA's documented programmatic interface besides its Py
 an IVOA TAP service (``koa.ipac.caltech.edu/TAP/sync``), one table per instrument
 (``koa_hires``, ``koa_nirspec``, ...). We send ADQL through our :class:`HttpClient` and read
 the VOTable with astropy; ``ra``/``dec`` are set to degrees and ``elaptime`` to seconds where
-the reply gives no readable unit (KOA's column documentation).
+the reply gives no readable unit (KOA's column documentation). KOA runs nexsciTAP, like the
+NASA Exoplanet Archive: errors come inside 200 replies and are never cached, and long queries
+can run as asynchronous jobs (``mode=async``, ``TAP/async``); see :mod:`.tap`.
 
 Only public metadata is queried. Proprietary KOA data needs a KOA account and a session cookie
 (PyKOA's login), which the credential layer does not hold: downloads are not offered.
@@ -26,11 +28,10 @@ from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.options import int_option, position
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
-from astrojax.data.sources.tap import adql_string, cone, set_units, tap_sync
+from astrojax.data.sources.tap import SYNC, TapSettings, adql_string, cone, set_units, tap_query
 
 NAME = "koa"
 DEFAULT_BASE_URL = "https://koa.ipac.caltech.edu/TAP"
-TAP_SYNC = "sync"
 
 # KOA's instrument tables (koa_<name>); the name goes into the ADQL, so only these are allowed.
 INSTRUMENTS = ("deimos", "esi", "hires", "kcwi", "kpf", "lris", "lws", "mosfire", "nirc",
@@ -61,7 +62,7 @@ def parse_dates(value: str) -> tuple[str, str]:
 def query_koa(client: HttpClient, instrument: str, *, ra: float | None = None,
               dec: float | None = None, radius_deg: float = 0.1,
               dates: tuple[str, str] | None = None, target: str | None = None,
-              max_rows: int = 1000) -> tuple[Table, Reply]:
+              max_rows: int = 1000, tap: TapSettings = SYNC) -> tuple[Table, Reply]:
     """Frames of one instrument matching a cone, a night range and/or a target name."""
     instrument = instrument.lower()
     if instrument not in INSTRUMENTS:
@@ -78,7 +79,7 @@ def query_koa(client: HttpClient, instrument: str, *, ra: float | None = None,
         raise ValueError(f"{NAME}: give at least one of the options ra/dec, date, target")
     adql = (f"SELECT TOP {max_rows} {', '.join(COLUMNS)} FROM koa_{instrument} "
             f"WHERE {' AND '.join(where)} ORDER BY date_obs")
-    table, reply = tap_sync(client, TAP_SYNC, adql, max_rows)
+    table, reply = tap_query(client, "", adql, max_rows, tap)
     return set_units(table, UNITS), reply
 
 
@@ -94,10 +95,11 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
       default none.
     - ``target``: target name as in the TARGNAME header, exact; default none.
     - ``max_rows``: row limit (TOP and MAXREC); default 1000.
+    - ``mode``: ``sync`` (default) or ``async`` (a UWS job, polled; for long queries).
 
     At least one of ra/dec, date or target is required.
     """
-    known = {"instrument", "ra", "dec", "radius_deg", "date", "target", "max_rows"}
+    known = {"instrument", "ra", "dec", "radius_deg", "date", "target", "max_rows", "mode"}
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"{NAME}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -106,10 +108,12 @@ def fetch(config: SourceConfig, out_dir: Path, **options: Any) -> FetchResult:
                      NAME)
     dates = parse_dates(options["date"]) if options.get("date") else None
     max_rows = int_option("max_rows", options.get("max_rows", 1000), 1)
+    tap = TapSettings.create(config, NAME, options.get("mode"))
     ra, dec, radius = cone_ if cone_ else (None, None, 0.1)
     with config.client(NAME, DEFAULT_BASE_URL) as client:
         table, reply = query_koa(client, instrument, ra=ra, dec=dec, radius_deg=radius,
-                                 dates=dates, target=options.get("target"), max_rows=max_rows)
+                                 dates=dates, target=options.get("target"), max_rows=max_rows,
+                                 tap=tap)
     result = FetchResult(NAME, tables={f"koa_{instrument}": table},
                          provenance=[reply.provenance])
     if table.meta.get("overflow"):

@@ -16,11 +16,18 @@ form field ``request`` holding JSON ``{"service", "params", "format", "pagesize"
 reply is ``{"status", "msg", "fields": [{"name", "type"}], "data": [...], "paging": {...}}``.
 Services used: ``Mast.Name.Lookup`` (name -> position), ``Mast.Caom.Filtered`` and
 ``Mast.Caom.Filtered.Position`` (observations), ``Mast.Caom.Products`` (files of observations);
-files come from ``api/v0.1/Download/file?uri=mast:...``. A reply with status ``EXECUTING`` is
-polled again; only the complete reply is cached.
+files come from ``api/v0.1/Download/file?uri=mast:...``. MAST reports a failed service call
+inside an HTTP 200 reply (``status: ERROR`` and a ``msg``); a reply with status ``EXECUTING``
+is not finished and is asked again. Both are judged by :func:`invoke_check`, which the client
+runs before caching: an error is raised and never cached (a transient failure is not replayed
+from the cache), an EXECUTING reply is returned but not stored, and only a COMPLETE reply is
+cached.
 
 ``MAST_API_TOKEN`` (for exclusive-access data) is sent as ``Authorization: token ...`` only when it
 is set, and only to the MAST host. A 401/403 is a :class:`CredentialError` naming MAST_API_TOKEN.
+A reply fetched with the token is cached under a key of its own (the token's name and a salted
+HMAC of it, see :mod:`.cache`): MAST answers with exclusive-access rows only to the token's
+owner, so a later run without it, or with another token, never gets them from the cache.
 
 Units follow MAST's CAOM field documentation (https://mast.stsci.edu/api/v0/_c_a_o_mfields.html):
 positions in deg, times in MJD (d), exposure in s, wavelengths in nm, product sizes in bytes.
@@ -47,6 +54,7 @@ from astrojax.data.sources.files import sanitize_filename
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import InvalidReply
 
 DEFAULT_BASE_URL = "https://mast.stsci.edu"
 INVOKE = "api/v0/invoke"
@@ -83,36 +91,45 @@ def _credential_error(client: HttpClient, err: HTTPStatusError) -> SourceError:
                            method=err.method, attempts=err.attempts)
 
 
+def invoke_check(service: str):
+    """The client ``check`` for one service's replies: ERROR raises (never cached), EXECUTING is
+    valid but not final (returned, not cached), anything else is final."""
+
+    def check(reply) -> bool:
+        body = reply.json()
+        if not isinstance(body, dict):
+            raise InvalidReply("parse", f"{service}: expected a JSON object, got "
+                                        f"{type(body).__name__}")
+        status = body.get("status")
+        if status == "ERROR":
+            raise InvalidReply("service_error", f"{service} failed: "
+                                                f"{body.get('msg') or 'MAST returned ERROR'}")
+        return status != "EXECUTING"
+
+    return check
+
+
 def invoke(client: HttpClient, service: str, params: dict[str, Any], *, pagesize: int = PAGESIZE,
            page: int = 1, sleep: Callable[[float], None] | None = None
            ) -> tuple[dict, Provenance]:
     """One page of a MAST service's JSON reply (status COMPLETE) and its provenance.
 
-    A reply with status ERROR (MAST sends it with HTTP 200) raises :class:`SourceError` with
-    MAST's message; EXECUTING is asked again, past the cache, until it completes, and the
-    complete reply then replaces the cached EXECUTING one (``refresh``).
+    A reply with status ERROR (MAST sends it with HTTP 200) raises
+    :class:`~astrojax.data.sources.ReplyValidationError` (reason ``service_error``) with MAST's
+    message; EXECUTING is asked again after a growing wait, at most ``POLLS`` times.
     """
     request = json.dumps({"service": service, "params": params, "format": "json",
                           "pagesize": pagesize, "page": page}, sort_keys=True)
     form = {"request": request}
-    refresh = False
+    check = invoke_check(service)
     for poll in range(POLLS + 1):
         try:
-            reply = client.post(INVOKE, form, expect="json", refresh=refresh)
+            reply = client.post(INVOKE, form, expect="json", check=check)
         except HTTPStatusError as err:
             raise _credential_error(client, err) from None
-        body = reply.json()
-        status = body.get("status") if isinstance(body, dict) else None
-        if status == "EXECUTING":
-            refresh = True
-            (sleep or poll_sleep)(min(2.0 ** poll, 10.0))
-            continue
-        if status == "ERROR" or not isinstance(body, dict):
-            message = body.get("msg") if isinstance(body, dict) else None
-            raise SourceError(client.source, client.url_for(INVOKE),
-                              f"{service} failed: {message or 'MAST returned an error status'}",
-                              method="POST")
-        return body, reply.provenance
+        if reply.json().get("status") != "EXECUTING":
+            return reply.json(), reply.provenance
+        (sleep or poll_sleep)(min(2.0 ** poll, 10.0))
     raise SourceError(client.source, client.url_for(INVOKE),
                       f"{service} still EXECUTING after {POLLS} polls", method="POST")
 

@@ -2,9 +2,13 @@
 
 REST, not astroquery: ``NasaExoplanetArchive.query_criteria`` sends TAP queries through pyvo's
 own session, so it would bypass our retries, cache, offline mode and provenance, and its unit
-fixes (``UNIT_MAPPER``) are private. The archive's TAP service is one documented GET
+fixes (``UNIT_MAPPER``) are private. The archive's TAP service (nexsciTAP) is one documented GET
 (``TAP/sync?query=ADQL&format=votable``), so we send it through :class:`HttpClient` and parse
-the VOTable with astropy.
+the VOTable with astropy. The service answers a bad query with a VOTable whose QUERY_STATUS is
+ERROR and status 200; :func:`~astrojax.data.sources.tap.check_votable` raises it before the
+client caches anything. A sync query waits up to ``SourceConfig.tap_read_timeout`` (600 s, as
+astroquery) and is sent again at most once after timing out; ``mode=async`` runs it as a UWS job
+at ``TAP/async`` instead (the archive supports both; see :mod:`.tap`).
 
 Tables (https://exoplanetarchive.ipac.caltech.edu/docs/API_PS_columns.html):
 - ``pscomppars``: one row per confirmed planet, each parameter taken from whichever solution
@@ -43,17 +47,16 @@ import astropy.units as u
 from astropy.table import Table
 
 from astrojax.data.sources.config import SourceConfig
-from astrojax.data.sources.errors import SourceError
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.redaction import LOGGER_NAME
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.tap import SYNC, TapSettings, mark_overflow, run_query
 
 log = logging.getLogger(LOGGER_NAME)
 
 NAME = "nasa"
 DEFAULT_BASE_URL = "https://exoplanetarchive.ipac.caltech.edu/TAP"
-SYNC_PATH = "sync"
 TABLES = ("pscomppars", "ps")
 
 # Archive column -> PlanetPopulation field it feeds. pl_bmasse is the "best" mass: the true
@@ -143,24 +146,17 @@ def build_query(table: str = "pscomppars", *, columns: list[str] | None = None,
     return f"select {top}{select} from {table}{clause}"
 
 
-def query_tap(client: HttpClient, adql: str) -> Table:
-    """Runs one synchronous ADQL query; returns the table with archive units mapped.
+def query_tap(client: HttpClient, adql: str, tap: TapSettings = SYNC) -> Table:
+    """Runs one ADQL query (sync or, with ``tap.mode="async"``, as a job); returns the table
+    with archive units mapped.
 
-    Raises :class:`SourceError` when the service answers with a TAP error document (status
-    200 or not). ``table.meta["overflow"]`` is True when the service cut the result at its row
-    limit; ``meta["query"]`` holds the ADQL.
+    A TAP error document (status 200 or not) raises
+    :class:`~astrojax.data.sources.ReplyValidationError` (reason ``service_error``) with the
+    service's message. ``table.meta["overflow"]`` is True when the service cut the result at its
+    row limit; ``meta["query"]`` holds the ADQL, ``meta["provenance"]`` the request's record.
     """
-    params = {"query": adql, "format": "votable"}
-    reply = client.get(SYNC_PATH, params, expect="votable")
+    reply = run_query(client, "", {"query": adql, "format": "votable"}, tap)
     root = ET.fromstring(reply.body)
-    status, message = _query_status(root)
-    if status == "ERROR":
-        raise SourceError(NAME, client.url_for(SYNC_PATH),
-                          f"the TAP service rejected the query: {message or 'no message'} "
-                          f"(ADQL: {adql})")
-    if not any(_local(e.tag) == "TABLE" for e in root.iter()):
-        raise SourceError(NAME, client.url_for(SYNC_PATH),
-                          f"the TAP reply holds no table (QUERY_STATUS {status or 'missing'})")
     table = reply.table()
     unmapped = {}
     for name, raw in _field_units(root).items():
@@ -174,40 +170,45 @@ def query_tap(client: HttpClient, adql: str) -> Table:
         log.warning("%s: no astropy unit for %s", NAME, unmapped)
         table.meta["unmapped_units"] = unmapped
     table.meta["query"] = adql
-    table.meta["overflow"] = status == "OVERFLOW"
+    reply = mark_overflow(table, reply, "the ADQL's top, else the archive's own")
+    table.meta["provenance"] = reply.provenance.to_dict()
     return table
 
 
 def query_pscomppars(client: HttpClient, *, where: str | None = None,
-                     columns: list[str] | None = None, max_rows: int | None = None) -> Table:
+                     columns: list[str] | None = None, max_rows: int | None = None,
+                     tap: TapSettings = SYNC) -> Table:
     """One row per confirmed planet (composite parameters)."""
     return query_tap(client, build_query("pscomppars", columns=columns, where=where,
-                                         max_rows=max_rows))
+                                         max_rows=max_rows), tap)
 
 
 def query_ps(client: HttpClient, *, where: str | None = None, columns: list[str] | None = None,
-             max_rows: int | None = None) -> Table:
+             max_rows: int | None = None, tap: TapSettings = SYNC) -> Table:
     """Every published solution (``where="default_flag = 1"`` keeps the archive's choice)."""
     return query_tap(client, build_query("ps", columns=columns, where=where,
-                                         max_rows=max_rows))
+                                         max_rows=max_rows), tap)
 
 
 def fetch(config: SourceConfig, out_dir: Path, *, table: str = "pscomppars",
           where: str | None = None, columns: str | None = None,
-          max_rows: int | str | None = None) -> FetchResult:
+          max_rows: int | str | None = None, mode: str = "sync") -> FetchResult:
     """Queries the archive and saves one table named after it under ``out_dir``.
 
     Options:
     - ``table``: ``pscomppars`` (one row per planet, default) or ``ps`` (all solutions);
     - ``where``: an ADQL condition, e.g. ``"pl_rade < 2 and st_teff < 4000"`` (default none);
     - ``columns``: a comma-separated column list (default :func:`default_columns`);
-    - ``max_rows``: at most this many rows (ADQL ``top``; default all).
+    - ``max_rows``: at most this many rows (ADQL ``top``; default all);
+    - ``mode``: ``sync`` (default) or ``async``: the query runs as a job on the archive, polled
+      until done, for queries that outlast the sync read timeout (``tap_read_timeout``).
     """
     rows = int(max_rows) if max_rows not in (None, "") else None
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     adql = build_query(table, columns=names, where=where, max_rows=rows)
+    tap = TapSettings.create(config, NAME, mode)
     with nasa_client(config) as client:
-        result_table = query_tap(client, adql)
+        result_table = query_tap(client, adql, tap)
     result = FetchResult(NAME, tables={table: result_table},
                          provenance=[_provenance_of(result_table)])
     if result_table.meta["overflow"]:
@@ -223,16 +224,6 @@ def _provenance_of(table: Table) -> Provenance:
 
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
-
-
-def _query_status(root: ET.Element) -> tuple[str | None, str]:
-    """QUERY_STATUS of the results resource (the last one wins: OVERFLOW follows the table)."""
-    status, message = None, ""
-    for element in root.iter():
-        if _local(element.tag) == "INFO" and element.get("name") == "QUERY_STATUS":
-            status = (element.get("value") or "").upper()
-            message = " ".join((element.text or "").split())
-    return status, message
 
 
 def _field_units(root: ET.Element) -> dict[str, str | None]:

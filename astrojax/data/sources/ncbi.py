@@ -14,6 +14,12 @@ The flow is the one NCBI documents for large result sets: ``esearch.fcgi`` with
 always sent afresh (a cached ``WebEnv`` may have expired on NCBI's side) and its reply is stored,
 so an offline rerun replays the search and every page from the cache.
 
+E-utilities report many failures inside an HTTP 200 reply: ``{"error": ...}``, an ``ERROR`` field
+in ``esearchresult``/``result``, esummary's ``{"esummaryresult": ["..."]}``, or plain text in
+place of GenBank records. Each request passes a check (:func:`eutils_check`,
+:func:`genbank_check`) that the client runs before caching, so such a reply is raised as a
+``service_error`` and never stored (a transient "database is not available" is not replayed).
+
 Library use: ``history = esearch(client, "nuccore", term)``, ``summaries(client, history)``.
 """
 
@@ -37,6 +43,7 @@ from astrojax.data.sources.options import yes_no
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import InvalidReply
 
 NAME = "ncbi"
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -104,25 +111,47 @@ def _etiquette(email: str | None) -> dict[str, str]:
     return {"tool": TOOL, **({"email": email} if email else {})}
 
 
-def _fresh_get(client: HttpClient, path: str, params: Mapping[str, Any]) -> Reply:
+def _fresh_get(client: HttpClient, path: str, params: Mapping[str, Any], check) -> Reply:
     """GET past the cache but store the reply, so offline reruns replay it (WebEnv expires)."""
-    return client.get(path, params, expect="json", refresh=True)
+    return client.get(path, params, expect="json", refresh=True, check=check)
 
 
-def _raise_on_error(document: Any, result_key: str, url: str) -> Any:
-    """The ``result_key`` part of an E-utilities JSON reply; its error text as a SourceError."""
+def _error_text(document: Any, result_key: str) -> str | None:
+    """The error an E-utilities JSON reply reports, or None when it is a result."""
     if not isinstance(document, dict):
-        raise SourceError(NAME, url, f"expected a JSON object, got {type(document).__name__}")
+        return f"expected a JSON object, got {type(document).__name__}"
     if "error" in document:  # e.g. {"error": "API rate limit exceeded", ...}
-        raise SourceError(NAME, url, f"E-utilities error: {document['error']}")
+        return str(document["error"])
     part = document.get(result_key)
     if isinstance(part, list):  # esummary's error form: {"esummaryresult": ["Invalid uid"]}
-        raise SourceError(NAME, url, f"E-utilities error: {'; '.join(map(str, part))}")
+        return "; ".join(map(str, part))
     if not isinstance(part, dict):
-        raise SourceError(NAME, url, f"reply has no {result_key!r} object")
+        return f"reply has no {result_key!r} object"
     if part.get("ERROR"):
-        raise SourceError(NAME, url, f"E-utilities error: {part['ERROR']}")
-    return part
+        return str(part["ERROR"])
+    return None
+
+
+def eutils_check(result_key: str):
+    """The client ``check`` for an E-utilities JSON reply whose result sits at ``result_key``."""
+
+    def check(reply: Reply) -> bool:
+        error = _error_text(reply.json(), result_key)
+        if error is not None:
+            raise InvalidReply("service_error", f"E-utilities error: {error}")
+        return True
+
+    return check
+
+
+def genbank_check(reply: Reply) -> bool:
+    """The client ``check`` for efetch ``rettype=gb``: the text must be GenBank records."""
+    try:
+        split_genbank(reply.text())
+    except ValueError as err:  # an error message in place of records
+        raise InvalidReply("service_error",
+                           f"efetch did not return GenBank records: {err}") from None
+    return True
 
 
 def esearch(client: HttpClient, db: str, term: str, *, email: str | None = None) -> History:
@@ -131,8 +160,8 @@ def esearch(client: HttpClient, db: str, term: str, *, email: str | None = None)
         raise ValueError(f"{NAME}: db must be one of {DATABASES}, got {db!r}")
     params = {"db": db, "term": term, "usehistory": "y", "retmax": 0, "retmode": "json",
               **_etiquette(email)}
-    reply = _fresh_get(client, "esearch.fcgi", params)
-    result = _raise_on_error(reply.json(), "esearchresult", client.url_for("esearch.fcgi"))
+    reply = _fresh_get(client, "esearch.fcgi", params, eutils_check("esearchresult"))
+    result = reply.json()["esearchresult"]
     count = int(result.get("count", 0))
     if count and not (result.get("webenv") and result.get("querykey")):
         raise SourceError(NAME, client.url_for("esearch.fcgi"),
@@ -184,14 +213,13 @@ def summaries(client: HttpClient, history: History, *, retmax: int = 200,
     total = history.count if max_records is None else min(history.count, max_records)
     records: list[Mapping[str, Any]] = []
     provenance = []
-    url = client.url_for("esummary.fcgi")
     for start in range(0, total, retmax):
         size = min(retmax, total - start)
         reply = client.get("esummary.fcgi", _history_params(history, start, size, email,
                                                              retmode="json", version="2.0"),
-                           expect="json")
+                           expect="json", check=eutils_check("result"))
         provenance.append(reply.provenance)
-        result = _raise_on_error(reply.json(), "result", url)
+        result = reply.json()["result"]
         for uid in result.get("uids", []):
             record = result.get(str(uid))
             if isinstance(record, dict) and not record.get("error"):
@@ -227,24 +255,17 @@ def fetch_genbank(client: HttpClient, history: History, directory: Path, *, retm
     total = history.count if max_records is None else min(history.count, max_records)
     directory.mkdir(parents=True, exist_ok=True)
     paths, provenance = [], []
-    url = client.url_for("efetch.fcgi")
     for start in range(0, total, retmax):
         size = min(retmax, total - start)
         reply = client.get("efetch.fcgi", _history_params(history, start, size, email,
                                                            rettype="gb", retmode="text"),
-                           expect="text")
+                           expect="text", check=genbank_check)
         provenance.append(reply.provenance)
-        try:
-            records = split_genbank(reply.text())
-        except ValueError as err:  # an error message in place of records
-            raise SourceError(NAME, url, f"efetch did not return GenBank records: {err}") from None
-        for accession, text in records:
+        for accession, text in split_genbank(reply.text()):
             path = directory / sanitize_filename(f"{accession}.gb")
             path.write_text(text)
             paths.append(path)
     return paths, provenance
-
-
 
 
 def fetch(config: SourceConfig, out_dir: Path, *, term: str = "", db: str = "nuccore",

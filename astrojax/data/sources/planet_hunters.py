@@ -32,10 +32,11 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from astrojax.data.sources.config import SourceConfig
-from astrojax.data.sources.errors import ReplyValidationError, SourceError
+from astrojax.data.sources.errors import ReplyValidationError
 from astrojax.data.sources.http import HttpClient
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.result import FetchResult
+from astrojax.data.sources.validate import InvalidReply
 
 NAME = "planet_hunters"
 DEFAULT_BASE_URL = "https://www.zooniverse.org/api"
@@ -79,7 +80,8 @@ def list_subjects(client: HttpClient, project_id: str = PLANET_HUNTERS_TESS, *,
     page_count = None
     while page is not None and len(records) < max_pages:
         params = {"project_id": project_id, "page_size": page_size, "page": page}
-        reply = client.get("subjects", params, expect="json", headers=HEADERS)
+        reply = client.get("subjects", params, expect="json", headers=HEADERS,
+                           check=panoptes_check)
         url = client.url_for("subjects")
         document = reply.json()
         subjects, meta = _subjects_page(document, url)
@@ -118,13 +120,21 @@ def fetch(config: SourceConfig, out_dir: Path, *, project_id: str = PLANET_HUNTE
     return result
 
 
-def _subjects_page(document: Any, url: str) -> tuple[list[Mapping], Mapping]:
-    """The subjects and paging meta of one reply; a JSON:API error document raises."""
+def panoptes_check(reply) -> bool:
+    """The client ``check``: a JSON:API error document (Panoptes may send it with status 200)
+    raises and is never cached."""
+    document = reply.json()
     if isinstance(document, Mapping) and document.get("errors"):
         errors = document["errors"]
         messages = [e.get("message", str(e)) if isinstance(e, Mapping) else str(e)
                     for e in (errors if isinstance(errors, list) else [errors])]
-        raise SourceError(NAME, url, "Panoptes answered with an error: " + "; ".join(messages))
+        raise InvalidReply("service_error",
+                           "Panoptes answered with an error: " + "; ".join(messages))
+    return True
+
+
+def _subjects_page(document: Any, url: str) -> tuple[list[Mapping], Mapping]:
+    """The subjects and paging meta of one reply (error documents were refused by the check)."""
     if not isinstance(document, Mapping) or not isinstance(document.get("subjects"), list):
         raise ReplyValidationError(NAME, url, "not a Panoptes subjects document (no "
                                    "'subjects' list)", reason="parse")

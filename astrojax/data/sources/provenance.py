@@ -41,7 +41,9 @@ class Provenance:
     ``client`` names astrojax and the library that talked to the server (``requests``, or
     ``astroquery`` for sources built on it). ``cache_hit`` is True when the body came from the
     on-disk cache; ``time_utc`` is then the time it was first fetched. ``credential`` names the
-    credentials sent (never their values).
+    credentials sent (never their values). ``truncated`` says why the reply may hold fewer rows
+    than the query matched (a service's row limit: a TAP OVERFLOW, Gemini's 500/2,000 files),
+    or is None when it is complete.
     """
 
     source: str
@@ -58,6 +60,7 @@ class Provenance:
     data: dict[str, Any] | None = None  # a POST body (form fields or JSON), redacted
     final_url: str | None = None
     credential: tuple[str, ...] = ()
+    truncated: str | None = None
 
     @classmethod
     def create(cls, source: str, url: str, body: bytes | None = None, *, method: str = "GET",

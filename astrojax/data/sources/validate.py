@@ -3,6 +3,12 @@
 Archives answer failures in many ways besides an error status: a maintenance page with status
 200, a JSON error object in place of a CSV, a body cut short. Every reply the client returns has
 passed :func:`check_body` for the kind of data the caller expected.
+
+Some services go further and report a failed query inside a well-formed reply with status 200:
+a TAP VOTable with ``QUERY_STATUS=ERROR``, a MAST JSON ``status: ERROR``, an E-utilities
+``ERROR`` field. Those are recognised by a check of the source's own, which the client runs
+before it caches anything (``HttpClient.request(check=...)``) and which raises
+:class:`InvalidReply` with the reason ``service_error``.
 """
 
 import csv
@@ -29,8 +35,10 @@ CONTENT_TYPES: dict[str, tuple[str, ...]] = {
     "bytes": ("",),
 }
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_HTML_HEAD = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!doctype\s+html|<html)",
-                        re.IGNORECASE | re.DOTALL)
+# An error page is often written by an editor or a framework that puts a UTF-8 byte-order mark
+# first (Windows tools, some Java servers); the mark must not hide the page.
+_HTML_HEAD = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*"
+                        rb"(<!doctype\s+html|<html)", re.IGNORECASE | re.DOTALL)
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -65,8 +73,13 @@ def html_summary(body: bytes) -> str:
 
 
 def decode(body: bytes, content_type: str | None) -> str:
+    """The body as text; a UTF-8 byte-order mark is dropped (RFC 8259 lets a JSON reader skip
+    it, and csv/tsv readers would otherwise glue it to the first column name)."""
+    name = charset(content_type)
+    if name.lower().replace("_", "-") in ("utf-8", "utf8"):
+        name = "utf-8-sig"
     try:
-        return body.decode(charset(content_type))
+        return body.decode(name)
     except (UnicodeDecodeError, LookupError) as err:
         raise InvalidReply("parse", f"body is not valid {charset(content_type)} text: "
                                     f"{err}") from None
