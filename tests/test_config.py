@@ -189,3 +189,10 @@ def test_graph_config_errors_name_the_key():
     cfg.train.global_batch_size = 6
     with pytest.raises(ConfigError, match=r"config.train.global_batch_size: 6 graphs"):
         validate(cfg)
+
+
+def test_cli_help_exits_0_and_lists_the_config_sections():
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--workdir" in proc.stdout and "--config.SECTION.FIELD=VALUE" in proc.stdout
+    assert "optim: learning_rate" in proc.stdout

@@ -106,3 +106,21 @@ def test_ingest_real_hadcm3_file(tmp_path):
 ])
 def test_bad_input_is_one_line_with_exit_code_2(args, needles):
     assert_one_line_error(run_cli(*args), *needles)
+
+
+def test_help_exits_0_and_each_command_shows_its_own_flags():
+    top = run_cli("--help")
+    assert top.returncode == 0, top.stderr
+    for command in ("build-cubes", "ingest-netcdf", "fetch", "build-catalog"):
+        assert command in top.stdout
+    fetch = run_cli("fetch", "--help")
+    assert fetch.returncode == 0, fetch.stderr
+    assert "--base-url" in fetch.stdout and "--offline" in fetch.stdout and "nasa" in fetch.stdout
+    assert "--store" not in fetch.stdout and "--variables" not in fetch.stdout
+    ingest = run_cli("ingest-netcdf", "-h")
+    assert ingest.returncode == 0, ingest.stderr
+    assert "--time-steps" in ingest.stdout and "--store" in ingest.stdout
+    assert "--config" not in ingest.stdout and "--base-url" not in ingest.stdout
+    catalog = run_cli("build-catalog", "--helpfull")
+    assert catalog.returncode == 0 and "--from" in catalog.stdout
+    assert "--option" not in catalog.stdout

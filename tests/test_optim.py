@@ -77,7 +77,8 @@ def test_unknown_parameter_name_is_an_error_naming_it():
 @pytest.mark.slow
 def test_huge_weight_decay_shrinks_matrices_and_leaves_norm_scales_near_one():
     cfg = Config(
-        model=tiny_config(max_seq_len=64, vocab_size=384), data=DataConfig(num_planets=64, seq_len=64),
+        model=tiny_config(max_seq_len=64, vocab_size=384),
+        data=DataConfig(num_planets=64, seq_len=64),
         optim=OptimConfig(learning_rate=3e-3, warmup_steps=0, weight_decay=100.0),
         train=TrainConfig(steps=10, global_batch_size=4))
     task = get_task(cfg)

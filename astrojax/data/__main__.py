@@ -20,11 +20,9 @@ import time
 
 from absl import app, flags
 
+from astrojax import cli
+from astrojax.cli import FLAGS, fail
 from astrojax.config import Config, ConfigError, validate
-
-# The train CLI owns --config (ml_collections config_flags, dataclass overrides) and the
-# one-line error helpers; importing it defines the flag once for both CLIs.
-from astrojax.train.__main__ import FLAGS, _fail, loaded_config, parse_absl_flags
 
 flags.DEFINE_string("store", None, "Cube store: a path or TensorStore kvstore URL.")
 flags.DEFINE_list("variables", None, "ingest-netcdf: comma-separated variables (default: all "
@@ -49,15 +47,57 @@ _COMMAND_FLAGS = {
     "build-catalog": {"from", "out"},
 }
 _HYPHENATED = {"--time-steps": "--time_steps", "--base-url": "--base_url"}
+_SPELLED = {"time_steps": "time-steps", "base_url": "base-url"}
+# What each command does, for --help: its usage line and one paragraph.
+_COMMAND_HELP = {
+    "build-cubes": ("build-cubes --config configs/NAME.py [--config.data.x=...] [--store PATH]",
+                    "Builds the built-in planets' climate datacubes into a TensorStore store "
+                    "(default: config.data.cube_store or the cache); resumes when rerun."),
+    "ingest-netcdf": ("ingest-netcdf FILE... --store PATH [--variables a,b] [--time-steps N]",
+                      "Ingests CF-convention netCDF climate-model output into a cube store."),
+    "fetch": ("fetch SOURCE --out DIR [--option key=value ...] [--offline] [--cache DIR] "
+              "[--base-url URL]",
+              "Fetches tables and files from one archive into DIR, with provenance."),
+    "build-catalog": ("build-catalog --from DIR1,DIR2 --out DIR",
+                      "Joins fetched planet tables into the planet schema, with quality checks "
+                      "and a quarantine of rejected rows."),
+}
+
+
+def _own_flags(command: str) -> set[str]:
+    # ingest-netcdf "accepts" --config only to refuse it by name; its help does not offer it
+    return _COMMAND_FLAGS[command] - ({"config"} if command == "ingest-netcdf" else set())
+
+
+def _help(command: str | None) -> str:
+    """The data CLI's help, or one command's: its usage and only its own flags."""
+    if command is None:
+        lines = ["usage: python -m astrojax.data COMMAND [flags]", "", "commands:"]
+        lines += [f"  {name:<14} {text}" for name, (_, text) in _COMMAND_HELP.items()]
+        lines += ["", "python -m astrojax.data COMMAND --help shows a command's flags."]
+        return "\n".join(lines)
+    usage, text = _COMMAND_HELP[command]
+    lines = [f"usage: python -m astrojax.data {usage}", "", text, "", "flags:",
+             cli.describe_flags(sorted(_own_flags(command)), _SPELLED)]
+    if command == "fetch":
+        from astrojax.data.sources.registry import source_names
+
+        lines += ["", f"sources: {', '.join(source_names())}"]
+    elif command == "build-cubes":
+        lines += ["", cli.config_sections_help()]
+    return "\n".join(lines)
 _CUBE_FIELDS = ("num_planets", "cube_time_steps", "cube_levels", "cube_lat", "cube_lon")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors; returns [program, command, arguments...]."""
-    rest = parse_absl_flags([_underscored(a) for a in argv])
+    if cli.wants_help(argv[1:]):
+        command = next((a for a in argv[1:] if a in COMMANDS), None)
+        cli.print_help(_help(command))
+    rest = cli.parse_absl_flags([_underscored(a) for a in argv])
     if len(rest) < 2 or rest[1] not in COMMANDS:
         given = f"unknown command {rest[1]!r}" if len(rest) > 1 else "no command given"
-        _fail(f"{given}; expected one of: {', '.join(COMMANDS)}")
+        fail(f"{given}; expected one of: {', '.join(COMMANDS)}")
     return rest
 
 
@@ -73,18 +113,18 @@ def _check_flags_belong(command: str) -> None:
     for name in sorted(set().union(*_COMMAND_FLAGS.values()) - own):
         if FLAGS[name].present:
             users = [c for c, names in _COMMAND_FLAGS.items() if name in names]
-            _fail(f"--{name.replace('_', '-')} belongs to {', '.join(users)}, not {command}")
+            fail(f"--{name.replace('_', '-')} belongs to {', '.join(users)}, not {command}")
 
 
 def _loaded_config() -> Config:
-    cfg = loaded_config()
+    cfg = cli.loaded_config()
     try:
         validate(cfg)
     except ConfigError as err:
-        _fail(str(err))
+        fail(str(err))
     for name in _CUBE_FIELDS:
         if getattr(cfg.data, name) < 1:
-            _fail(f"config.data.{name}: must be > 0, got {getattr(cfg.data, name)}")
+            fail(f"config.data.{name}: must be > 0, got {getattr(cfg.data, name)}")
     return cfg
 
 
@@ -96,11 +136,11 @@ def build_cubes(args: list[str]) -> str:
     from astrojax.data.store import StoreError, build_synthetic_store, default_cube_store
 
     if args:
-        _fail(f"build-cubes takes no arguments, got {' '.join(args)}")
+        fail(f"build-cubes takes no arguments, got {' '.join(args)}")
     if FLAGS.config is None:
-        _fail("build-cubes needs --config, e.g. --config configs/quickstart.py")
+        fail("build-cubes needs --config, e.g. --config configs/quickstart.py")
     if FLAGS.variables is not None or FLAGS.time_steps is not None:
-        _fail("--variables and --time-steps belong to ingest-netcdf; build-cubes takes the "
+        fail("--variables and --time-steps belong to ingest-netcdf; build-cubes takes the "
               "grid from config.data.cube_*")
     data = _loaded_config().data
     url = FLAGS.store or data.cube_store or default_cube_store(data)
@@ -108,7 +148,7 @@ def build_cubes(args: list[str]) -> str:
     try:
         store = build_synthetic_store(data, url, progress=True)
     except StoreError as err:
-        _fail(_one_line(err))
+        fail(_one_line(err))
     schema = store.schema
     return (f"{store.url}: {store.num_samples} planets x {len(schema.variables)} variables x "
             f"{'x'.join(map(str, schema.shape))} (time x level x lat x lon), "
@@ -121,11 +161,11 @@ def ingest(args: list[str]) -> str:
     from astrojax.data.store import StoreError, compute_stats
 
     if not args:
-        _fail("ingest-netcdf needs at least one netCDF file")
+        fail("ingest-netcdf needs at least one netCDF file")
     if FLAGS.store is None:
-        _fail("ingest-netcdf needs --store PATH (a path or TensorStore kvstore URL)")
+        fail("ingest-netcdf needs --store PATH (a path or TensorStore kvstore URL)")
     if FLAGS.config is not None:
-        _fail("ingest-netcdf takes no --config")
+        fail("ingest-netcdf takes no --config")
     start = time.perf_counter()
     try:
         store = ingest_netcdf(args, FLAGS.store, variables=FLAGS.variables,
@@ -139,7 +179,7 @@ def ingest(args: list[str]) -> str:
                 print(f"warning: {_one_line(err)}", file=sys.stderr)
                 stats = "no statistics (NaN or Inf in the data, see the warning)"
     except StoreError as err:
-        _fail(_one_line(err))
+        fail(_one_line(err))
     schema = store.schema
     return (f"{store.url}: {store.num_samples} samples from {len(args)} file(s) x "
             f"{', '.join(schema.variables)} x {'x'.join(map(str, schema.shape))} "
@@ -154,9 +194,9 @@ def _fetch_options(source: str, fetch_fn) -> dict[str, str | int]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            _fail(f"--option {item.split('=')[0]!r}: expected key=value")
+            fail(f"--option {item.split('=')[0]!r}: expected key=value")
         if key in options:
-            _fail(f"--option {key} given twice")
+            fail(f"--option {key} given twice")
         options[key] = int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else value
     params = inspect.signature(fetch_fn).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -165,7 +205,7 @@ def _fetch_options(source: str, fetch_fn) -> dict[str, str | int]:
                        and n not in ("config", "out_dir"))]
         for key in options:
             if key not in allowed:
-                _fail(f"{source}: unknown option {key!r}; its options: "
+                fail(f"{source}: unknown option {key!r}; its options: "
                       f"{', '.join(allowed) or 'none'}")
     return options
 
@@ -176,28 +216,28 @@ def fetch(args: list[str]) -> str:
 
     if len(args) != 1:
         given = f"got {' '.join(args)}" if args else "none given"
-        _fail(f"fetch takes one SOURCE ({', '.join(source_names())}); {given}")
+        fail(f"fetch takes one SOURCE ({', '.join(source_names())}); {given}")
     name = args[0]
     try:
         fetch_fn = get_fetch(name)
     except UnknownSourceError as err:
-        _fail(_one_line(err))
+        fail(_one_line(err))
     if FLAGS.out is None:
-        _fail("fetch needs --out DIR")
+        fail("fetch needs --out DIR")
     options = _fetch_options(name, fetch_fn)
     config = SourceConfig(base_urls={name: FLAGS.base_url} if FLAGS.base_url else {},
                           cache_dir=FLAGS.cache or "", offline=FLAGS.offline)
     try:
         config.validate()
     except ConfigError as err:
-        _fail(f"--base-url: {err}" if FLAGS.base_url else str(err))
+        fail(f"--base-url: {err}" if FLAGS.base_url else str(err))
     from pathlib import Path
 
     start = time.perf_counter()
     try:
         result = fetch_fn(config, Path(FLAGS.out), **options)
     except (SourceError, ValueError, OSError) as err:
-        _fail(_one_line(redact(str(err))))
+        fail(_one_line(redact(str(err))))
     for item in result.skipped:
         print(f"skipped: {redact(item)}", file=sys.stderr)
     # A table the service cut at its row limit says so here; the skipped lines say how to narrow.
@@ -214,18 +254,18 @@ def catalog(args: list[str]) -> str:
     from astrojax.data.catalog import CatalogError, build_catalog
 
     if args:
-        _fail(f"build-catalog takes no arguments, got {' '.join(args)}; give folders with "
+        fail(f"build-catalog takes no arguments, got {' '.join(args)}; give folders with "
               f"--from DIR1,DIR2")
     folders = FLAGS["from"].value
     if not folders:
-        _fail("build-catalog needs --from DIR1,DIR2 (fetch output folders)")
+        fail("build-catalog needs --from DIR1,DIR2 (fetch output folders)")
     if FLAGS.out is None:
-        _fail("build-catalog needs --out DIR")
+        fail("build-catalog needs --out DIR")
     start = time.perf_counter()
     try:
         build = build_catalog(folders, FLAGS.out, progress=True)
     except (CatalogError, OSError) as err:
-        _fail(_one_line(err))
+        fail(_one_line(err))
     for item in build.skipped:
         print(f"skipped: {item}", file=sys.stderr)
     return f"{build.summary()} ({time.perf_counter() - start:.1f} s)"
