@@ -7,6 +7,7 @@ data CLI does not depend on the train package.
 """
 
 import dataclasses
+import os
 import re
 import sys
 import typing
@@ -38,7 +39,10 @@ def wants_help(argv: Iterable[str]) -> bool:
 
 def print_help(text: str) -> typing.NoReturn:
     """Prints ``text`` on stdout and exits 0, as users and scripts expect of ``--help``."""
-    print(text.rstrip())
+    try:
+        print(text.rstrip(), flush=True)
+    except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
 
 
