@@ -83,7 +83,10 @@ class TransformerConfig:
     norm_eps: float = 1e-6
     tie_embeddings: bool = True
     attention_impl: str = "auto"
-    sliding_window: int = 0  # > 0: each token sees itself and the previous sliding_window tokens
+    # > 0: each token sees itself and the previous sliding_window tokens, sliding_window + 1
+    # keys in all. Hugging Face (Mistral, Qwen2) counts the token itself: its sliding_window=W
+    # means W keys (kv > q - W), i.e. ours W - 1; transformer.sliding_window_from_hf converts.
+    sliding_window: int = 0
     # Sequence mixer of each layer, cycled over the stack: ("mamba", "attention") alternates.
     mixers: tuple[str, ...] = ("attention",)
     scan_layers: bool = True

@@ -455,3 +455,25 @@ def test_hybrid_mamba_attention_stack_is_causal():
 def test_scanned_hybrid_stack_is_refused():
     with pytest.raises(ValueError, match="scan_layers=False"):
         abstract(tiny_config(mixers=("mamba", "attention"), scan_layers=True))
+
+
+@pytest.mark.parametrize("hf_window", [2, 3, 8])
+def test_hugging_face_sliding_window_converts_to_the_same_mask(hf_window):
+    from astrojax.models.attention.reference import position_mask
+    from astrojax.models.transformer import sliding_window_from_hf, sliding_window_to_hf
+
+    t = 12
+    q, kv = np.arange(t)[:, None], np.arange(t)[None, :]
+    hf_mask = (kv <= q) & (kv > q - hf_window)  # transformers' causal + sliding_window_overlay
+    ours = sliding_window_from_hf(hf_window)
+    mask = position_mask(jnp.arange(t), jnp.arange(t), causal=True, window=(ours, 0))
+    np.testing.assert_array_equal(np.asarray(mask), hf_mask)
+    assert sliding_window_to_hf(ours) == hf_window
+
+
+def test_hugging_face_sliding_window_edge_cases():
+    from astrojax.models.transformer import sliding_window_from_hf, sliding_window_to_hf
+
+    assert sliding_window_from_hf(None) == 0 and sliding_window_to_hf(0) is None
+    with pytest.raises(ValueError, match="sliding_window=1"):
+        sliding_window_from_hf(1)

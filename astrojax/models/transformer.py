@@ -43,6 +43,24 @@ def to_dtype(name: str) -> jnp.dtype:
     return _DTYPES[name]
 
 
+def sliding_window_from_hf(hf_sliding_window: int | None) -> int:
+    """Our ``sliding_window`` for a Hugging Face config's: HF's W counts the token itself (W
+    keys, ``kv > q - W``), ours counts the keys before it (W + 1 keys), so W -> W - 1.
+    ``None`` or 0 (no window) -> 0."""
+    if not hf_sliding_window:
+        return 0
+    if hf_sliding_window < 2:  # ours would be 0, which means no window at all
+        raise ValueError(f"Hugging Face sliding_window={hf_sliding_window} (each token sees only "
+                         "itself) has no equivalent here; expected >= 2 or None")
+    return hf_sliding_window - 1
+
+
+def sliding_window_to_hf(sliding_window: int) -> int | None:
+    """The Hugging Face ``sliding_window`` of ours (the inverse of
+    :func:`sliding_window_from_hf`); ``None`` for no window."""
+    return sliding_window + 1 if sliding_window > 0 else None
+
+
 def checkpoint_policy(name: str):
     """The ``jax.checkpoint`` policy for a remat name other than ``"none"``; ``"full"`` -> None
     (save nothing, recompute the whole block)."""
