@@ -168,7 +168,13 @@ def test_cli_end_to_end(tmp_path):
     for row in train_rows:
         assert {"step", "loss", "learning_rate", "tokens_per_second"} <= row.keys()
         assert np.isfinite(row["loss"]) and row["tokens_per_second"] > 0
-    assert any("eval/loss" in r for r in rows)
+    evals = [r for r in rows if "eval/loss" in r]
+    assert evals
+    # every eval is logged beside its baselines on the same held-out targets
+    baseline = evals[-1]
+    assert baseline["eval/baseline/uniform/loss"] == pytest.approx(np.log(259))
+    assert (baseline["eval/baseline/ngram8/loss"] < baseline["eval/baseline/unigram/loss"]
+            < baseline["eval/baseline/uniform/loss"])
     assert (tmp_path / "checkpoints" / "4").is_dir()
     assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 4
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
