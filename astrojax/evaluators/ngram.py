@@ -20,7 +20,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-
 _MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime
 
 
@@ -104,7 +103,8 @@ class NGramModel:
             dense[row, next_ids[idx]] = counts[idx]
             total = dense.sum(axis=1)[inverse]
             types = (dense > 0).sum(axis=1)[inverse]
-            mixed = (dense[inverse] + types[:, None] * probs) / np.maximum(total + types, 1)[:, None]
+            mixed = ((dense[inverse] + types[:, None] * probs)
+                     / np.maximum(total + types, 1)[:, None])
             probs = np.where((total > 0)[:, None], mixed, probs)
         return np.log(probs)
 
