@@ -30,6 +30,8 @@ def time_quickstart(workdir: Path) -> dict:
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval/loss" in r]
+    baselines = {k.removeprefix("eval/baseline/"): v for k, v in evals[-1].items()
+                 if k.startswith("eval/baseline/")} if evals else {}
     return {
         "wall_seconds": round(wall, 1),
         "steps": train[-1]["step"],
@@ -37,6 +39,8 @@ def time_quickstart(workdir: Path) -> dict:
         "final_loss": train[-1]["loss"],
         "eval_loss_curve": [(r["step"], r["eval/loss"]) for r in evals],
         "final_eval_accuracy": evals[-1]["eval/accuracy"] if evals else None,
+        # the same held-out targets scored by closed-form rules and an n-gram model
+        "eval_baselines": baselines,
         "median_logged_tokens_per_second": sorted(r["tokens_per_second"] for r in train)[
             len(train) // 2],
         "_rows": rows,
@@ -50,6 +54,7 @@ def time_train_step(num_steps: int = 20) -> dict:
 
     from astrojax.sharding import make_mesh
     from astrojax.tasks import get_task
+    from astrojax.train.loop import evaluate
     from astrojax.train.step import build_program
 
     sys.path.insert(0, str(ROOT / "configs"))
@@ -73,11 +78,13 @@ def time_train_step(num_steps: int = 20) -> dict:
         times.append(time.perf_counter() - t0)
     tokens = cfg.train.global_batch_size * cfg.data.seq_len
     median = float(np.median(times))
+    untrained = evaluate(program, program.init().params, task.eval_data(0, 1))
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     return {"params": int(num_params), "tokens_per_step": tokens,
             "first_step_seconds_incl_compile": round(compile_s, 2),
             "median_step_seconds": round(median, 4),
-            "tokens_per_second": round(tokens / median, 1)}
+            "tokens_per_second": round(tokens / median, 1),
+            "untrained_eval_loss": round(untrained["loss"], 4)}
 
 
 def plot(rows: list[dict], path: Path) -> None:

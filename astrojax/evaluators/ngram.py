@@ -57,8 +57,8 @@ class NGramModel:
         self._tables = []
         for length in range(self.order):
             ctx = self._context_keys(contexts, length)
-            order = np.lexsort((targets, ctx))
-            ctx, nxt = ctx[order], targets[order]
+            by_context = np.lexsort((targets, ctx))
+            ctx, nxt = ctx[by_context], targets[by_context]
             first = np.ones(len(ctx), bool)
             first[1:] = (ctx[1:] != ctx[:-1]) | (nxt[1:] != nxt[:-1])
             starts = np.flatnonzero(first)
