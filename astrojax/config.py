@@ -199,6 +199,9 @@ class TrainConfig:
     max_checkpoints_to_keep: int = 3
     async_checkpointing: bool = True
     distributed: bool = False
+    # A step whose loss or gradient is NaN or Inf is skipped (the state stays as it was); after
+    # this many in a row the run stops with an error naming the last finite checkpoint.
+    max_nonfinite_steps: int = 5
 
 
 @dataclasses.dataclass
@@ -265,6 +268,8 @@ def _check_scalar_type(hint: type, value: Any, key: str) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok:
         raise ConfigError(key, f"expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value):  # NaN passes every bound check below
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,7 +424,7 @@ def _check_optim(o: OptimConfig) -> None:
 
 def _check_train(t: TrainConfig) -> None:
     for name in ("steps", "global_batch_size", "log_every", "eval_every", "checkpoint_every",
-                 "max_checkpoints_to_keep"):
+                 "max_checkpoints_to_keep", "max_nonfinite_steps"):
         _positive(f"train.{name}", getattr(t, name))
     _positive("train.eval_batches", t.eval_batches, allow_zero=True)
 

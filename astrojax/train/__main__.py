@@ -55,7 +55,7 @@ def main(argv: list[str]) -> None:
 
     from astrojax.config import validate
     from astrojax.tasks import get_task
-    from astrojax.train.loop import train_and_evaluate
+    from astrojax.train.loop import TrainingError, train_and_evaluate
 
     if cfg.train.distributed:
         jax.distributed.initialize()
@@ -64,7 +64,11 @@ def main(argv: list[str]) -> None:
         get_task(cfg)
     except ConfigError as err:
         cli.fail(str(err))
-    result = train_and_evaluate(cfg, FLAGS.workdir)
+    try:
+        result = train_and_evaluate(cfg, FLAGS.workdir)
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     if result.stopped_by:
         sys.exit(128 + {"SIGINT": 2, "SIGTERM": 15}.get(result.stopped_by, 0))
 

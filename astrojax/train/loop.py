@@ -50,6 +50,11 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+class TrainingError(RuntimeError):
+    """The run cannot go on (diverged, cannot save, ...); the message is one line for the
+    user, naming what to do."""
+
+
 @dataclasses.dataclass
 class RunResult:
     """What a finished (or stopped) run reached."""
@@ -71,6 +76,32 @@ def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
         for name, value in sums.items():
             totals[name] = totals.get(name, 0.0) + float(value)
     return program.task.finalize_eval(totals) if totals else {}
+
+
+def _saveable(program: step_lib.Program, state: step_lib.TrainState, step: int) -> bool:
+    """Whether ``state`` may be checkpointed: finite parameters after a finite update. A
+    checkpoint of NaN, or of a run that has started to skip updates, would rotate good ones
+    away."""
+    if bool(jax.device_get(program.healthy(state))):
+        return True
+    log.warning("step %d: not saving a checkpoint: the last update was non-finite or the "
+                "parameters hold NaN or Inf", step)
+    return False
+
+
+def _check_diverged(record: dict[str, Any], limit: int, checkpointer: Checkpointer) -> None:
+    in_a_row = int(record.get("nonfinite_in_a_row", 0))
+    if in_a_row < limit:
+        if in_a_row:
+            log.warning("step %d: %d step(s) in a row had a NaN or Inf loss or gradient and "
+                        "were skipped", record["step"], in_a_row)
+        return
+    last = checkpointer.latest_step()
+    where = (f"the last finite checkpoint is step {last} in {checkpointer.directory}"
+             if last is not None else "no checkpoint was written")
+    raise TrainingError(f"step {record['step']}: {in_a_row} steps in a row had a NaN or Inf "
+                        f"loss or gradient (train.max_nonfinite_steps={limit}); stopping. "
+                        f"{where}. Lower optim.learning_rate or check the data.")
 
 
 def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix="") -> None:
@@ -152,6 +183,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     train_record = writer.write(step, metrics)
                     progress.update(step, train_record)
                     interval_start, items = time.perf_counter(), 0
+                    _check_diverged(train_record, t.max_nonfinite_steps, checkpointer)
                 else:
                     progress.update(step)
                 if t.eval_batches and (step % t.eval_every == 0 or step == t.steps):
@@ -161,10 +193,10 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     eval_record = writer.write(step, {**eval_sums, **baselines}, prefix="eval/")
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0
-                if step % t.checkpoint_every == 0:
+                if step % t.checkpoint_every == 0 and _saveable(program, state, step):
                     checkpointer.save(step, state, train_iter, config_dict, artifacts)
                     saved_step = step
-            if step != saved_step:
+            if step != saved_step and _saveable(program, state, step):
                 checkpointer.save(step, state, train_iter, config_dict, artifacts, force=True)
             if step == t.steps and not stop.requested:
                 final = task.final_eval(program.embed, state.params, program.shard)

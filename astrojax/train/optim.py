@@ -69,4 +69,15 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTr
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay, mask=decay_mask))
-    return optax.chain(*parts), schedule
+    # A non-finite gradient skips the whole update (params, moments and the schedule's count
+    # stay as they were) and is counted; optax would accept one after max_consecutive_errors,
+    # so that is set out of reach and the train loop stops the run instead
+    # (train.max_nonfinite_steps).
+    return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**30), schedule
+
+
+def nonfinite_counts(opt_state) -> dict[str, jax.Array]:
+    """Skipped (non-finite) updates of an optimizer from :func:`make_optimizer`: how many in a
+    row up to now, and in total."""
+    return {"nonfinite_in_a_row": opt_state.notfinite_count,
+            "nonfinite_steps": opt_state.total_notfinite}

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from astrojax import sharding
 from astrojax.config import Config
 from astrojax.tasks.base import Batch, Metrics, Task
-from astrojax.train.optim import make_optimizer
+from astrojax.train.optim import make_optimizer, nonfinite_counts
 
 
 @flax.struct.dataclass
@@ -78,10 +78,13 @@ def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransf
             return task.loss(nnx.merge(graphdef, params), batch, rng, state.step)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        # A NaN or Inf loss with finite gradients (a masked-out term, say) is no better: mark
+        # the gradients so the optimizer's finiteness check skips this update too.
+        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": schedule(state.step), **aux}
+                   "learning_rate": schedule(state.step), **nonfinite_counts(opt_state), **aux}
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         return new_state, metrics
 
@@ -125,6 +128,7 @@ class Program:
     train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
     eval_step: Callable[[nnx.State, Batch], Metrics]
     embed: Callable[[nnx.State, Batch], Metrics]
+    healthy: Callable[[TrainState], jax.Array]
 
     def shard(self, local_batch: dict[str, Any]) -> Batch:
         """This process's numpy slice of a batch as global arrays on the mesh."""
@@ -161,4 +165,19 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
         eval_step=jax.jit(traced_with_rules(make_eval_step(graphdef, task)),
                           out_shardings=rep),
         embed=jax.jit(traced_with_rules(make_embed_fn(graphdef, task))),
+        healthy=jax.jit(healthy, out_shardings=rep),
     )
+
+
+def healthy(state: TrainState) -> jax.Array:
+    """A scalar bool: the parameters are finite and the last update was not skipped as
+    non-finite. Only such states are checkpointed."""
+    return all_finite(state.params) & (nonfinite_counts(state.opt_state)["nonfinite_in_a_row"]
+                                       == 0)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """A scalar bool: no leaf of ``tree`` holds a NaN or an Inf."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else \
+        jnp.array(True)
