@@ -26,6 +26,7 @@ SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 EDGE_DECODERS = ("inner_product", "mlp")
 TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
+BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
 GRAPH_TASKS = ("graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
 
@@ -202,6 +203,9 @@ class TrainConfig:
     # A step whose loss or gradient is NaN or Inf is skipped (the state stays as it was); after
     # this many in a row the run stops with an error naming the last finite checkpoint.
     max_nonfinite_steps: int = 5
+    # A newest checkpoint that cannot be read: "fail" stops with one line naming it and the one
+    # before; "fallback" (for unattended jobs) moves it aside and resumes from the one before.
+    on_bad_checkpoint: str = "fail"
 
 
 @dataclasses.dataclass
@@ -427,6 +431,7 @@ def _check_train(t: TrainConfig) -> None:
                  "max_checkpoints_to_keep", "max_nonfinite_steps"):
         _positive(f"train.{name}", getattr(t, name))
     _positive("train.eval_batches", t.eval_batches, allow_zero=True)
+    _one_of("train.on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
 
 
 MESH_AXES = ("data", "fsdp", "context", "tensor")

@@ -56,6 +56,7 @@ def main(argv: list[str]) -> None:
     from astrojax.config import validate
     from astrojax.tasks import get_task
     from astrojax.train.loop import TrainingError, train_and_evaluate
+    from astrojax.train.workdir import WorkdirError
 
     if cfg.train.distributed:
         jax.distributed.initialize()
@@ -66,7 +67,9 @@ def main(argv: list[str]) -> None:
         cli.fail(str(err))
     try:
         result = train_and_evaluate(cfg, FLAGS.workdir)
-    except TrainingError as err:
+    except WorkdirError as err:  # fix the command or the folder, then rerun
+        cli.fail(str(err))
+    except TrainingError as err:  # the run started and cannot go on
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     if result.stopped_by:

@@ -1,16 +1,57 @@
 """Orbax checkpoints of the train state, the Grain iterator state, the resolved config and the
-task's data artifacts (normalization statistics and the like)."""
+task's data artifacts (normalization statistics and the like).
+
+Failures are one line for the user (:class:`CheckpointError`): a save that fails, in the
+foreground or in Orbax's background thread, names the step, the folder and the cause; a step
+that cannot be read names itself and the step before it, and can be moved aside so a run
+resumes from the one before (``train.on_bad_checkpoint=fallback``).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import time
 from pathlib import Path
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message is one line. ``step`` is the
+    step concerned."""
+
+    def __init__(self, message: str, step: int | None = None):
+        self.step = step
+        super().__init__(message)
+
+
+def error_cause(err: BaseException) -> str:
+    """The root cause of an error from Orbax or TensorStore, in a few words: the OS error
+    (``No space left on device``) where there is one, else the last line of the message."""
+    seen: list[BaseException] = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    for e in reversed(seen):
+        if isinstance(e, OSError) and e.strerror:
+            return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+        code = re.search(r"os_error_code='?(\d+)", str(e))
+        if code:
+            return os.strerror(int(code.group(1)))
+    lines = [line.strip() for line in str(seen[-1]).splitlines() if line.strip()]
+    return f"{type(seen[-1]).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def path_key(path) -> tuple[str, ...]:
+    """A pytree path as plain names, the same for a live state and a checkpoint's metadata."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 class Checkpointer:
@@ -25,26 +66,73 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._failed = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator,
              config: dict[str, Any], artifacts: dict[str, Any] | None = None, *,
              force: bool = False) -> bool:
         """Starts saving ``step``; returns whether a save was started. ``artifacts`` is any
         JSON-ready dict the data depends on (normalization statistics), kept with the weights
-        that were trained on it."""
+        that were trained on it. Raises :class:`CheckpointError` if this save, or an earlier
+        one still finishing in the background, failed."""
+        self.check_for_errors()
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
             config=ocp.args.JsonSave(config),
             artifacts=ocp.args.JsonSave(artifacts or {}),
         )
-        saved = self.manager.save(step, args=args, force=force)
+        try:
+            saved = self.manager.save(step, args=args, force=force)
+        except Exception as err:  # Orbax and TensorStore raise many types
+            self._failed = True
+            raise CheckpointError(f"cannot write checkpoint {step} to {self.directory}: "
+                                  f"{error_cause(err)}", step) from err
         if saved:
             log.info("saving checkpoint %d to %s", step, self.directory)
         return saved
+
+    def check_for_errors(self) -> None:
+        """Raises :class:`CheckpointError` if a background save has failed (cheap: it does not
+        wait for saves in progress)."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as err:
+            self._failed = True
+            raise CheckpointError(f"cannot write a checkpoint to {self.directory}: "
+                                  f"{error_cause(err)}") from err
+
+    def saved_config(self, step: int) -> dict[str, Any]:
+        """The resolved config saved with ``step`` (read alone, before anything is built)."""
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(
+                config=ocp.args.JsonRestore()))["config"]
+        except Exception as err:
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
+                                  f"config cannot be read ({error_cause(err)})", step) from err
+
+    def saved_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """Shapes of the parameters saved at ``step``, by path, from the checkpoint's
+        metadata (no array is read)."""
+        reader = ocp.CheckpointManager(
+            self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(read_only=True))
+        try:
+            metadata = reader.item_metadata(step)["state"]
+            params = metadata["params"]
+        except Exception as err:
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
+                                  f"metadata cannot be read ({error_cause(err)})", step) from err
+        finally:
+            reader.close()
+        return {path_key(p): tuple(leaf.shape)
+                for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
 
     def restore(self, step: int, abstract_state: Any,
                 data_iterator: grain.DatasetIterator
@@ -60,13 +148,31 @@ class Checkpointer:
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as err:  # Orbax raises many types; name the folder for the user.
-            raise RuntimeError(f"cannot restore checkpoint {self.directory / str(step)}: "
-                               f"{type(err).__name__}: {err}") from err
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged "
+                                  f"({error_cause(err)})", step) from err
         return restored["state"], restored["config"], restored["artifacts"]
+
+    def set_aside(self, step: int) -> Path:
+        """Renames step ``step``'s folder to ``STEP.bad-TIME`` (kept for inspection, no longer
+        a step) and returns the new path."""
+        source = self.directory / str(step)
+        target = self.directory / f"{step}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+        source.rename(target)
+        self.manager.reload()
+        return target
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for saves in progress, then releases Orbax's threads. After a failed save the
+        error has been raised already; closing then only logs it."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:
+            if not self._failed:
+                raise CheckpointError(f"cannot write a checkpoint to {self.directory}: "
+                                      f"{error_cause(err)}") from err
+            log.debug("after the failed save: %s", error_cause(err))
+        finally:
+            self.manager.close()

@@ -17,8 +17,10 @@ import jax
 from astrojax import config as config_lib
 from astrojax import sharding
 from astrojax.tasks import get_task
+from astrojax.train import checkpoint as ckpt_lib
 from astrojax.train import step as step_lib
-from astrojax.train.checkpoint import Checkpointer
+from astrojax.train import workdir as workdir_lib
+from astrojax.train.checkpoint import Checkpointer, CheckpointError
 from astrojax.train.metrics import MetricsWriter, Progress
 
 log = logging.getLogger(__name__)
@@ -104,32 +106,69 @@ def _check_diverged(record: dict[str, Any], limit: int, checkpointer: Checkpoint
                         f"{where}. Lower optim.learning_rate or check the data.")
 
 
-def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix="") -> None:
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            _warn_config_changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            log.warning("resuming with config.%s%s=%r (checkpoint had %r)", prefix, key, b, a)
+def _restore(cfg: config_lib.Config, program: step_lib.Program, checkpointer: Checkpointer,
+             train_iter, config_dict: dict[str, Any], artifacts: dict[str, Any]):
+    """The state of the newest readable checkpoint whose config fits, or None when there is
+    none. A damaged newest checkpoint is an error naming it and the one before, or, with
+    ``train.on_bad_checkpoint=fallback``, is moved aside and the one before is tried."""
+    steps = checkpointer.all_steps()
+    shapes = {ckpt_lib.path_key(p): tuple(leaf.shape) for p, leaf in
+              jax.tree_util.tree_leaves_with_path(program.abstract_state.params)}
+    while steps:
+        step = steps.pop()
+        try:
+            saved_config = checkpointer.saved_config(step)
+            workdir_lib.check_resume(step, saved_config, config_dict,
+                                     checkpointer.saved_shapes(step), shapes,
+                                     checkpointer.directory)
+            state, _, saved_artifacts = checkpointer.restore(step, program.restore_target(),
+                                                             train_iter)
+        except CheckpointError as err:
+            before = f"step {steps[-1]}" if steps else "none"
+            if cfg.train.on_bad_checkpoint != "fallback":
+                raise TrainingError(
+                    f"{err}; the checkpoint before it: {before}. Move "
+                    f"{checkpointer.directory / str(step)} aside, or rerun with "
+                    "--config.train.on_bad_checkpoint=fallback to do that and resume from the "
+                    "one before") from err
+            moved = checkpointer.set_aside(step)
+            log.warning("%s; moved it to %s, trying the checkpoint before it (%s)", err,
+                        moved.name, before)
+            continue
+        if saved_artifacts != artifacts:
+            log.warning("the data's artifacts (normalization statistics, ...) differ from "
+                        "those checkpoint %d was trained with", step)
+        log.info("resumed from checkpoint %d in %s", step, checkpointer.directory)
+        return state
+    return None
 
 
 def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                        devices: list[jax.Device] | None = None) -> RunResult:
     """Trains ``cfg.task`` for ``cfg.train.steps`` steps in ``workdir`` on ``devices`` (default:
-    all), resuming from its latest checkpoint when there is one. Raises ConfigError before any
-    work if ``cfg`` is invalid."""
+    all), resuming from its latest checkpoint when there is one.
+
+    Raises ConfigError before any work if ``cfg`` is invalid, WorkdirError if the workdir cannot
+    host the run (not writable, held by another run, or holding checkpoints of another model or
+    data), and TrainingError (with CheckpointError causes) when the run cannot go on.
+    """
     start_time = time.perf_counter()
     workdir = Path(workdir)
     devices = jax.devices() if devices is None else devices
     config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
+    is_main = jax.process_index() == 0
+    with contextlib.ExitStack() as run:
+        if is_main:
+            workdir_lib.prepare(workdir)
+            run.enter_context(workdir_lib.Lock(workdir))
+        return _run(cfg, task, workdir, devices, is_main, start_time)
+
+
+def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) -> RunResult:
     mesh = sharding.make_mesh(cfg.mesh, devices)
     t = cfg.train
-    is_main = jax.process_index() == 0
     config_dict = config_lib.to_dict(cfg)
-    if is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
 
     program = step_lib.build_program(cfg, task, mesh)
@@ -139,22 +178,19 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     eval_batches = task.eval_data(jax.process_index(), jax.process_count())
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_checkpoints_to_keep,
                                 async_save=t.async_checkpointing)
-    with jax.set_mesh(mesh):
-        latest = checkpointer.latest_step()
-        if latest is not None:
-            state, saved_config, saved_artifacts = checkpointer.restore(
-                latest, program.restore_target(), train_iter)
-            _warn_config_changes(saved_config, config_dict)
-            if saved_artifacts != artifacts:
-                log.warning("the data's artifacts (normalization statistics, ...) differ from "
-                            "those checkpoint %d was trained with", latest)
-            log.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
-        else:
+    with jax.set_mesh(mesh), contextlib.ExitStack() as cleanup:
+        cleanup.callback(checkpointer.close)
+        state = _restore(cfg, program, checkpointer, train_iter, config_dict, artifacts)
+        if state is None:
             state = program.init()
         start_step = int(jax.device_get(state.step))
+        if is_main:  # only once the run has started: a refused resume leaves it as it was
+            (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
 
         writer = MetricsWriter(workdir, enabled=is_main, resume_step=start_step)
         progress = Progress(total=t.steps, initial=start_step, enabled=is_main)
+        cleanup.callback(writer.close)
+        cleanup.callback(progress.close)
         train_record: dict[str, Any] = {}
         eval_record: dict[str, Any] = {}
         compile_seconds = 0.0
@@ -162,15 +198,18 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
         step = saved_step = start_step
         items = 0
         interval_start = time.perf_counter()
-        with StopRequest() as stop, contextlib.ExitStack() as cleanup:
-            cleanup.callback(checkpointer.close)
-            cleanup.callback(writer.close)
-            cleanup.callback(progress.close)
+        previous = None  # the last step's metrics: the host waits for it before going on
+        with StopRequest() as stop:
             while step < t.steps and not stop.requested:
                 local_batch = next(train_iter)
                 items += task.count_items(local_batch) * jax.process_count()
                 state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
+                # Stay at most one step ahead of the device, so a signal is seen within a
+                # step (a Python handler runs only between the waits).
+                if previous is not None:
+                    jax.block_until_ready(previous["loss"])
+                previous = metrics
                 if step == start_step + 1:  # the first step pays for compilation
                     jax.block_until_ready(metrics)
                     compile_seconds = time.perf_counter() - interval_start
@@ -184,6 +223,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     progress.update(step, train_record)
                     interval_start, items = time.perf_counter(), 0
                     _check_diverged(train_record, t.max_nonfinite_steps, checkpointer)
+                    _check_saves(checkpointer)
                 else:
                     progress.update(step)
                 if t.eval_batches and (step % t.eval_every == 0 or step == t.steps):
@@ -194,10 +234,10 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0
                 if step % t.checkpoint_every == 0 and _saveable(program, state, step):
-                    checkpointer.save(step, state, train_iter, config_dict, artifacts)
+                    _save(checkpointer, step, state, train_iter, config_dict, artifacts)
                     saved_step = step
             if step != saved_step and _saveable(program, state, step):
-                checkpointer.save(step, state, train_iter, config_dict, artifacts, force=True)
+                _save(checkpointer, step, state, train_iter, config_dict, artifacts, force=True)
             if step == t.steps and not stop.requested:
                 final = task.final_eval(program.embed, state.params, program.shard)
                 if final:
@@ -213,3 +253,16 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
                      stopped_by=stop.requested, wall_seconds=wall,
                      compile_seconds=compile_seconds, state=state)
 
+
+def _save(checkpointer: Checkpointer, *args, **kwargs) -> None:
+    try:
+        checkpointer.save(*args, **kwargs)
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
+
+
+def _check_saves(checkpointer: Checkpointer) -> None:
+    try:
+        checkpointer.check_for_errors()
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
