@@ -108,24 +108,34 @@ class Checkpointer:
             raise CheckpointError(f"cannot write a checkpoint to {self.directory}: "
                                   f"{error_cause(err)}") from err
 
+    def _reader(self) -> ocp.CheckpointManager:
+        """A manager that knows every item's handler, so reading one item alone neither
+        writes nor warns about the others."""
+        handlers = {"state": ocp.StandardCheckpointHandler(),
+                    "data": grain.checkpoint.CheckpointHandler(),
+                    "config": ocp.JsonCheckpointHandler(),
+                    "artifacts": ocp.JsonCheckpointHandler()}
+        return ocp.CheckpointManager(self.directory, item_handlers=handlers,
+                                     options=ocp.CheckpointManagerOptions(create=False))
+
     def saved_config(self, step: int) -> dict[str, Any]:
         """The resolved config saved with ``step`` (read alone, before anything is built)."""
+        reader = self._reader()
         try:
-            return self.manager.restore(step, args=ocp.args.Composite(
+            return reader.restore(step, args=ocp.args.Composite(
                 config=ocp.args.JsonRestore()))["config"]
         except Exception as err:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
                                   f"config cannot be read ({error_cause(err)})", step) from err
+        finally:
+            reader.close()
 
     def saved_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
         """Shapes of the parameters saved at ``step``, by path, from the checkpoint's
         metadata (no array is read)."""
-        reader = ocp.CheckpointManager(
-            self.directory, item_handlers={"state": ocp.StandardCheckpointHandler()},
-            options=ocp.CheckpointManagerOptions(read_only=True))
+        reader = self._reader()
         try:
-            metadata = reader.item_metadata(step)["state"]
-            params = metadata["params"]
+            params = reader.item_metadata(step)["state"]["params"]
         except Exception as err:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
                                   f"metadata cannot be read ({error_cause(err)})", step) from err
