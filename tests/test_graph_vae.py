@@ -6,6 +6,7 @@ import pytest
 from flax import nnx
 
 from astrojax.data import graphs
+from astrojax.data.linkpred import average_precision, roc_auc
 from astrojax.data.metabolic import (
     NUM_EDGE_FEATURES,
     NUM_NODE_FEATURES,
@@ -13,7 +14,6 @@ from astrojax.data.metabolic import (
     NetworkError,
 )
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, kl_weight, loss_sums, tiny_graph_config
-from astrojax.data.linkpred import average_precision, roc_auc
 from astrojax.tasks.graph_vae import grouped_ranking_sums, ranking_metrics
 from astrojax.train.probe import linear_probe
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from astrojax.data.linkpred import (
+    PAIR_FEATURES,
     LinkSplit,
     average_precision,
     baseline_report,
-    PAIR_FEATURES,
     biadjacency,
     l3_score,
     pair_features,

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from astrojax.data.linkpred import unique_pairs
 from astrojax.data.metabolic import (
     COMPARTMENTS,
     ELEMENTS,
@@ -14,7 +15,6 @@ from astrojax.data.metabolic import (
     NetworkError,
     to_graph,
 )
-from astrojax.data.linkpred import unique_pairs
 from astrojax.data.sbml import packaged_model_path, read_sbml, resolve_sbml_path
 
 needs_cobra = pytest.mark.skipif(importlib.util.find_spec("cobra") is None,

@@ -7,10 +7,11 @@ incoming edges (``jraph.segment_softmax``), with the edge features added to keys
 a node latent ``z_nz`` and a graph latent ``z_gy`` come out, each a diagonal Gaussian. The
 decoders score links from node latents (inner product or MLP; or, ``structural``, an MLP over
 the latents' product and the pair's structural scores ``f_lp``, such as its count of paths of
-three, computed on the message-passing graph, as SEAL-style link predictors do), rebuild node features from the
-node latent together with its graph's latent, and rebuild a summary of each graph (its mean node
-features and log sizes) from the graph latent alone: without that last term the node latents
-carry everything and the graph latent (the embedding the fusion model consumes) learns little.
+three, computed on the message-passing graph, as SEAL-style link predictors do), rebuild node
+features from the node latent together with its graph's latent, and rebuild a summary of each
+graph (its mean node features and log sizes) from the graph latent alone: without that last
+term the node latents carry everything and the graph latent (the embedding the fusion model
+consumes) learns little.
 
 Shapes are lettered: n nodes, e edges, g graphs (the last is jraph's padding graph), l links,
 f node features, c edge features, r positional-encoding steps, d hidden, h heads, k head dim,
