@@ -150,7 +150,7 @@ class DataConfig:
     # ships inside an installed package.
     sbml_path: str = ""
     link_val_fraction: float = 0.05
-    link_test_fraction: float = 0.1
+    link_test_fraction: float = 0.1  # graph_vae too: each held-out planet's hidden links
     link_split_seed: int = 0
     # graph_linkpred: 0 trains on reconstructing the links the encoder sees (VGAE); k >= 2 deals
     # the training links into k folds and each step predicts one fold hidden from the graph.
