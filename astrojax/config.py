@@ -23,7 +23,7 @@ PACKING_MODES = ("pack", "pad")
 # tests check they match the attention registry.
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
-EDGE_DECODERS = ("inner_product", "mlp")
+EDGE_DECODERS = ("inner_product", "mlp", "structural")
 TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
@@ -158,8 +158,11 @@ class DataConfig:
     # ships inside an installed package.
     sbml_path: str = ""
     link_val_fraction: float = 0.05
-    link_test_fraction: float = 0.1
+    link_test_fraction: float = 0.1  # graph_vae too: each held-out planet's hidden links
     link_split_seed: int = 0
+    # graph_linkpred: 0 trains on reconstructing the links the encoder sees (VGAE); k >= 2 deals
+    # the training links into k folds and each step predicts one fold hidden from the graph.
+    link_target_folds: int = 0
     # Datacube tasks. cube_store is a store path or TensorStore kvstore URL (file://, gs://,
     # s3://, memory://); "" builds the built-in population's cubes once into the cache
     # directory ($ASTROJAX_CACHE, default ~/.cache/astrojax). The grid is that of built cubes.
@@ -406,6 +409,15 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError("model.vocab_size",
                           f"{cfg.model.vocab_size} is smaller than the byte tokenizer's "
                           f"{TEXT_VOCAB_SIZE} ids (out-of-range ids would embed as NaN)")
+    if d.link_target_folds == 1 or d.link_target_folds < 0:
+        raise ConfigError("data.link_target_folds",
+                          f"must be 0 (reconstruct the visible links) or >= 2, got "
+                          f"{d.link_target_folds}")
+    if cfg.graph_vae.edge_decoder == "structural" and (cfg.task != "graph_linkpred"
+                                                       or d.link_target_folds < 2):
+        raise ConfigError("graph_vae.edge_decoder",
+                          "'structural' reads pair scores of hidden links: it needs "
+                          "task='graph_linkpred' and data.link_target_folds >= 2")
     if d.seq_len > cfg.model.max_seq_len:
         raise ConfigError("data.seq_len",
                           f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")

@@ -6,6 +6,7 @@ import pytest
 from flax import nnx
 
 from astrojax.data import graphs
+from astrojax.data.linkpred import average_precision, roc_auc
 from astrojax.data.metabolic import (
     NUM_EDGE_FEATURES,
     NUM_NODE_FEATURES,
@@ -13,7 +14,7 @@ from astrojax.data.metabolic import (
     NetworkError,
 )
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, kl_weight, loss_sums, tiny_graph_config
-from astrojax.tasks.graph_vae import ranking_metrics
+from astrojax.tasks.graph_vae import grouped_ranking_sums, ranking_metrics
 from astrojax.train.probe import linear_probe
 
 
@@ -73,6 +74,16 @@ def test_random_walk_encoding_is_equivariant_and_bipartite(examples):
     pe = graphs.random_walk_encoding(np.array([0, 1, 1, 2, 2, 3, 3, 0]),
                                      np.array([1, 0, 2, 1, 3, 2, 0, 3]), 4, 2)
     np.testing.assert_allclose(pe, [[0.5, 0.5]] * 4)
+
+
+def test_random_walk_encoding_matches_dense_matrix_powers(examples):
+    ex = examples[3]
+    n = len(ex["nodes"])
+    adjacency = np.zeros((n, n))
+    np.add.at(adjacency, (ex["receivers"], ex["senders"]), 1.0)
+    walk = adjacency / np.maximum(adjacency.sum(1, keepdims=True), 1.0)
+    expected = [np.diagonal(np.linalg.matrix_power(walk, 2 * k)) for k in (1, 2, 3, 4)]
+    np.testing.assert_allclose(ex["pe"], np.stack(expected, 1), atol=1e-6)
 
 
 def test_graph_level_outputs_are_permutation_invariant(model, examples):
@@ -196,6 +207,49 @@ def test_mlp_edge_decoder(examples):
     batch = graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
     logits = model.link_logits(model.encode(batch).node_mean, batch["links"])
     assert logits.shape == (128,) and np.all(np.isfinite(logits))
+
+
+def test_structural_edge_decoder_reads_pair_features(examples):
+    model = GraphVAE(tiny_graph_config(edge_decoder="structural"), NUM_NODE_FEATURES,
+                     NUM_EDGE_FEATURES, 3, rngs=nnx.Rngs(0))
+    batch = graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
+    z_nz = model.encode(batch).node_mean
+    features = np.random.default_rng(0).normal(size=(128, 3)).astype(np.float32)
+    logits = model.link_logits(z_nz, batch["links"], features)
+    assert logits.shape == (128,) and np.all(np.isfinite(logits))
+    assert not np.allclose(logits, model.link_logits(z_nz, batch["links"], features + 1.0))
+    with pytest.raises(ValueError, match="needs pair features"):
+        GraphVAE(tiny_graph_config(edge_decoder="structural"), NUM_NODE_FEATURES,
+                 NUM_EDGE_FEATURES, rngs=nnx.Rngs(0))
+
+
+def test_pad_examples_places_held_out_links_per_graph(examples):
+    first, second = dict(examples[0]), dict(examples[1])
+    first["heldout_pairs"], first["heldout_negatives"] = np.array([[0, 1]]), np.array([[1, 2]])
+    second["heldout_pairs"] = np.array([[2, 3], [0, 4]])
+    second["heldout_negatives"] = np.array([[1, 3], [2, 4]])
+    batch = graphs.pad_examples([first, second], graphs.Bucket(64, 256), 3)
+    offset = len(first["nodes"])
+    np.testing.assert_array_equal(batch["heldout_pairs"][:3],
+                                  [[0, 1], [2 + offset, 3 + offset], [offset, 4 + offset]])
+    np.testing.assert_array_equal(batch["heldout_negatives"][1], [1 + offset, 3 + offset])
+    np.testing.assert_array_equal(batch["heldout_graph"][:4], [0, 1, 1, 3])
+    assert batch["heldout_mask"].sum() == 3 and not batch["heldout_mask"][3:].any()
+    assert "heldout_pairs" not in graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
+
+
+def test_grouped_ranking_sums_match_per_group_numpy_metrics():
+    rng = np.random.default_rng(0)
+    group = np.array([0, 0, 0, 1, 2, 2, 3, 3])  # 3: padding rows
+    mask = group < 3
+    pos = rng.integers(0, 4, 8).astype(np.float32)  # integers: ties occur
+    neg = rng.integers(0, 4, 8).astype(np.float32)
+    sums = grouped_ranking_sums(pos, neg, group, mask, 4)
+    expected_auc = [roc_auc(pos[group == g], neg[group == g]) for g in range(3)]
+    expected_ap = [average_precision(pos[group == g], neg[group == g]) for g in range(3)]
+    assert float(sums["heldout_graphs"]) == 3
+    assert float(sums["heldout_auc_sum"]) == pytest.approx(sum(expected_auc))
+    assert float(sums["heldout_ap_sum"]) == pytest.approx(sum(expected_ap))
 
 
 def test_ranking_metrics_on_known_cases():

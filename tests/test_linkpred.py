@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from astrojax.data.linkpred import (
+    PAIR_FEATURES,
     LinkSplit,
     average_precision,
     baseline_report,
+    biadjacency,
     l3_score,
+    pair_features,
+    path_scores,
     preferential_attachment,
+    resource_allocation,
     roc_auc,
     split_links,
+    target_folds,
     train_network,
     unique_pairs,
 )
@@ -107,11 +113,18 @@ def test_train_network_drops_exactly_the_held_out_pairs():
         train_network(_random_network(num_metabolites=61), split)
 
 
-@pytest.mark.parametrize("val_fraction, test_fraction", [(0.0, 0.1), (0.1, 1.0), (0.5, 0.5),
+@pytest.mark.parametrize("val_fraction, test_fraction", [(0.1, 0.0), (0.1, 1.0), (0.5, 0.5),
                                                          (-0.1, 0.2)])
 def test_invalid_fractions_raise(val_fraction, test_fraction):
-    with pytest.raises(ValueError, match="must each lie in"):
+    with pytest.raises(ValueError, match="must lie in"):
         split_links(_random_network(), val_fraction, test_fraction)
+
+
+def test_split_without_validation_holds_out_test_only():
+    net = _random_network()
+    split = split_links(net, val_fraction=0.0, test_fraction=0.1, seed=0)
+    assert len(split.val_pairs) == len(split.val_negatives) == 0
+    assert len(split.test_pairs) == len(split.test_negatives) == int(0.1 * len(unique_pairs(net)))
 
 
 def test_network_too_small_to_split_raises():
@@ -143,8 +156,7 @@ def test_metrics_reject_empty_and_nan():
         average_precision(np.array([np.nan]), np.array([0.1]))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="sklearn not installed")
-def test_metrics_match_sklearn():
+def test_metrics_match_sklearn():  # scikit-learn is in the dev extras: this must not skip
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     rng = np.random.default_rng(0)
@@ -169,6 +181,67 @@ def test_baselines_on_hand_made_graph():
     # m0 -> m2: r0-m1 (1/sqrt(2*3)), r1-m1 (1/sqrt(3*3)), r1-m2 (1/sqrt(3*2)).
     expected = 2 / math.sqrt(6) + 1 / 3
     np.testing.assert_allclose(l3_score(split, pairs), [expected, expected, 0.0])
+    # Resource allocation: the same paths weighted 1 / (deg(r') deg(m')).
+    expected = 2 / 6 + 1 / 9
+    np.testing.assert_allclose(resource_allocation(split, pairs), [expected, expected, 0.0])
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_path_scores_match_brute_force(exponent):
+    net = _random_network(seed=5, num_metabolites=10, num_reactions=12, num_entries=40)
+    split = split_links(net, val_fraction=0.1, test_fraction=0.2, seed=0)
+    adjacency = np.zeros((10, 12), bool)
+    adjacency[split.train_pairs[:, 0], split.train_pairs[:, 1]] = True
+    metabolite_degree, reaction_degree = adjacency.sum(1), adjacency.sum(0)
+    pairs = np.concatenate([split.test_pairs, split.test_negatives])
+    brute = [sum((reaction_degree[r2] * metabolite_degree[m2]) ** -exponent
+                 for r2, m2 in itertools.product(range(12), range(10))
+                 if adjacency[m, r2] and adjacency[m2, r2] and adjacency[m2, r])
+             for m, r in pairs.tolist()]
+    assert max(brute) > 0
+    scores = path_scores(biadjacency(split.train_pairs, 10, 12), pairs, exponent)
+    np.testing.assert_allclose(scores, brute)
+
+
+def test_target_folds_hide_each_training_link_once():
+    split = split_links(_random_network(), seed=0)
+    train = _as_set(split.train_pairs)
+    folds = target_folds(split, num_folds=4, negatives_per_link=2, seed=0)
+    assert len(folds) == 4
+    hidden = set()
+    for graph, targets, negatives in folds:
+        graph, targets_set = _as_set(graph), _as_set(targets)
+        assert graph | targets_set == train and not graph & targets_set
+        assert not hidden & targets_set
+        hidden |= targets_set
+        assert len(negatives) == 2 * len(targets) and not _as_set(negatives) & train
+    assert hidden == train
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        target_folds(split, num_folds=1, negatives_per_link=1, seed=0)
+
+
+def test_pair_features_are_the_scores_on_the_given_graph():
+    split = split_links(_random_network(), seed=0)
+    graph, targets, _ = target_folds(split, num_folds=3, negatives_per_link=1, seed=0)[0]
+    adjacency = biadjacency(graph, 60, 80)
+    compartment = np.arange(60) % 3
+    features = pair_features(adjacency, targets, compartment)
+    assert features.shape == (len(targets), len(PAIR_FEATURES)) and features.dtype == np.float32
+    column = {name: features[:, i] for i, name in enumerate(PAIR_FEATURES)}
+    fold_split = _hand_split(graph, 60, 80)
+    np.testing.assert_allclose(column["log1p_l3"], np.log1p(l3_score(fold_split, targets)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(column["log1p_resource_allocation"],
+                               np.log1p(resource_allocation(fold_split, targets)), rtol=1e-6)
+    # Degrees in the fold's graph, where the target link itself is absent.
+    dense = adjacency.toarray()
+    np.testing.assert_allclose(np.expm1(column["log1p_metabolite_degree"]),
+                               dense.sum(1)[targets[:, 0]], rtol=1e-6)
+    m, r = targets[0]
+    assert dense[m, r] == 0
+    neighbours = np.flatnonzero(dense[:, r])
+    share = np.mean(compartment[neighbours] == compartment[m]) if len(neighbours) else 0.0
+    assert column["compartment_share"][0] == pytest.approx(share)
 
 
 def test_l3_matches_brute_force_path_count():
@@ -193,7 +266,8 @@ def test_textbook_baselines_give_finite_auc():
 
     split = split_links(read_sbml(packaged_model_path("cobra:textbook")), seed=0)
     report = baseline_report(split)
-    assert set(report) == {f"{b}/{part}_{metric}" for b in ("preferential_attachment", "l3")
+    assert set(report) == {f"{b}/{part}_{metric}" for b in ("preferential_attachment", "l3",
+                                                            "resource_allocation")
                            for part in ("val", "test") for metric in ("auc", "ap")}
     assert all(0.0 <= value <= 1.0 and math.isfinite(value) for value in report.values())
     # Paths of length three carry signal on a real network: better than chance on test.

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from astrojax.data.linkpred import unique_pairs
 from astrojax.data.metabolic import (
     COMPARTMENTS,
     ELEMENTS,
@@ -143,6 +144,69 @@ def test_reaction_with_undefined_species_names_reaction(tmp_path):
     path.write_text(_HEADER + ghost + _FOOTER)
     with pytest.raises(NetworkError, match=r"ghost\.xml.*'CONVERT'.*'ghost'"):
         read_sbml(path)
+
+
+def _textbook_with_yeast_gene_id(tmp_path):
+    """E. coli core with gene b1241 renamed to a yeast-style id that breaks SId syntax."""
+    with gzip.open(packaged_model_path("cobra:textbook"), "rt") as f:
+        text = f.read()
+    assert text.count('"G_b1241"') == 3  # the gene product and two references to it
+    path = tmp_path / "yeast_gene_ids.xml"
+    path.write_text(text.replace('"G_b1241"', '"G_YER060W-A"'))
+    return path
+
+
+@needs_cobra
+def test_gene_product_ids_breaking_sid_syntax_only_warn(tmp_path, textbook):
+    path = _textbook_with_yeast_gene_id(tmp_path)
+    with pytest.warns(UserWarning, match=r"yeast_gene_ids\.xml: ignored 3 libsbml error\(s\) "
+                                         r"outside species, reactions and stoichiometry.*"
+                                         r"G_YER060W-A"):
+        net = read_sbml(path)
+    assert net.metabolite_ids == textbook.metabolite_ids
+    assert net.reaction_ids == textbook.reaction_ids
+    for field in ("stoich_metabolite", "stoich_reaction", "coefficient", "element_counts",
+                  "charge", "compartment", "reversible"):
+        np.testing.assert_array_equal(getattr(net, field), getattr(textbook, field))
+
+
+@needs_cobra
+@pytest.mark.slow
+def test_cobrapy_reads_the_same_yeast_style_model(tmp_path):
+    cobra_sbml = pytest.importorskip("cobra.io")
+    path = _textbook_with_yeast_gene_id(tmp_path)
+    with pytest.warns(UserWarning):
+        net = read_sbml(path)
+    model = cobra_sbml.read_sbml_model(str(path))
+    assert "YER060W-A" in {g.id for g in model.genes}
+    assert len(model.metabolites) == net.num_metabolites
+    assert len(model.reactions) == net.num_reactions
+    assert sum(len(r.metabolites) for r in model.reactions) == len(unique_pairs(net))
+
+
+def test_species_id_breaking_sid_syntax_is_refused_naming_it(tmp_path):
+    path = tmp_path / "bad_species.xml"
+    path.write_text((_HEADER + _GOOD_REACTIONS + _FOOTER).replace('"b"', '"b-1"'))
+    with pytest.raises(NetworkError, match=r"bad_species\.xml: species 'b-1', line \d+: .*SId"):
+        read_sbml(path)
+
+
+def test_malformed_stoichiometry_is_refused_naming_reaction_and_species(tmp_path):
+    path = tmp_path / "bad_amount.xml"
+    path.write_text(_HEADER + _GOOD_REACTIONS.replace('stoichiometry="2.5"',
+                                                      'stoichiometry="two"') + _FOOTER)
+    with pytest.raises(NetworkError, match=r"bad_amount\.xml: reaction 'CONVERT', reference to "
+                                           r"species 'b', line \d+: .*stoichiometry"):
+        read_sbml(path)
+
+
+def test_notes_error_in_a_species_only_warns(tmp_path):
+    path = tmp_path / "notes.xml"
+    notes = '<body xmlns="http://www.w3.org/1999/xhtml">'
+    path.write_text((_HEADER + _GOOD_REACTIONS + _FOOTER).replace(notes, "<body>"))
+    with pytest.warns(UserWarning, match=r"notes\.xml: ignored 1 libsbml error.*XHTML"):
+        net = read_sbml(path)
+    assert net.metabolite_ids == ("a", "b") and len(net.coefficient) == 3
 
 
 @needs_cobra

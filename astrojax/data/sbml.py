@@ -12,6 +12,7 @@ E. coli core "textbook", iJO1366, ...) are found by :func:`packaged_model_path`.
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import math
 import pathlib
@@ -32,10 +33,6 @@ from astrojax.data.metabolic import (
 
 PACKAGED_MODELS = {"cobra": ("textbook", "iJO1366", "salmonella", "mini_cobra")}
 BOUNDARY_REACTION_PREFIXES = ("EX_", "DM_", "SK_")
-# libsbml flags formulas that break the FBC grammar (salmonella.xml.gz, shipped with cobra, has
-# "C2970H5292N202O1896P4charge297"). Such a formula only loses its composition, which
-# element_counts already reports as unknown, so the rest of the model is still read.
-_TOLERATED_ERROR_IDS = {libsbml.FbcSpeciesFormulaMustBeString}
 _NOTES_FIELD = re.compile(r"^\s*(FORMULA|CHARGE)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 
 
@@ -76,15 +73,18 @@ def resolve_sbml_path(spec: str) -> pathlib.Path:
 def read_sbml(path: str | pathlib.Path) -> MetabolicNetwork:
     """Read one SBML model (``.xml`` or ``.xml.gz``) into a :class:`MetabolicNetwork`.
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`NetworkError`, naming the file
-    (and the reaction or species), for anything libsbml rejects, a document without a model,
-    or a reaction that refers to a species the model does not define.
+    Reads what cobrapy reads. Raises ``FileNotFoundError`` for a missing file and
+    :class:`NetworkError`, naming the file and the species or reaction, for unreadable XML, a
+    document without a model, a libsbml error in a species, reaction or species reference (a
+    malformed id or stoichiometry), or a reaction that refers to a species the model does not
+    define. libsbml errors elsewhere (gene products whose ids break SId syntax, as in many
+    published yeast models, notes, units, FBC bounds) only warn: they do not enter the graph.
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SBML file {str(path)!r} does not exist")
     document = libsbml.readSBMLFromFile(str(path))
-    _raise_on_errors(path, document)
+    _triage_errors(path, document)
     model = document.getModel()
     if model is None:
         raise NetworkError(f"{path}: the SBML document has no <model>")
@@ -139,19 +139,117 @@ def read_sbml(path: str | pathlib.Path) -> MetabolicNetwork:
     )
 
 
-def _raise_on_errors(path: pathlib.Path, document: libsbml.SBMLDocument) -> None:
-    serious = [document.getError(i) for i in range(document.getNumErrors())
-               if document.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
-    fatal = [e for e in serious if e.getErrorId() not in _TOLERATED_ERROR_IDS]
-    if fatal:
-        first = fatal[0]
-        raise NetworkError(f"{path}: libsbml reports {len(fatal)} error(s); first, at line "
-                           f"{first.getLine()}: {first.getMessage().strip()}")
-    if serious:
-        first = serious[0]
-        warnings.warn(f"{path}: {len(serious)} species have a chemical formula libsbml "
-                      f"rejects (first at line {first.getLine()}); their composition is "
+def _triage_errors(path: pathlib.Path, document: libsbml.SBMLDocument) -> None:
+    """Refuse the libsbml errors that touch species, reactions or stoichiometry; warn about the
+    rest, which cobrapy ignores (gene products whose ids break SId syntax, notes, units, ...).
+
+    libsbml gives an error's line and column but not its element, so each error is placed at
+    the last element that starts at or before it (and on a line before the next element
+    starts). Errors of kinds that never change the graph (FBC attributes, notes, annotations,
+    units, SBO terms, metaids) are tolerated wherever they are: a formula that breaks the FBC
+    grammar (salmonella.xml.gz, shipped with cobra, has "C2970H5292N202O1896P4charge297") only
+    loses its composition, which element_counts reports as unknown. Without a model (unreadable
+    XML) every error is fatal.
+    """
+    errors = [document.getError(i) for i in range(document.getNumErrors())
+              if document.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    model = document.getModel()
+    if errors and model is None:
+        raise NetworkError(f"{path}: libsbml reports {len(errors)} error(s); first, at line "
+                           f"{errors[0].getLine()}: {_message(errors[0])}")
+    if not errors:
+        return
+    positions = _element_positions(model)
+    refused, formulas, tolerated = [], [], []
+    for error in errors:
+        if error.getErrorId() == libsbml.FbcSpeciesFormulaMustBeString:
+            formulas.append(error)
+            continue
+        element = None if _never_structural(error) else _element_at(positions, error)
+        if element is not None and _is_structural(element):
+            refused.append((error, element))
+        elif element is None and error.getCategory() == libsbml.LIBSBML_CAT_XML \
+                and not _never_structural(error):
+            refused.append((error, None))
+        else:
+            tolerated.append((error, element))
+    if refused:
+        error, element = refused[0]
+        where = f"{_describe(element)}, line {error.getLine()}" if element is not None \
+            else f"line {error.getLine()}"
+        more = f" (and {len(refused) - 1} more such error(s))" if len(refused) > 1 else ""
+        raise NetworkError(f"{path}: {where}: {_message(error)}{more}")
+    if formulas:
+        warnings.warn(f"{path}: {len(formulas)} species have a chemical formula libsbml "
+                      f"rejects (first at line {formulas[0].getLine()}); their composition is "
                       f"read as unknown", stacklevel=3)
+    if tolerated:
+        error, element = tolerated[0]
+        where = f"{_describe(element)}, " if element is not None else ""
+        warnings.warn(f"{path}: ignored {len(tolerated)} libsbml error(s) outside species, "
+                      f"reactions and stoichiometry, as cobrapy does; first ({where}line "
+                      f"{error.getLine()}): {_message(error)}", stacklevel=3)
+
+
+# Core validation rules about metaids, SBO terms, annotations, units and notes (libsbml ids
+# 10220-10221, 10307-10309, 10311, 10313, 104xx, 105xx, 107xx, 108xx): none changes which
+# species a reaction uses or in what amounts.
+_NEVER_STRUCTURAL_RULES = (range(10220, 10222), range(10307, 10310), range(10311, 10312),
+                           range(10313, 10314), range(10400, 10600), range(10700, 10900))
+_STRUCTURAL_TYPES = (libsbml.SBML_SPECIES, libsbml.SBML_REACTION, libsbml.SBML_SPECIES_REFERENCE)
+
+
+# FBC's rules (formulas, charges, flux bounds, objectives, gene products and associations) are
+# numbered 2,000,000 + rule; libsbml leaves getPackage() empty for some of them.
+_FBC_ERROR_IDS = range(2_000_000, 2_100_000)
+
+
+def _never_structural(error: libsbml.SBMLError) -> bool:
+    """FBC errors and the harmless core rules."""
+    return any(error.getErrorId() in rule for rule in (_FBC_ERROR_IDS, *_NEVER_STRUCTURAL_RULES))
+
+
+def _element_positions(model: libsbml.Model) -> list[tuple[int, int, libsbml.SBase]]:
+    elements = [model, *model.getListOfAllElements()]
+    return sorted(((e.getLine(), e.getColumn(), e) for e in elements), key=lambda p: p[:2])
+
+
+def _element_at(positions, error: libsbml.SBMLError) -> libsbml.SBase | None:
+    """The last element starting at or before the error, if the error lies before the next
+    element's line (or, after the last element, on that element's own line)."""
+    line, column = error.getLine(), error.getColumn()
+    starts = [p[:2] for p in positions]
+    at = bisect.bisect_right(starts, (line, column)) - 1
+    if at < 0:
+        return None
+    end_line = positions[at + 1][0] if at + 1 < len(positions) else positions[at][0]
+    return positions[at][2] if line <= end_line else None
+
+
+def _is_structural(element: libsbml.SBase) -> bool:
+    code = element.getTypeCode()
+    if code == libsbml.SBML_LIST_OF:
+        code = element.getItemTypeCode()
+    return code in _STRUCTURAL_TYPES
+
+
+def _describe(element: libsbml.SBase) -> str:
+    """``species 'X'``, ``reaction 'R'``, ``reaction 'R', reference to species 'X'``, ..."""
+    code = element.getTypeCode()
+    if code == libsbml.SBML_SPECIES_REFERENCE:
+        reaction = element.getParentSBMLObject().getParentSBMLObject()
+        return f"reaction {reaction.getId()!r}, reference to species {element.getSpecies()!r}"
+    if code == libsbml.SBML_LIST_OF and element.getParentSBMLObject() is not None:
+        parent = element.getParentSBMLObject()
+        return f"{element.getElementName()} of {_describe(parent)}"
+    name = element.getElementName()
+    return f"{name} {element.getIdAttribute()!r}" if element.isSetIdAttribute() else name
+
+
+def _message(error: libsbml.SBMLError) -> str:
+    """libsbml's message on one line, without its reference to the specification."""
+    lines = [line.strip() for line in error.getMessage().splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("Reference:"))
 
 
 def _formula_and_charge(species: libsbml.Species) -> tuple[str | None, float]:

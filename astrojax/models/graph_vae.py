@@ -5,14 +5,17 @@ random-walk positional encodings ``pe_nr``, edge features ``e_ec``, ``senders``/
 and the graph id of every node. Graph transformer layers let each node attend over its
 incoming edges (``jraph.segment_softmax``), with the edge features added to keys and values;
 a node latent ``z_nz`` and a graph latent ``z_gy`` come out, each a diagonal Gaussian. The
-decoders score links from node latents (inner product or MLP), rebuild node features from the
-node latent together with its graph's latent, and rebuild a summary of each graph (its mean node
-features and log sizes) from the graph latent alone: without that last term the node latents
-carry everything and the graph latent (the embedding the fusion model consumes) learns little.
+decoders score links from node latents (inner product or MLP; or, ``structural``, an MLP over
+the latents' product and the pair's structural scores ``f_lp``, such as its count of paths of
+three, computed on the message-passing graph, as SEAL-style link predictors do), rebuild node
+features from the node latent together with its graph's latent, and rebuild a summary of each
+graph (its mean node features and log sizes) from the graph latent alone: without that last
+term the node latents carry everything and the graph latent (the embedding the fusion model
+consumes) learns little.
 
 Shapes are lettered: n nodes, e edges, g graphs (the last is jraph's padding graph), l links,
 f node features, c edge features, r positional-encoding steps, d hidden, h heads, k head dim,
-m mlp, z node latent, y graph latent.
+m mlp, z node latent, y graph latent, p pair features.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class GraphVAE(nnx.Module):
     """Encoder, latent heads and decoders. Holds only parameters; randomness comes in as keys."""
 
     def __init__(self, cfg: GraphVAEConfig, num_node_features: int, num_edge_features: int,
-                 *, rngs: nnx.Rngs):
+                 num_pair_features: int = 0, *, rngs: nnx.Rngs):
         d, dtype = cfg.hidden_dim, to_dtype(cfg.dtype)
         self.cfg, self.num_node_features = cfg, num_node_features
         self.embed_nodes = nnx.Linear(num_node_features, d, dtype=dtype, rngs=rngs)
@@ -113,6 +116,10 @@ class GraphVAE(nnx.Module):
         z, y = cfg.node_latent_dim, cfg.graph_latent_dim
         if cfg.edge_decoder == "mlp":
             self.link_mlp = MLP(2 * z, cfg.mlp_dim, 1, dtype=dtype, rngs=rngs)
+        elif cfg.edge_decoder == "structural":
+            if num_pair_features < 1:
+                raise ValueError("the structural edge decoder needs pair features")
+            self.link_mlp = MLP(z + num_pair_features, cfg.mlp_dim, 1, dtype=dtype, rngs=rngs)
         self.feature_decoder = MLP(z + y, cfg.mlp_dim, num_node_features, dtype=dtype,
                                    rngs=rngs)
         self.summary_decoder = MLP(y, cfg.mlp_dim, num_node_features + 2, dtype=dtype,
@@ -143,13 +150,18 @@ class GraphVAE(nnx.Module):
         mean = mean / jnp.maximum(counts, 1.0).astype(h_nd.dtype)
         return jnp.concatenate([attended, mean], axis=-1)
 
-    def link_logits(self, z_nz, pairs_l2):
-        """Logit that each (i, j) pair of nodes is linked."""
+    def link_logits(self, z_nz, pairs_l2, features_lp=None):
+        """Logit that each (i, j) pair of nodes is linked; ``features_lp`` are the pairs'
+        structural scores, read by the ``structural`` decoder only."""
         zi, zj = z_nz[pairs_l2[:, 0]], z_nz[pairs_l2[:, 1]]
         if self.cfg.edge_decoder == "inner_product":
             return jnp.sum(zi * zj, axis=-1)
-        return self.link_mlp(jnp.concatenate([zi, zj], -1).astype(self.link_mlp.up.kernel.dtype)
-                             )[:, 0].astype(jnp.float32)
+        if self.cfg.edge_decoder == "structural":
+            inputs = jnp.concatenate([zi * zj, features_lp.astype(zi.dtype)], -1)
+        else:
+            inputs = jnp.concatenate([zi, zj], -1)
+        return self.link_mlp(inputs.astype(self.link_mlp.up.kernel.dtype))[:, 0].astype(
+            jnp.float32)
 
     def decode_features(self, z_nz, z_gy, node_graph_n):
         """Each node's features from its own latent and its graph's latent."""
@@ -193,7 +205,9 @@ def loss_sums(model: GraphVAE, batch: dict[str, jax.Array], key, *,
     """Additive loss statistics of one sub-batch: sums over real links, nodes and graphs.
 
     ``sample`` draws latents by reparameterisation (training); otherwise the posterior means
-    are used (evaluation). Negatives are drawn from ``key`` either way.
+    are used (evaluation). Negatives come with the batch (``negatives``, one per link, with
+    ``link_features`` and ``negative_features`` for the structural decoder) or are drawn from
+    ``key``.
     """
     key_node, key_graph, key_neg = jax.random.split(key, 3)
     enc = model.encode(batch)
@@ -202,8 +216,9 @@ def loss_sums(model: GraphVAE, batch: dict[str, jax.Array], key, *,
         z_nz = reparameterize(enc.node_mean, enc.node_logvar, key_node)
         z_gy = reparameterize(enc.graph_mean, enc.graph_logvar, key_graph)
     link_mask, node_mask = batch["link_mask"], batch["node_mask"]
-    pos = model.link_logits(z_nz, batch["links"])
-    neg = model.link_logits(z_nz, negative_links(batch, key_neg))
+    negatives = batch["negatives"] if "negatives" in batch else negative_links(batch, key_neg)
+    pos = model.link_logits(z_nz, batch["links"], batch.get("link_features"))
+    neg = model.link_logits(z_nz, negatives, batch.get("negative_features"))
     link_bce = jax.nn.softplus(-pos) + jax.nn.softplus(neg)
     features = model.decode_features(z_nz, z_gy, batch["node_graph"])
     feature_se = jnp.mean((features - batch["nodes"]) ** 2, axis=-1)

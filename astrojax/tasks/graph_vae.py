@@ -1,7 +1,10 @@
 """Graph VAE tasks: learn the built-in planets' metabolic networks, or predict links in a real one.
 
 ``graph_vae`` trains on one synthetic network per planet (``data.synthetic`` + ``data.biochem``)
-and, after the last step, fits a linear probe of the biosphere class on the graph latents.
+and, after the last step, fits a linear probe of the biosphere class on the graph latents. Each
+held-out planet's network loses ``data.link_test_fraction`` of its links to a held-out set,
+absent from the graph the encoder reads, so its held-out AUC/AP/accuracy measure prediction,
+not reconstruction, beside the same rules as for one network, per planet.
 ``graph_linkpred`` runs the VGAE link-prediction protocol on one SBML model: 10% of its
 metabolite-reaction links held out for test, 5% for validation, as many non-links for each,
 with non-learned baselines (L3 paths, preferential attachment) reported beside the model.
@@ -21,7 +24,22 @@ from flax import nnx
 
 from astrojax.config import ConfigError
 from astrojax.data import graphs
-from astrojax.data.linkpred import baseline_report, split_links, train_network
+from astrojax.data.linkpred import (
+    BASELINES,
+    PAIR_FEATURES,
+    SCORERS,
+    LinkSplit,
+    average_precision,
+    baseline_report,
+    biadjacency,
+    keep_pairs,
+    pair_features,
+    roc_auc,
+    split_links,
+    target_folds,
+    train_network,
+    unique_pairs,
+)
 from astrojax.data.metabolic import NODE_FEATURES, NUM_EDGE_FEATURES, NUM_NODE_FEATURES
 from astrojax.data.sbml import read_sbml, resolve_sbml_path
 from astrojax.data.synthetic import BIOSPHERE_CLASSES, generate_population
@@ -34,12 +52,14 @@ _LABELS = ("biosphere", "climate_regime", "habitable")
 # Keys of a batch that the model and loss read; the rest are labels or evaluation pairs.
 _GRAPH_KEYS = ("nodes", "pe", "edges", "senders", "receivers", "node_graph", "node_mask",
                "edge_mask", "graph_mask", "n_node", "n_edge", "links", "link_mask",
-               "negative_start", "negative_count")
+               "negative_start", "negative_count", "negatives", "link_features",
+               "negative_features")
+_HELDOUT_KEYS = ("heldout_pairs", "heldout_negatives", "heldout_graph", "heldout_mask")
 PROBE_TRAIN_GRAPHS = 2048
 
 
 def _graph_part(batch: Batch) -> Batch:
-    return {k: batch[k] for k in _GRAPH_KEYS}
+    return {k: batch[k] for k in _GRAPH_KEYS if k in batch}
 
 
 def summed_loss_stats(model: GraphVAE, batch: Batch, key, sample: bool) -> dict[str, jax.Array]:
@@ -81,13 +101,41 @@ class GraphVAETask(_GraphTask):
         return generate_population(d.num_planets, seed=d.population_seed)
 
     @functools.cached_property
-    def _examples(self) -> list[graphs.Example]:
-        nets = self._population.networks(self.cfg.data.population_seed)
-        return [graphs.graph_example(net, self.cfg.graph_vae.random_walk_steps) for net in nets]
+    def _networks(self):
+        return self._population.networks(self.cfg.data.population_seed)
 
     @functools.cached_property
     def _num_eval(self) -> int:
-        return max(1, int(round(len(self._examples) * self.cfg.data.eval_fraction)))
+        return max(1, int(round(len(self._networks) * self.cfg.data.eval_fraction)))
+
+    @functools.cached_property
+    def _heldout_splits(self) -> list[LinkSplit | None]:
+        """Per held-out planet, its links split into those the encoder sees and a held-out set
+        (with as many non-links); None for a network too small to hold a link out."""
+        d = self.cfg.data
+        first = len(self._networks) - self._num_eval
+        return [_heldout_split(net, d.link_test_fraction, d.link_split_seed + first + i)
+                for i, net in enumerate(self._networks[first:])]
+
+    @functools.cached_property
+    def _examples(self) -> list[graphs.Example]:
+        """Training planets whole; held-out planets without their held-out links, which ride
+        along as ``heldout_pairs``/``heldout_negatives`` (node indices)."""
+        steps = self.cfg.graph_vae.random_walk_steps
+        first = len(self._networks) - self._num_eval
+        examples = [graphs.graph_example(net, steps) for net in self._networks[:first]]
+        for net, split in zip(self._networks[first:], self._heldout_splits, strict=True):
+            if split is None:
+                example = graphs.graph_example(net, steps)
+                example["heldout_pairs"] = example["heldout_negatives"] = np.zeros((0, 2),
+                                                                                   np.int32)
+            else:
+                example = graphs.graph_example(train_network(net, split), steps)
+                offset = np.array([0, net.num_metabolites], np.int32)
+                example["heldout_pairs"] = split.test_pairs + offset
+                example["heldout_negatives"] = split.test_negatives + offset
+            examples.append(example)
+        return examples
 
     @functools.cached_property
     def buckets(self) -> tuple[graphs.Bucket, ...]:
@@ -120,11 +168,40 @@ class GraphVAETask(_GraphTask):
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
-        return summed_loss_stats(model, batch, jax.random.key(0), sample=False)
+        sums = summed_loss_stats(model, batch, jax.random.key(0), sample=False)
+        heldout = jax.vmap(lambda b: heldout_sums(model, b))(
+            {k: batch[k] for k in (*_GRAPH_KEYS, *_HELDOUT_KEYS) if k in batch})
+        return {**sums, **{name: jnp.sum(value) for name, value in heldout.items()}}
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
+        """The loss terms on the held-out planets' visible links (``link_accuracy`` is their
+        reconstruction) and, on their held-out links, ``heldout_link_accuracy`` (logit sign,
+        one non-link per link) and the per-planet mean ``heldout_auc`` and ``heldout_ap``."""
         loss, parts = elbo_loss(self.cfg.graph_vae, sums, self.cfg.graph_vae.kl_warmup_steps)
-        return {"loss": float(loss), **{k: float(v) for k, v in parts.items() if k != "kl_beta"}}
+        graphs_scored = max(sums["heldout_graphs"], 1.0)
+        return {"loss": float(loss), **{k: float(v) for k, v in parts.items() if k != "kl_beta"},
+                "heldout_link_accuracy": sums["heldout_correct"]
+                / max(2 * sums["heldout_links"], 1.0),
+                "heldout_auc": sums["heldout_auc_sum"] / graphs_scored,
+                "heldout_ap": sums["heldout_ap_sum"] / graphs_scored}
+
+    def baselines(self) -> dict[str, float]:
+        """Per-planet mean AUC and AP of L3, resource allocation and preferential attachment on
+        the held-out links of the planets the eval batches hold, each on its planet's visible
+        links (``l3/heldout_auc``, ...)."""
+        t = self.cfg.train
+        num_batches = min(t.eval_batches, self._num_eval // t.global_batch_size)
+        splits = [sp for sp in self._heldout_splits[:num_batches * t.global_batch_size]
+                  if sp is not None]
+        if not splits:
+            return {}
+        out = {}
+        for rule in BASELINES:
+            scores = [(SCORERS[rule](sp, sp.test_pairs), SCORERS[rule](sp, sp.test_negatives))
+                      for sp in splits]
+            out[f"{rule}/heldout_auc"] = float(np.mean([roc_auc(*s) for s in scores]))
+            out[f"{rule}/heldout_ap"] = float(np.mean([average_precision(*s) for s in scores]))
+        return out
 
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Posterior mean of each graph latent, ``[sub-batches, graphs + 1, graph_latent_dim]``."""
@@ -176,6 +253,55 @@ def _count_features(sub_batch: dict[str, np.ndarray]) -> np.ndarray:
                            sub_batch["n_edge"][:, None], sums / n_node], axis=1)
 
 
+def heldout_sums(model: GraphVAE, batch: Batch) -> dict[str, jax.Array]:
+    """Additive statistics of one sub-batch's held-out links against its held-out non-links:
+    sign accuracy, and the AUC and AP of each graph's own pairs, summed over graphs."""
+    z_nz = model.encode(batch).node_mean
+    pos = model.link_logits(z_nz, batch["heldout_pairs"])
+    neg = model.link_logits(z_nz, batch["heldout_negatives"])
+    mask = batch["heldout_mask"]
+    correct = jnp.where(mask, (pos > 0).astype(jnp.float32) + (neg < 0), 0.0)
+    grouped = grouped_ranking_sums(pos, neg, batch["heldout_graph"], mask,
+                                   batch["graph_mask"].shape[0])
+    return {"heldout_correct": jnp.sum(correct),
+            "heldout_links": jnp.sum(mask).astype(jnp.float32), **grouped}
+
+
+def grouped_ranking_sums(pos_l, neg_l, group_l, mask_l, num_groups: int) -> dict[str, jax.Array]:
+    """Per group (graph), the AUC and AP of its positives against its negatives (row ``i`` of
+    ``pos_l`` and ``neg_l`` both belong to group ``group_l[i]``), as in :func:`ranking_metrics`;
+    summed over the groups that have at least one real pair, with their count."""
+    same = (group_l[:, None] == group_l[None, :]) & mask_l[:, None] & mask_l[None, :]
+    beats = (pos_l[:, None] > neg_l[None, :]) + 0.5 * (pos_l[:, None] == neg_l[None, :])
+    count_g = _segment_sum(mask_l.astype(jnp.float32), group_l, num_groups)
+    wins_g = _segment_sum(jnp.sum(jnp.where(same, beats, 0.0), 1), group_l, num_groups)
+    scores = jnp.concatenate([pos_l, neg_l])
+    same_all = jnp.concatenate([same, same], axis=1)  # [positives, positives + negatives]
+    is_pos = jnp.concatenate([jnp.ones_like(pos_l), jnp.zeros_like(neg_l)])
+    at_least = same_all & (scores[None, :] >= pos_l[:, None])
+    precision = jnp.sum(at_least * is_pos, 1) / jnp.maximum(jnp.sum(at_least, 1), 1)
+    ap_g = _segment_sum(jnp.where(mask_l, precision, 0.0), group_l, num_groups)
+    scored = count_g > 0
+    return {"heldout_auc_sum": jnp.sum(jnp.where(scored, wins_g / jnp.maximum(count_g**2, 1),
+                                                 0.0)),
+            "heldout_ap_sum": jnp.sum(jnp.where(scored, ap_g / jnp.maximum(count_g, 1), 0.0)),
+            "heldout_graphs": jnp.sum(scored).astype(jnp.float32)}
+
+
+def _segment_sum(x, segments, num_segments):
+    return jax.ops.segment_sum(x, segments, num_segments=num_segments)
+
+
+def _heldout_split(net, fraction: float, seed: int) -> LinkSplit | None:
+    """``fraction`` of the network's links (at least one) held out with as many non-links;
+    None if it has fewer than two links or too few non-links."""
+    num_links = len(unique_pairs(net))
+    num_heldout = max(1, int(round(fraction * num_links, 9)))
+    if num_links < 2 or net.num_metabolites * net.num_reactions - num_links < num_heldout:
+        return None
+    return split_links(net, val_fraction=0.0, test_fraction=num_heldout / num_links, seed=seed)
+
+
 def ranking_metrics(pos: jax.Array, neg: jax.Array) -> dict[str, jax.Array]:
     """ROC AUC (ties count one half) and average precision of positive against negative scores.
 
@@ -195,10 +321,23 @@ def ranking_metrics(pos: jax.Array, neg: jax.Array) -> dict[str, jax.Array]:
 class LinkPredictionTask(_GraphTask):
     """VGAE link prediction on one real metabolic network (``data.sbml_path``).
 
-    The model passes messages along the training links only and learns to reconstruct them
-    against sampled non-links (metabolite paired with a random reaction); validation and test
-    AUC/AP score the held-out links against as many held-out non-links.
+    The model passes messages along the training links only. With ``data.link_target_folds``
+    = 0 it learns to reconstruct those links against sampled non-links (metabolite paired with
+    a random reaction), as VGAE does; with k >= 2 folds each step hides one fold of the
+    training links from the graph and learns to predict it against uniform non-links, so that
+    training sees the links it scores missing from the graph, as they are at test time.
+    Validation and test AUC/AP score the held-out links against as many held-out non-links,
+    on the whole training graph, beside the non-learned baselines (:meth:`baselines`).
     """
+
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        pair = len(PAIR_FEATURES) if self._structural else 0
+        return GraphVAE(self.cfg.graph_vae, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, pair,
+                        rngs=rngs)
+
+    @property
+    def _structural(self) -> bool:
+        return self.cfg.graph_vae.edge_decoder == "structural"
 
     @functools.cached_property
     def network(self):
@@ -213,26 +352,77 @@ class LinkPredictionTask(_GraphTask):
         return split_links(self.network, val_fraction=d.link_val_fraction,
                            test_fraction=d.link_test_fraction, seed=d.link_split_seed)
 
-    @functools.cached_property
     def baselines(self) -> dict[str, float]:
-        return {f"baseline/{k}": float(v) for k, v in baseline_report(self.split).items()}
+        """L3, resource allocation and preferential attachment on the training graph, scored
+        on the same validation and test pairs (keys such as ``l3/test_auc``)."""
+        return baseline_report(self.split)
 
     @functools.cached_property
     def batch(self) -> dict[str, np.ndarray]:
-        """The one training graph, padded, with the evaluation pairs as node-index pairs."""
-        example = graphs.graph_example(train_network(self.network, self.split),
-                                       self.cfg.graph_vae.random_walk_steps)
-        batch = graphs.pad_examples([example], graphs.exact_bucket(example), num_graphs=1)
-        m = self.network.num_metabolites
+        """The training graph, padded, with the evaluation pairs as node-index pairs (and, for
+        the structural decoder, their scores on the training graph)."""
+        batch = self._graph_batch(self.split.train_pairs, self.split.train_pairs)
+        adjacency = biadjacency(self.split.train_pairs, *self._sizes)
         for name in ("val_pairs", "val_negatives", "test_pairs", "test_negatives"):
-            pairs = np.asarray(getattr(self.split, name), np.int32) + np.array([0, m], np.int32)
-            batch[name] = pairs
+            pairs = np.asarray(getattr(self.split, name), np.int32)
+            batch[name] = pairs + self._offset
+            if self._structural:
+                batch[f"{name}_features"] = pair_features(adjacency, pairs,
+                                                          self.network.compartment)
         return {k: v[None] for k, v in batch.items()}
+
+    @functools.cached_property
+    def train_batches(self) -> list[dict[str, np.ndarray]]:
+        """The batches training cycles through: the training graph itself (0 folds), or one
+        per fold, its links hidden from the graph, each with its own sampled non-links."""
+        d = self.cfg.data
+        if d.link_target_folds == 0:
+            return [self.batch]
+        folds = target_folds(self.split, d.link_target_folds, negatives_per_link=1,
+                             seed=d.link_split_seed)
+        return [{k: v[None] for k, v in self._graph_batch(graph, targets, negatives).items()}
+                for graph, targets, negatives in folds]
+
+    @property
+    def _sizes(self) -> tuple[int, int]:
+        return self.network.num_metabolites, self.network.num_reactions
+
+    @property
+    def _offset(self) -> np.ndarray:
+        """Adds to a (metabolite, reaction) pair to make it a pair of node indices."""
+        return np.array([0, self.network.num_metabolites], np.int32)
+
+    @functools.cached_property
+    def _bucket(self) -> graphs.Bucket:
+        """One bucket for every batch (the training graph is the largest): one compilation."""
+        return graphs.exact_bucket(graphs.graph_example(
+            train_network(self.network, self.split), self.cfg.graph_vae.random_walk_steps))
+
+    def _graph_batch(self, graph_pairs: np.ndarray, targets: np.ndarray,
+                     negatives: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The network restricted to ``graph_pairs``, padded, learning ``targets`` (against
+        ``negatives``, one per target, when given)."""
+        net = keep_pairs(self.network, graph_pairs, f"{self.network.name} (graph)")
+        example = graphs.graph_example(net, self.cfg.graph_vae.random_walk_steps)
+        example["links"] = (targets + self._offset).astype(np.int32)
+        batch = graphs.pad_examples([example], self._bucket, num_graphs=1)
+        if negatives is None:
+            return batch
+        slots, pad_node = len(batch["links"]), int(batch["n_node"][0])  # padding's first node
+        batch["negatives"] = np.full((slots, 2), pad_node, np.int32)
+        batch["negatives"][:len(negatives)] = negatives + self._offset
+        if self._structural:
+            adjacency = biadjacency(graph_pairs, *self._sizes)
+            for key, pairs in (("link_features", targets), ("negative_features", negatives)):
+                batch[key] = np.zeros((slots, len(PAIR_FEATURES)), np.float32)
+                batch[key][:len(pairs)] = pair_features(adjacency, pairs,
+                                                        self.network.compartment)
+        return batch
 
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
         if process_count > 1:
             raise ValueError("graph_linkpred trains on one graph: run it on one process")
-        return grain.MapDataset.source([self.batch]).repeat(None).to_iter_dataset()
+        return grain.MapDataset.source(self.train_batches).repeat(None).to_iter_dataset()
 
     def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
         return [self.batch]
@@ -241,11 +431,13 @@ class LinkPredictionTask(_GraphTask):
         z_nz = model.encode(_graph_part({k: v[0] for k, v in batch.items()})).node_mean
         out = {}
         for split in ("val", "test"):
-            pos = model.link_logits(z_nz, batch[f"{split}_pairs"][0])
-            neg = model.link_logits(z_nz, batch[f"{split}_negatives"][0])
+            pos, neg = (model.link_logits(z_nz, batch[name][0],
+                                          batch[f"{name}_features"][0] if self._structural
+                                          else None)
+                        for name in (f"{split}_pairs", f"{split}_negatives"))
             out.update({f"{split}_{k}": v for k, v in ranking_metrics(pos, neg).items()})
         return {**out, "count": jnp.ones((), jnp.float32)}
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
         count = max(sums.pop("count"), 1.0)
-        return {**{k: v / count for k, v in sums.items()}, **self.baselines}
+        return {k: v / count for k, v in sums.items()}
