@@ -104,7 +104,10 @@ def parse_absl_flags(argv: list[str]) -> list[str]:
         match = re.search(r"--config\.([\w.]+)=(.*?): (.*)", str(err))
         if match:
             fail(f"config.{match.group(1)}: cannot use {match.group(2)!r}: {match.group(3)}")
-        fail(str(err).splitlines()[0])
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if "Traceback (most recent call last):" in lines:  # the config file itself raised
+            fail(f"{lines[0].removesuffix(':')}: {lines[-1]}")
+        fail(lines[0])
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         fail(f"cannot apply config overrides: {err}")
 

@@ -181,3 +181,9 @@ def test_fetch_summary_marks_a_table_the_archive_cut(httpserver, tmp_path):
            "1 skipped" in proc.stdout
     assert "skipped: gemini_files files after the first 500: the archive returns at most 500 " \
            "files" in proc.stderr
+
+
+def test_an_option_of_the_wrong_type_is_named(tmp_path):
+    proc = run_cli("fetch", "nasa", "--out", str(tmp_path / "out"), "--offline", "--cache",
+                   str(tmp_path / "cache"), "--option", "max_rows=abc")
+    one_line_error(proc, "nasa: option max_rows must be an integer, got 'abc'")

@@ -264,3 +264,29 @@ def test_a_failed_checkpoint_write_stops_the_run_at_once(tmp_path, monkeypatch):
         train_and_evaluate(cfg, tmp_path, devices=jax.devices()[:1])
     assert time.perf_counter() - start < 120  # no waiting on what cannot finish
     assert read_metrics(tmp_path)[-1]["step"] <= 6  # at the first error, not at the end
+
+
+# ---- one line, exit 2, for what the user must fix ---------------------------------------------
+
+def test_a_config_file_that_raises_shows_its_message(tmp_path):
+    config = tmp_path / "broken.py"
+    config.write_text("def get_config():\n    raise ValueError('num_planets must be even')\n")
+    proc = run_cli("--config", str(config), "--workdir", str(tmp_path / "run"))
+    one_line_error(proc, 2, "broken.py", "ValueError: num_planets must be even")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, needles", [
+    (("--config", "configs/graph_vae_linkpred.py", "--config.data.sbml_path=BAD"),
+     ("bad.xml", "Unclosed XML token")),
+    (("--config", "configs/datacube_vit.py", "--config.data.cube_store=MISSING"),
+     ("no cube store at", "astrojax.json is missing")),
+    (("--config", "configs/quickstart.py", "--config.data.num_planets=20"),
+     ("config.data.eval_fraction", "less than one eval batch")),
+])
+def test_bad_input_files_and_splits_are_one_line(tmp_path, overrides, needles):
+    (tmp_path / "bad.xml").write_text("<sbml")
+    args = [a.replace("BAD", str(tmp_path / "bad.xml")).replace("MISSING", str(tmp_path / "no"))
+            for a in overrides]
+    proc = run_cli(*args, "--workdir", str(tmp_path / "run"))
+    one_line_error(proc, 2, *needles)

@@ -237,7 +237,8 @@ def fetch(args: list[str]) -> str:
     try:
         result = fetch_fn(config, Path(FLAGS.out), **options)
     except (SourceError, ValueError, OSError) as err:
-        fail(_one_line(redact(str(err))))
+        message = _one_line(redact(str(err)))
+        fail(message if message.startswith(name) else f"{name}: {message}")
     for item in result.skipped:
         print(f"skipped: {redact(item)}", file=sys.stderr)
     # A table the service cut at its row limit says so here; the skipped lines say how to narrow.

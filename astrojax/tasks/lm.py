@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from astrojax.config import ConfigError
 from astrojax.data.pipeline import text_dataset
 from astrojax.data.synthetic import generate_population
 from astrojax.data.tokenizer import ByteTokenizer
@@ -79,7 +80,15 @@ class LanguageModelTask(Task):
     def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
         ds = self._dataset(self._texts[1], process_index, process_count,
                            shuffle=False, num_epochs=1)
-        return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
+        batches = list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
+        if self.cfg.train.eval_batches and not batches:
+            raise ConfigError("data.eval_fraction",
+                              f"the {len(self._texts[1])} held-out texts "
+                              f"({self.cfg.data.eval_fraction} of data.num_planets="
+                              f"{self.cfg.data.num_planets}) fill less than one eval batch of "
+                              f"{self.cfg.train.global_batch_size} x {self.cfg.data.seq_len} "
+                              "tokens; hold out more planets or set train.eval_batches=0")
+        return batches
 
     def _forward(self, model: nnx.Module, batch: Batch) -> jax.Array:
         return model(batch["tokens"], positions_bt=batch["positions"],

@@ -54,6 +54,8 @@ def main(argv: list[str]) -> None:
     import jax  # after flag parsing: a bad flag should not wait for JAX to start
 
     from astrojax.config import validate
+    from astrojax.data.metabolic import NetworkError
+    from astrojax.data.store import StoreError
     from astrojax.tasks import get_task
     from astrojax.train.loop import TrainingError, train_and_evaluate
     from astrojax.train.workdir import WorkdirError
@@ -67,8 +69,8 @@ def main(argv: list[str]) -> None:
         cli.fail(str(err))
     try:
         result = train_and_evaluate(cfg, FLAGS.workdir)
-    except WorkdirError as err:  # fix the command or the folder, then rerun
-        cli.fail(str(err))
+    except (WorkdirError, ConfigError, NetworkError, StoreError) as err:
+        cli.fail(" ".join(str(err).split()))  # fix the command, a file or the folder; rerun
     except TrainingError as err:  # the run started and cannot go on
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -52,6 +52,7 @@ from astrojax.data.sources.credentials import TokenHeader
 from astrojax.data.sources.errors import CredentialError, HTTPStatusError, SourceError
 from astrojax.data.sources.files import sanitize_filename
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import float_option, int_option
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.result import FetchResult
 from astrojax.data.sources.validate import InvalidReply
@@ -368,8 +369,8 @@ def _lightcurves_of(tic: int, paths: Sequence[Path], out_dir: Path,
 
 # --- the shared fetch ------------------------------------------------------------------------
 
-def _optional_float(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
+def _optional_float(name: str, value: Any) -> float | None:
+    return None if value in (None, "") else float_option(name, value, -360.0, 360.0)
 
 
 def fetch_mast(config: SourceConfig, out_dir: Path, *, source: str, collection: str,
@@ -385,7 +386,7 @@ def fetch_mast(config: SourceConfig, out_dir: Path, *, source: str, collection: 
     downloaded files are read as SPOC light curves of that TIC into the table ``lightcurve``.
     """
     out_dir = Path(out_dir)
-    ra_deg, dec_deg = _optional_float(ra), _optional_float(dec)
+    ra_deg, dec_deg = _optional_float("ra", ra), _optional_float("dec", dec)
     if (ra_deg is None) != (dec_deg is None):
         raise ValueError(f"{source}: give both ra and dec, or neither")
     result = FetchResult(source)
@@ -395,9 +396,10 @@ def fetch_mast(config: SourceConfig, out_dir: Path, *, source: str, collection: 
             result.provenance.append(resolved)
         if ra_deg is None and not target_name:
             raise ValueError(f"{source}: give a target name, ra/dec or a catalogue id")
-        level = None if calib_level in (None, "") else int(calib_level)
+        level = None if calib_level in (None, "") else int_option("calib_level", calib_level, 0)
         observations = query_observations(
-            client, ra=ra_deg, dec=dec_deg, radius_deg=float(radius), pagesize=int(pagesize),
+            client, ra=ra_deg, dec=dec_deg, radius_deg=float_option("radius", radius, 1e-9, 180.0),
+            pagesize=int_option("pagesize", pagesize, 1),
             obs_collection=collection, target_name=target_name,
             dataproduct_type=dataproduct_type,
             calib_level=level, **criteria)
@@ -408,12 +410,13 @@ def fetch_mast(config: SourceConfig, out_dir: Path, *, source: str, collection: 
             result.skipped.append(f"observations: none in {collection} match the query")
             result.save(out_dir)
             return result
-        products = query_products(client, observations["obsid"], pagesize=int(pagesize))
+        products = query_products(client, observations["obsid"],
+                                  pagesize=int_option("pagesize", pagesize, 1))
         result.provenance += [Provenance.from_dict(r) for r in products.meta.pop("provenance")]
         result.tables["products"] = products
         chosen = filter_products(products, product_type=product_type, subgroup=subgroup,
                                  extension=extension, calib_level=level)
-        limit = int(download)
+        limit = int_option("download", download, 0)
         if limit > 0 and len(chosen):
             paths, records, skipped = download_products(client, chosen, out_dir / "products",
                                                          limit=limit)

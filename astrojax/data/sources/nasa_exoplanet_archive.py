@@ -48,6 +48,7 @@ from astropy.table import Table
 
 from astrojax.data.sources.config import SourceConfig
 from astrojax.data.sources.http import HttpClient
+from astrojax.data.sources.options import int_option
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.redaction import LOGGER_NAME
 from astrojax.data.sources.result import FetchResult
@@ -203,7 +204,7 @@ def fetch(config: SourceConfig, out_dir: Path, *, table: str = "pscomppars",
     - ``mode``: ``sync`` (default) or ``async``: the query runs as a job on the archive, polled
       until done, for queries that outlast the sync read timeout (``tap_read_timeout``).
     """
-    rows = int(max_rows) if max_rows not in (None, "") else None
+    rows = int_option("max_rows", max_rows, 1) if max_rows not in (None, "") else None
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     adql = build_query(table, columns=names, where=where, max_rows=rows)
     tap = TapSettings.create(config, NAME, mode)

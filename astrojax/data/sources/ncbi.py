@@ -39,7 +39,7 @@ from astrojax.data.sources.credentials import ApiKeyParam, Credentials
 from astrojax.data.sources.errors import SourceError
 from astrojax.data.sources.files import sanitize_filename
 from astrojax.data.sources.http import HttpClient
-from astrojax.data.sources.options import yes_no
+from astrojax.data.sources.options import int_option, yes_no
 from astrojax.data.sources.provenance import Provenance
 from astrojax.data.sources.reply import Reply
 from astrojax.data.sources.result import FetchResult
@@ -293,9 +293,7 @@ def fetch(config: SourceConfig, out_dir: Path, *, term: str = "", db: str = "nuc
     """
     if not term.strip():
         raise ValueError(f"{NAME}: option term is required (an Entrez query)")
-    retmax, max_records = int(retmax), int(max_records)
-    if retmax < 1 or max_records < 1:
-        raise ValueError(f"{NAME}: retmax and max_records must be >= 1")
+    retmax, max_records = int_option("retmax", retmax, 1), int_option("max_records", max_records, 1)
     want_genbank = yes_no(NAME, "genbank", genbank)
     if want_genbank and db != "nuccore":
         raise ValueError(f"{NAME}: genbank=yes needs db=nuccore, got db={db!r}")
