@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -290,3 +291,26 @@ def test_bad_input_files_and_splits_are_one_line(tmp_path, overrides, needles):
             for a in overrides]
     proc = run_cli(*args, "--workdir", str(tmp_path / "run"))
     one_line_error(proc, 2, *needles)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               JAX_PLATFORMS="cpu")
+    args = [sys.executable, "-m", "astrojax.train", "--config", "configs/quickstart.py",
+            "--workdir", str(tmp_path), "--config.train.log_every=1",
+            "--config.train.eval_batches=0", "--config.train.steps=100000"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        metrics = tmp_path / "metrics.jsonl"
+        while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr

@@ -38,9 +38,21 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
+def _one_line_library_errors(record: logging.LogRecord) -> bool:
+    """Libraries' own error records (Orbax's background threads log each failure with its
+    traceback, several times) keep their message and lose the traceback: the run reports the
+    cause itself, in one line."""
+    if not record.name.startswith(("astrojax", "__main__")):
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.msg, record.args = " ".join(record.getMessage().split())[:500], ()
+    return True
+
+
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_one_line_library_errors)
     for noisy in ("absl", "orbax", "jax._src", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -69,6 +81,10 @@ def main(argv: list[str]) -> None:
         cli.fail(str(err))
     try:
         result = train_and_evaluate(cfg, FLAGS.workdir)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without the last save
+        print("error: interrupted by a second Ctrl-C; not saved since the last checkpoint",
+              file=sys.stderr)
+        sys.exit(130)
     except (WorkdirError, ConfigError, NetworkError, StoreError) as err:
         cli.fail(" ".join(str(err).split()))  # fix the command, a file or the folder; rerun
     except TrainingError as err:  # the run started and cannot go on
