@@ -1,0 +1,1 @@
+"""What learned models are measured against: closed-form rules and simple fair models."""
