@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig
+from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig, validate
 from astrojax.data.pipeline import CubeSource, crop_cube, cube_dataset
 from astrojax.data.store import CubeSchema, CubeStore, build_synthetic_store, compute_stats
 from astrojax.models.datacube_vit import tiny_datacube_config
@@ -237,3 +237,20 @@ def test_masked_pretraining_loss_falls(store_url, tmp_path):
     assert len(losses) == 40
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("objective", "contrastive", "config.datacube.objective: 'contrastive' is not one of"),
+    ("mask_ratio", 1.0, r"config.datacube.mask_ratio: must be in \(0, 1\)"),
+    ("decoder_heads", 3, "config.datacube.decoder_dim: 16 must be even and divisible"),
+    ("targets", (), "config.datacube.targets: objective 'masked.supervised' needs"),
+    ("targets", ("a", "a"), "config.datacube.targets: expected distinct label names"),
+])
+def test_objective_fields_are_validated_by_name(field, value, match):
+    cfg = tiny_cube_config("")
+    setattr(cfg.datacube, field, value)
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+    cfg.datacube.objective = "supervised"
+    if field in ("mask_ratio", "decoder_heads"):  # only the masked objectives use them
+        validate(cfg)

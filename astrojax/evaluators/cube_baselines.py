@@ -36,35 +36,38 @@ _PLATEAU_SURFACE_SPREAD_K = 0.01
 
 def cube_summaries(store: CubeStore, indices: Sequence[int], *,
                    batch: int = 128) -> dict[str, np.ndarray]:
-    """Per-sample summaries of the raw cubes ``indices`` in one streaming pass.
-
-    Always: ``mean`` (cos(lat)-weighted), ``std``, ``min``, ``max`` ``[n, V, L]`` and
-    ``lon_std [n]`` (the largest std along longitude over variables, times, levels and
-    latitudes). With a ``temperature`` variable: ``no_atmosphere [n]`` (all its levels
-    identical) and ``skin_plateau [n]`` (K, NaN where there is none; see the module docstring).
-    """
+    """:func:`summarize` of the raw cubes ``indices`` of a store, in one streaming pass."""
     schema = store.schema
-    lat = np.asarray(schema.coords.get("lat", []), np.float64)
-    weights = (np.cos(np.radians(lat)) if lat.size == schema.shape[2]
-               else np.ones(schema.shape[2]))
-    weights = weights / weights.sum()
-    temperature = (schema.variables.index("temperature")
-                   if "temperature" in schema.variables else None)
     indices = np.asarray(indices, np.int64).reshape(-1)
-    parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(indices), batch):
-        x = store.read_samples(indices[start:start + batch]).astype(np.float64)
-        t, x_size = x.shape[2], x.shape[5]
-        part = {"mean": np.einsum("bvtlyx,y->bvl", x, weights) / (t * x_size),
-                "std": x.std(axis=(2, 4, 5)), "min": x.min(axis=(2, 4, 5)),
-                "max": x.max(axis=(2, 4, 5)),
-                "lon_std": x.std(axis=5).max(axis=(1, 2, 3, 4))}
-        if temperature is not None:
-            temp = x[:, temperature]  # [b, T, L, Y, X]
-            part["no_atmosphere"] = np.all(temp == temp[:, :, :1], axis=(1, 2, 3, 4))
-            part["skin_plateau"] = np.array([_skin_plateau(s[:, -1], s[:, 0]) for s in temp])
-        parts.append(part)
+    parts = [summarize(store.read_samples(indices[start:start + batch]), schema.variables,
+                       schema.coords.get("lat"))
+             for start in range(0, len(indices), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def summarize(cubes: np.ndarray, variables: Sequence[str],
+              lat_degrees: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """Per-sample summaries of raw cubes ``[n, V, T, L, Y, X]``.
+
+    Always: ``mean`` (cos(lat)-weighted; uniform without latitudes), ``std``, ``min``, ``max``
+    ``[n, V, L]`` and ``lon_std [n]`` (the largest std along longitude over variables, times,
+    levels and latitudes). With a ``temperature`` variable: ``no_atmosphere [n]`` (all its
+    levels identical) and ``skin_plateau [n]`` (K, NaN where there is none; see the module
+    docstring).
+    """
+    x = np.asarray(cubes, np.float64)
+    t, y_size, x_size = x.shape[2], x.shape[4], x.shape[5]
+    lat = np.asarray([] if lat_degrees is None else lat_degrees, np.float64)
+    weights = np.cos(np.radians(lat)) if lat.size == y_size else np.ones(y_size)
+    weights = weights / weights.sum()
+    out = {"mean": np.einsum("bvtlyx,y->bvl", x, weights) / (t * x_size),
+           "std": x.std(axis=(2, 4, 5)), "min": x.min(axis=(2, 4, 5)),
+           "max": x.max(axis=(2, 4, 5)), "lon_std": x.std(axis=5).max(axis=(1, 2, 3, 4))}
+    if "temperature" in variables:
+        temp = x[:, list(variables).index("temperature")]  # [n, T, L, Y, X]
+        out["no_atmosphere"] = np.all(temp == temp[:, :, :1], axis=(1, 2, 3, 4))
+        out["skin_plateau"] = np.array([_skin_plateau(c[:, -1], c[:, 0]) for c in temp])
+    return out
 
 
 def _skin_plateau(top: np.ndarray, surface: np.ndarray) -> float:
