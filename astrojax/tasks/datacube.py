@@ -100,6 +100,11 @@ class DatacubeTask(Task):
         (on any number of processes: each reads every process_count-th of them)."""
         batch = self.cfg.train.global_batch_size
         batches = len(indices) // batch
+        if batches == 0:
+            raise ConfigError("train.global_batch_size",
+                              f"{batch} is more than the {len(indices)} samples of a split "
+                              f"of {self.store.url} (data.eval_fraction="
+                              f"{self.cfg.data.eval_fraction})")
         if max_batches is not None:
             batches = min(batches, max_batches)
         return indices[:batches * batch]
