@@ -16,7 +16,8 @@ everything fitted on the task's train samples only. Reports:
   longitude);
 * a stronger nonlinear reference on the same summaries, scikit-learn's
   HistGradientBoosting (regressor or classifier, default settings, seed 0), a cross-check that
-  is not part of the library;
+  is not part of the library, also behind the partial equilibrium-temperature rule
+  (``skin_plateau_else_gbm``);
 * the ceiling of log surface pressure: planets without an atmosphere (no wind, identical
   levels) carry nothing of their residual pressure (uniform over 1e-9..1e-4 bar), so the best
   any model can do there is that population's mean.
@@ -48,7 +49,12 @@ def main() -> None:
 
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    from astrojax.evaluators.cube_baselines import CLASS_LABELS, r2_score, summary_features
+    from astrojax.evaluators.cube_baselines import (
+        CLASS_LABELS,
+        r2_score,
+        rule_predictions,
+        summary_features,
+    )
     from astrojax.tasks import get_task
 
     cfg = runpy.run_path(args.config)["get_config"]()
@@ -64,6 +70,7 @@ def main() -> None:
     y_train, y_test = labels[task.probe_train_indices], labels[task.eval_indices]
     x_train, x_test = summary_features(train), summary_features(test)
 
+    rules = rule_predictions(test, variables, names)
     gbm = {}
     for j, name in enumerate(names):
         if name in CLASS_LABELS:
@@ -72,7 +79,12 @@ def main() -> None:
                                                                 == y_test[:, j]))
         else:
             model = HistGradientBoostingRegressor(random_state=0).fit(x_train, y_train[:, j])
-            gbm[f"summary_gbm/r2/{name}"] = r2_score(y_test[:, j], model.predict(x_test))
+            predicted = model.predict(x_test)
+            gbm[f"summary_gbm/r2/{name}"] = r2_score(y_test[:, j], predicted)
+            if name in rules and not np.isfinite(rules[name][1]).all():  # a partial rule
+                rule, exact = rules[name]
+                gbm[f"{rule}_else_gbm/r2/{name}"] = r2_score(
+                    y_test[:, j], np.where(np.isfinite(exact), exact, predicted))
 
     ceiling = {}
     if "log10_surface_pressure_bar" in names and "no_atmosphere" in test:
