@@ -260,9 +260,10 @@ def test_hidden_tubelets_cannot_reach_the_encoder(model):
 
 def test_reconstruction_targets_are_the_hidden_tubelets(model):
     x = cube(batch=2)
-    out = nnx.merge(*nnx.split(model)).masked(x, jax.random.key(2))
+    graphdef, state = nnx.split(model)
+    out = jit_fast(lambda s, x: nnx.merge(graphdef, s).masked(x, jax.random.key(2)))(state, x)
     _, hidden = tubelet_masks(jax.random.key(2), 2, model.num_tokens, model.num_visible)
-    tub = np.asarray(model.patchify(x))
+    tub = np.asarray(jit_fast(lambda s, x: nnx.merge(graphdef, s).patchify(x))(state, x))
     for b in range(2):
         np.testing.assert_array_equal(out["hidden_cells"][b], tub[b, np.asarray(hidden[b])])
 
