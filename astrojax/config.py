@@ -27,6 +27,7 @@ EDGE_DECODERS = ("inner_product", "mlp", "structural")
 TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
+DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 GRAPH_TASKS = ("graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
 
@@ -120,7 +121,14 @@ class GraphVAEConfig:
 @dataclasses.dataclass
 class DatacubeConfig:
     """3D convolution stem + tubelet ViT over climate datacubes (variables x time x level x
-    lat x lon); levels and variables are the channels."""
+    lat x lon); levels and variables are the channels.
+
+    ``objective``: "masked" is masked-tubelet reconstruction (VideoMAE: the encoder sees
+    ``1 - mask_ratio`` of the tubelets, a light decoder reconstructs the others, loss on the
+    masked ones only); "supervised" regresses the label columns named in ``targets`` from the
+    whole cube; "masked+supervised" adds both losses (the regression then reads the visible
+    tokens). ``targets`` should be labels no closed-form rule reads off the cube
+    (benchmarks/datacube_baselines.py measures which)."""
 
     patch_size: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
     stem_channels: int = 32  # channels of the full-resolution conv features (x2 at half res)
@@ -132,8 +140,14 @@ class DatacubeConfig:
     attention_impl: str = "auto"
     dtype: str = "float32"
     param_dtype: str = "float32"
+    objective: str = "masked+supervised"
+    targets: tuple[str, ...] = ("equilibrium_temperature_k", "log10_surface_pressure_bar")
+    mask_ratio: float = 0.75  # fraction of tubelets hidden from the encoder (masked objectives)
+    decoder_dim: int = 64
+    decoder_layers: int = 1
+    decoder_heads: int = 4
+    reconstruction_weight: float = 1.0
     regression_weight: float = 1.0
-    classification_weight: float = 1.0
 
 
 @dataclasses.dataclass
@@ -375,8 +389,27 @@ def _check_datacube(c: DatacubeConfig) -> None:
     _one_of("datacube.attention_impl", c.attention_impl, ATTENTION_IMPLS)
     _one_of("datacube.dtype", c.dtype, DTYPES)
     _one_of("datacube.param_dtype", c.param_dtype, DTYPES)
-    for name in ("regression_weight", "classification_weight"):
+    _one_of("datacube.objective", c.objective, DATACUBE_OBJECTIVES)
+    for name in ("reconstruction_weight", "regression_weight"):
         _positive(f"datacube.{name}", getattr(c, name), allow_zero=True)
+    if "masked" in c.objective:
+        if not 0.0 < c.mask_ratio < 1.0:
+            raise ConfigError("datacube.mask_ratio",
+                              f"must be in (0, 1) for objective {c.objective!r}, "
+                              f"got {c.mask_ratio!r}")
+        for name in ("decoder_dim", "decoder_layers", "decoder_heads"):
+            _positive(f"datacube.{name}", getattr(c, name))
+        if c.decoder_dim % c.decoder_heads or c.decoder_dim % 2:
+            raise ConfigError("datacube.decoder_dim",
+                              f"{c.decoder_dim} must be even and divisible by "
+                              f"datacube.decoder_heads={c.decoder_heads}")
+    if "supervised" in c.objective and not c.targets:
+        raise ConfigError("datacube.targets",
+                          f"objective {c.objective!r} needs at least one label to regress")
+    if any(not isinstance(t, str) or not t for t in c.targets) or \
+            len(set(c.targets)) != len(c.targets):
+        raise ConfigError("datacube.targets",
+                          f"expected distinct label names, got {c.targets!r}")
 
 
 def _check_data(cfg: Config) -> None:
@@ -512,6 +545,9 @@ def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
     if cfg.task == "datacube":
         section, model = "datacube", cfg.datacube
         dims = (("d_model", "embed"), ("num_heads", "heads"), ("mlp_dim", "mlp"))
+        if "masked" in model.objective:  # the decoder's blocks: width, heads, mlp 2 x width
+            dims += (("decoder_dim", "embed"), ("decoder_heads", "heads"),
+                     ("decoder_dim", "mlp"))
     else:
         section, model = "model", cfg.model
         dims = (("d_model", "embed"), ("num_heads", "heads"), ("num_kv_heads", "kv_heads"),

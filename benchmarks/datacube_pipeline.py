@@ -36,7 +36,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-REGIME_LABEL = "climate_regime"
 
 
 def sample_order(num_store: int, num_samples: int, seed: int):
@@ -104,11 +103,10 @@ def make_dataset(url, order, cfg, store, workers, num_epochs=1):
     from astrojax.data.pipeline import CubeSource, cube_dataset
 
     names = list(store.schema.label_names)
-    regime = names.index(REGIME_LABEL) if REGIME_LABEL in names else None
-    targets = [i for i, name in enumerate(names) if name != REGIME_LABEL]
+    targets = [names.index(t) for t in cfg.datacube.targets if t in names]
     labels = store.read_labels()[:, targets]
-    source = CubeSource(url, order, target_columns=targets, regime_column=regime,
-                        target_mean=labels.mean(0), target_std=np.maximum(labels.std(0), 1e-6))
+    source = CubeSource(url, order, target_columns=targets, target_mean=labels.mean(0),
+                        target_std=np.maximum(labels.std(0), 1e-6))
     return cube_dataset(source, batch_size=cfg.train.global_batch_size, mean=store.stats.mean,
                         std=store.stats.std, crop=tuple(cfg.data.cube_crop),
                         seed=cfg.data.shuffle_seed, shuffle=False, num_epochs=num_epochs,

@@ -1,5 +1,6 @@
 """The datacube path end to end: Grain pipeline over the store, crops, exact resume with the model,
-sharded equals single device, statistics saved with checkpoints, clear errors."""
+sharded equals single device, train-split statistics saved with checkpoints, the held-out set
+shared by eval, probes and baselines, pretraining that learns, clear errors."""
 
 import json
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig
+from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig, validate
 from astrojax.data.pipeline import CubeSource, crop_cube, cube_dataset
-from astrojax.data.store import CubeSchema, CubeStore, build_synthetic_store
+from astrojax.data.store import CubeSchema, CubeStore, build_synthetic_store, compute_stats
 from astrojax.models.datacube_vit import tiny_datacube_config
 from astrojax.sharding import make_mesh
 from astrojax.tasks import get_task
@@ -42,8 +43,8 @@ def tiny_cube_config(url: str, **train) -> Config:
 def source(url, indices):
     store = CubeStore.open(url)
     k = len(store.schema.label_names)
-    return CubeSource(url, indices, target_columns=list(range(k - 1)), regime_column=k - 1,
-                      target_mean=np.zeros(k - 1), target_std=np.ones(k - 1))
+    return CubeSource(url, indices, target_columns=list(range(k)), target_mean=np.zeros(k),
+                      target_std=np.ones(k))
 
 
 def dataset(url, **kwargs):
@@ -138,7 +139,7 @@ def test_sharded_datacube_step_equals_single_device(store_url):
     for batch in [next(it) for _ in range(2)]:
         s1, m1 = single.train_step(s1, single.shard(batch))
         s8, m8 = sharded.train_step(s8, sharded.shard(batch))
-        for name in ("loss", "mse", "cross_entropy", "grad_norm"):
+        for name in ("loss", "mse", "reconstruction_mse", "grad_norm"):
             np.testing.assert_allclose(m8[name], m1[name], rtol=1e-4, err_msg=name)
 
 
@@ -154,16 +155,20 @@ def test_datacube_run_resumes_exactly_and_saves_statistics(store_url, tmp_path):
     leaves = jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params)
     for a, b in zip(*leaves, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert resumed.eval["eval/regime_accuracy"] == straight.eval["eval/regime_accuracy"]
-    assert "eval/r2/surface_temperature_k" in resumed.eval
+    for key in ("eval/loss", "eval/reconstruction_mse", "eval/r2/equilibrium_temperature_k",
+                "eval/probe/r2/equilibrium_temperature_k", "eval/probe/accuracy/tidally_locked"):
+        assert resumed.eval[key] == straight.eval[key], key
+    # Baselines ride along with every eval, under the metric names the model reports.
+    assert straight.eval["eval/baseline/area_mean_surface_t/r2/surface_temperature_k"] > 0.999
+    assert "eval/baseline/summary_ridge/r2/equilibrium_temperature_k" in straight.eval
     saved = json.loads((tmp_path / "resumed" / "checkpoints" / "6" / "artifacts" /
                         "metadata").read_text())
     store = CubeStore.open(store_url)
-    np.testing.assert_allclose(saved["cube_mean"], store.stats.mean)
-    assert saved["targets"][0] == "surface_temperature_k"
+    np.testing.assert_allclose(saved["cube_mean"], compute_stats(store, np.arange(36)).mean)
+    assert saved["targets"] == ["equilibrium_temperature_k", "log10_surface_pressure_bar"]
 
 
-def test_store_without_labels_is_a_clear_error(tmp_path):
+def test_missing_target_labels_are_a_clear_error(store_url, tmp_path):
     url = str(tmp_path / "nolabels")
     schema = CubeSchema(variables=("tas",), shape=(2, 1, 4, 4), units={"tas": "K"},
                         coords={"time": [0, 1], "level": [1.0], "lat": [0, 1, 2, 3],
@@ -171,8 +176,13 @@ def test_store_without_labels_is_a_clear_error(tmp_path):
                         coord_units={"time": "1", "level": "1", "lat": "degrees_north",
                                      "lon": "degrees_east"}, attrs={})
     CubeStore.create(url, schema, 4)
-    with pytest.raises(ConfigError, match="config.data.cube_store: .*has no labels"):
-        get_task(tiny_cube_config(url)).target_names  # noqa: B018
+    with pytest.raises(ConfigError, match="config.datacube.targets: 'equilibrium_temperature_k'"
+                                          ".*it has no labels"):
+        get_task(tiny_cube_config(url)).build_model(None)
+    cfg = tiny_cube_config(store_url)
+    cfg.datacube.targets = ("equilibrium_temperature_k", "albedo")
+    with pytest.raises(ConfigError, match="'albedo' not among the labels"):
+        get_task(cfg).build_model(None)
 
 
 def test_crop_larger_than_the_grid_names_the_key(store_url):
@@ -180,3 +190,67 @@ def test_crop_larger_than_the_grid_names_the_key(store_url):
     cfg.data.cube_crop = (0, 16, 0)
     with pytest.raises(ConfigError, match=r"config.data.cube_crop: \(0, 16, 0\)"):
         get_task(cfg).input_grid  # noqa: B018
+
+
+def test_normalization_statistics_ignore_held_out_samples(tmp_path):
+    """Item 7 of issue 10: the statistics the model is normalized with come from the train
+    split only. Rewriting every held-out sample leaves them unchanged; rewriting one train
+    sample changes them (so the test can fail)."""
+    url = str(tmp_path / "store")
+    build_synthetic_store(tiny_data(), url=url, progress=False)
+    cfg = tiny_cube_config(url)
+    before = get_task(cfg).artifacts()
+    store = CubeStore.open(url, read_only=False)
+    held_out = np.arange(36, 48)
+    labels = store.read_labels()
+    rng = np.random.default_rng(0)
+    garbage = rng.normal(1e3, 1e2, (len(held_out), *store.schema.cube_shape()))
+    store.write_samples(held_out, garbage, labels[held_out] * 3.0)
+    after = get_task(cfg).artifacts()
+    for key in ("cube_mean", "cube_std", "target_mean", "target_std"):
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    store.write_samples(np.array([0]), garbage[:1], labels[:1])
+    changed = get_task(cfg).artifacts()
+    assert not np.allclose(changed["cube_mean"], before["cube_mean"])
+
+
+def test_eval_probes_and_baselines_share_the_held_out_samples(store_url):
+    task = get_task(tiny_cube_config(store_url, eval_batches=1))
+    served = np.concatenate([b["index"] for b in task.eval_data(0, 1)])
+    np.testing.assert_array_equal(served, task.eval_indices)
+    np.testing.assert_array_equal(task.eval_indices, np.arange(36, 44))  # 1 batch of 8
+    halves = [np.concatenate([b["index"] for b in task.eval_data(p, 2)]) for p in range(2)]
+    np.testing.assert_array_equal(np.sort(np.concatenate(halves)), task.eval_indices)
+    assert not set(task.probe_train_indices) & set(task.eval_indices)
+    assert len(task.probe_train_indices) == 32  # the 36 train samples, in whole batches
+
+
+@pytest.mark.slow
+def test_masked_pretraining_loss_falls(store_url, tmp_path):
+    cfg = tiny_cube_config(store_url, steps=40, log_every=1, eval_every=40, eval_batches=1)
+    cfg.datacube.objective = "masked"
+    cfg.optim.learning_rate = 3e-3
+    cfg.optim.warmup_steps = 5
+    train_and_evaluate(cfg, tmp_path / "run")
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    losses = [r["reconstruction_mse"] for r in rows if "reconstruction_mse" in r]
+    assert len(losses) == 40
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("objective", "contrastive", "config.datacube.objective: 'contrastive' is not one of"),
+    ("mask_ratio", 1.0, r"config.datacube.mask_ratio: must be in \(0, 1\)"),
+    ("decoder_heads", 3, "config.datacube.decoder_dim: 16 must be even and divisible"),
+    ("targets", (), "config.datacube.targets: objective 'masked.supervised' needs"),
+    ("targets", ("a", "a"), "config.datacube.targets: expected distinct label names"),
+])
+def test_objective_fields_are_validated_by_name(field, value, match):
+    cfg = tiny_cube_config("")
+    setattr(cfg.datacube, field, value)
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+    cfg.datacube.objective = "supervised"
+    if field in ("mask_ratio", "decoder_heads"):  # only the masked objectives use them
+        validate(cfg)

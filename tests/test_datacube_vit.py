@@ -1,5 +1,6 @@
-"""Tests for the datacube 3D-conv + ViT: shapes and padding, positions, dtypes, attention
-kernels, gradients, jit, sharding specs, and the loss / evaluation statistics."""
+"""Tests for the datacube 3D-conv + ViT: shapes and padding, masking (hidden tubelets cannot
+reach the encoder), positions, dtypes, attention kernels, gradients, jit, sharding specs, and
+the loss / evaluation statistics."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from astrojax.models.datacube_vit import (
     DatacubeViT,
     datacube_eval_metrics,
     datacube_losses,
+    num_visible,
     sinusoid_3d,
     strided_conv3d,
     tiny_datacube_config,
     token_grid,
+    tubelet_masks,
 )
 
 LOGICAL_NAMES = {name for name, _ in DEFAULT_LOGICAL_AXIS_RULES}
@@ -28,7 +31,7 @@ LOGICAL_NAMES = {name for name, _ in DEFAULT_LOGICAL_AXIS_RULES}
 KEY_IMPL = "unsafe_rbg"
 V, L = 3, 2  # variables, levels -> 6 channels
 GRID = (4, 8, 16)  # (time, lat, lon) of most tests: tokens (2, 2, 4) with patch (2, 4, 4)
-NUM_TARGETS, NUM_CLASSES = 3, 4
+NUM_TARGETS = 3
 
 jit_fast = functools.partial(
     jax.jit, compiler_options={"xla_backend_optimization_level": 0,
@@ -36,7 +39,7 @@ jit_fast = functools.partial(
 
 
 def make(cfg, grid=GRID):
-    return DatacubeViT(cfg, V * L, grid, NUM_TARGETS, NUM_CLASSES, rngs=nnx.Rngs(
+    return DatacubeViT(cfg, V * L, grid, NUM_TARGETS, rngs=nnx.Rngs(
         jax.random.key(0, impl=KEY_IMPL)))
 
 
@@ -71,7 +74,8 @@ def with_config(model, cfg, grid=GRID, dtype=None):
 def eval_shape(model, method: str, x_shape, dtype=jnp.float32):
     """Output shapes of ``model.<method>`` on an input of ``x_shape`` (abstract models too)."""
     graphdef, state = nnx.split(model)
-    fn = lambda s, x: getattr(nnx.merge(graphdef, s), method)(x)  # noqa: E731
+    args = (jax.random.key(0),) if method == "masked" else ()
+    fn = lambda s, x: getattr(nnx.merge(graphdef, s), method)(x, *args)  # noqa: E731
     return jax.eval_shape(fn, state, jax.ShapeDtypeStruct(x_shape, dtype))
 
 
@@ -116,11 +120,26 @@ def test_output_shapes(grid, position_embedding):
     out = eval_shape(model, "__call__", x_shape)
     assert {k: (v.shape, v.dtype) for k, v in out.items()} == {
         "embedding": ((2, cfg.d_model), jnp.float32),
-        "regression": ((2, NUM_TARGETS), jnp.float32),
-        "logits": ((2, NUM_CLASSES), jnp.float32)}
+        "regression": ((2, NUM_TARGETS), jnp.float32)}
     assert model.token_shape == tuple(-(-g // p) for g, p in zip(grid, (2, 4, 4), strict=True))
-    tokens = eval_shape(model, "embed_tokens", x_shape)
-    assert tokens.shape == (2, int(np.prod(model.token_shape)), cfg.d_model)
+    n, p = int(np.prod(model.token_shape)), 2 * 4 * 4 * V * L
+    assert eval_shape(model, "patchify", x_shape).shape == (2, n, p)
+    assert eval_shape(model, "encode", (2, n, p)).shape == (2, n, cfg.d_model)
+    masked = eval_shape(model, "masked", x_shape)
+    k = num_visible(n, cfg.mask_ratio)
+    assert masked["reconstruction"].shape == masked["hidden_cells"].shape == (2, n - k, p)
+
+
+def test_supervised_model_has_no_decoder_and_masked_one_no_head_without_targets():
+    supervised = abstract(tiny_datacube_config(objective="supervised"))
+    assert supervised.decoder is None and supervised.regression_head is not None
+    with pytest.raises(ValueError, match="without a decoder"):
+        eval_shape(supervised, "masked", (2, V, GRID[0], L, *GRID[1:]))
+    with nnx.use_eager_sharding(False):
+        masked = nnx.eval_shape(lambda: DatacubeViT(tiny_datacube_config(objective="masked"),
+                                                    V * L, GRID, 0, rngs=nnx.Rngs(0)))
+    assert masked.regression_head is None and masked.decoder is not None
+    assert set(eval_shape(masked, "__call__", (2, V, GRID[0], L, *GRID[1:]))) == {"embedding"}
 
 
 def test_token_grid_pads_partial_tubelets():
@@ -145,6 +164,19 @@ def test_odd_patch_axis_is_not_downsampled():
     assert model.stride == (1, 2, 2) and model.half_patch == (1, 2, 2)
 
 
+def test_patchify_orders_tubelets_time_major_and_pads_with_edges():
+    model = abstract(tiny_datacube_config(), (3, 8, 14))  # partial tubelets in time and lon
+    x = jnp.arange(V * 3 * L * 8 * 14, dtype=jnp.float32).reshape(1, V, 3, L, 8, 14)
+    graphdef, state = nnx.split(model)
+    tub = np.asarray(nnx.merge(graphdef, state).patchify(x))
+    assert model.token_shape == (2, 2, 4) and tub.shape == (1, 16, 2 * 4 * 4 * V * L)
+    cells = tub.reshape(2, 2, 4, 2, 4, 4, V, L)  # tokens (t, y, x), cells (t, y, x), c = v L + l
+    np.testing.assert_array_equal(cells[0, 1, 2, 1, 3, 0, 2, 1], x[0, 2, 1, 1, 7, 8])
+    # Padding repeats the last real cell of the same tubelet (time 2, lon 13), never wraps.
+    np.testing.assert_array_equal(cells[1, 0, 3, 1, 0, 3, 0, 0], x[0, 0, 2, 0, 0, 13])
+    np.testing.assert_array_equal(cells[1, 0, 3, 0, 0, 2, 0, 0], x[0, 0, 2, 0, 0, 13])
+
+
 @pytest.mark.parametrize("x_shape,strides", [((2, 10, 18, 34, 3), (2, 2, 2)),
                                              ((1, 3, 10, 6, 3), (1, 2, 2)),
                                              ((1, 4, 5, 6, 3), (2, 1, 2))])
@@ -159,10 +191,12 @@ def test_strided_conv3d_matches_lax_conv(x_shape, strides):
 
 def test_bad_inputs_raise():
     with pytest.raises(ConfigError, match="datacube.position_embedding.*'rope'"):
-        DatacubeViT(tiny_datacube_config(position_embedding="rope"), 6, GRID, 1, 2,
+        DatacubeViT(tiny_datacube_config(position_embedding="rope"), 6, GRID, 1,
                     rngs=nnx.Rngs(0))
     with pytest.raises(ConfigError, match="datacube.num_heads"):
-        DatacubeViT(tiny_datacube_config(num_heads=3), 6, GRID, 1, 2, rngs=nnx.Rngs(0))
+        DatacubeViT(tiny_datacube_config(num_heads=3), 6, GRID, 1, rngs=nnx.Rngs(0))
+    with pytest.raises(ConfigError, match="datacube.patch_size.*single token"):
+        DatacubeViT(tiny_datacube_config(patch_size=(4, 8, 16)), 6, GRID, 1, rngs=nnx.Rngs(0))
     model = abstract(tiny_datacube_config())
     with pytest.raises(ValueError, match=r"\(time, lat, lon\) = \(4, 8, 16\)"):
         eval_shape(model, "__call__", (2, V, 4, L, 8, 15))
@@ -182,13 +216,66 @@ def test_embedding_depends_on_input(model):
     assert max_abs(forward(model, changed)["embedding"][0], out["embedding"][0]) > 1e-4
 
 
+def test_masks_split_each_samples_tokens_at_random():
+    visible, masked = jax.device_get(tubelet_masks(jax.random.key(3), 4, 16, 5))
+    assert visible.shape == (4, 5) and masked.shape == (4, 11)
+    for v, m in zip(visible, masked, strict=True):
+        assert sorted([*v, *m]) == list(range(16)) and list(v) == sorted(v)
+    assert len({tuple(v) for v in visible}) > 1  # a different mask per sample
+    assert num_visible(128, 0.75) == 32 and num_visible(2, 0.99) == 1 and num_visible(4, 0.01) == 3
+
+
+def _cell_slices(model, token: int):
+    """Index of token ``token``'s cells in a ``[b, v, t, l, y, x]`` cube."""
+    pt, py, px = np.unravel_index(token, model.token_shape)
+    st, sy, sx = model.patch
+    return (slice(None), slice(None), slice(pt * st, (pt + 1) * st), slice(None),
+            slice(py * sy, (py + 1) * sy), slice(px * sx, (px + 1) * sx))
+
+
+def test_hidden_tubelets_cannot_reach_the_encoder(model):
+    """VideoMAE's premise: the encoder's output for the visible tokens is a function of the
+    visible tubelets only. Rewriting every hidden tubelet leaves it bit-identical; rewriting
+    one visible tubelet changes it (so the check can fail)."""
+    x = cube(batch=1)
+    visible, hidden = tubelet_masks(jax.random.key(7), 1, model.num_tokens, model.num_visible)
+    graphdef, state = nnx.split(model)
+
+    @jit_fast
+    def encode_visible(state, x):
+        m = nnx.merge(graphdef, state)
+        return m.encode(m.patchify(x), visible)
+
+    noise = jnp.asarray(np.random.default_rng(1).normal(0, 5.0, x.shape), jnp.float32)
+    rewritten = x
+    for token in np.asarray(hidden[0]):
+        where = _cell_slices(model, int(token))
+        rewritten = rewritten.at[where].set(noise[where])
+    assert max_abs(rewritten, x) > 1.0
+    before = np.asarray(encode_visible(state, x))
+    np.testing.assert_array_equal(np.asarray(encode_visible(state, rewritten)), before)
+    where = _cell_slices(model, int(visible[0, 0]))
+    assert max_abs(encode_visible(state, x.at[where].add(1.0)), before) > 1e-4
+
+
+def test_reconstruction_targets_are_the_hidden_tubelets(model):
+    x = cube(batch=2)
+    graphdef, state = nnx.split(model)
+    out = jit_fast(lambda s, x: nnx.merge(graphdef, s).masked(x, jax.random.key(2)))(state, x)
+    _, hidden = tubelet_masks(jax.random.key(2), 2, model.num_tokens, model.num_visible)
+    tub = np.asarray(jit_fast(lambda s, x: nnx.merge(graphdef, s).patchify(x))(state, x))
+    for b in range(2):
+        np.testing.assert_array_equal(out["hidden_cells"][b], tub[b, np.asarray(hidden[b])])
+
+
 def _lon_roll(x, model):
     return jnp.roll(x, model.patch[2], axis=-1)  # one tubelet eastwards
 
 
 def test_position_embedding_is_used(cfg, model):
-    """Rolling the planet east by one tubelet only permutes the tokens (circular lon padding),
-    so without position embeddings the pooled embedding would not move: check both ways."""
+    """Rolling the planet east by one tubelet only permutes the tokens (each is made from its
+    own tubelet), so without position embeddings the pooled embedding would not move: check
+    both ways."""
     x = cube()
     assert max_abs(forward(model, x)["embedding"],
                    forward(model, _lon_roll(x, model))["embedding"]) > 1e-3
@@ -232,7 +319,7 @@ def test_bfloat16_params_keep_float32_outputs():
     assert {x.dtype for x in jax.tree.leaves(nnx.state(model))} == {jnp.dtype(jnp.bfloat16)}
     out = eval_shape(model, "__call__", (2, V, *GRID[:1], L, *GRID[1:]))
     assert {v.dtype for v in out.values()} == {jnp.dtype(jnp.float32)}
-    tokens = eval_shape(model, "embed_tokens", (2, V, *GRID[:1], L, *GRID[1:]))
+    tokens = eval_shape(model, "embed_tubelets", (2, 16, 2 * 4 * 4 * V * L))
     assert tokens.dtype == jnp.bfloat16
 
 
@@ -255,14 +342,16 @@ def test_jit_equals_eager(model):
 
 
 def test_gradients_finite_and_reach_every_parameter(cfg, model):
+    """The masked+supervised objective trains every parameter: encoder, decoder and head."""
     x = cube(batch=4)
     rng = np.random.default_rng(1)
     batch = (jnp.asarray(rng.normal(size=(4, NUM_TARGETS)), jnp.float32),
-             jnp.ones((4, NUM_TARGETS), bool), jnp.asarray([0, 1, 2, 3]), jnp.ones(4, bool))
+             jnp.ones((4, NUM_TARGETS), bool))
     graphdef, state = nnx.split(model)
 
     def loss_fn(state):
-        return datacube_losses(nnx.merge(graphdef, state)(x), *batch, cfg)[0]
+        outputs = nnx.merge(graphdef, state).masked(x, jax.random.key(0))
+        return datacube_losses(outputs, *batch, cfg)[0]
 
     loss, grads = jit_fast(jax.value_and_grad(loss_fn))(state)
     assert np.isfinite(float(loss))
@@ -292,7 +381,8 @@ def test_only_params_with_logical_axis_names(cfg):
         "['blocks'][1]['mlp']['w_dm_gate']": ("embed", "mlp"),
         "['blocks'][1]['mlp']['w_md_down']": ("mlp", "embed"),
         "['blocks'][0]['attn_norm']['scale_d']": ("norm",),
-        "['pool']['query_hk']": ("heads", "head_dim"),
+        "['decoder']['blocks'][0]['attn']['w_dhk_q']": ("embed", "heads", "head_dim"),
+        "['decoder']['w_de_in']": ("embed", None),
         "['tubelet_full']['w_pd']": (None, "embed"),
         "['pos_x_d']": (None, "embed"),
         "['regression_head']['kernel']": ("embed", None),
@@ -321,77 +411,73 @@ def test_sharded_forward_matches(model):
 def test_default_config_builds_with_expected_size():
     with nnx.use_eager_sharding(False):  # the default grid: 5 variables x 4 levels
         model = nnx.eval_shape(lambda: DatacubeViT(DatacubeConfig(), 20, (8, 16, 32), NUM_TARGETS,
-                                                   NUM_CLASSES, rngs=nnx.Rngs(0)))
-    n = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    heads = 128 * (NUM_TARGETS + NUM_CLASSES) + NUM_TARGETS + NUM_CLASSES
-    assert n - heads == 942_560
+                                                   rngs=nnx.Rngs(0)))
+    state = nnx.state(model, nnx.Param)
+    size = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
+    decoder, head = size(state["decoder"]), size(state["regression_head"])
+    # stem 17,312 + 55,360, tubelets 131,200 + 32,768, 4 blocks of 164,096, final norm 128
+    assert size(state) - decoder - head == 893_152
+    # in 8,192, mask token 64, one block 41,088, norm 64, out 64 x 640 + 640
+    assert decoder == 91_008 and head == 128 * NUM_TARGETS + NUM_TARGETS
 
 
 # ----------------------------------------------------------------------------------------------
 # Losses and evaluation statistics
 
 
-def losses(*args, cfg=None):
-    """``datacube_losses`` compiled (config weights closed over: the config is not hashable)."""
-    cfg = cfg or DatacubeConfig()
-    return _losses(cfg.regression_weight, cfg.classification_weight, *args)
-
-
-@jit_fast
-def _losses(regression_weight, classification_weight, *args):
-    cfg = DatacubeConfig(regression_weight=regression_weight,
-                         classification_weight=classification_weight)
-    return datacube_losses(*args, cfg)
+@functools.partial(jit_fast, static_argnums=(3, 4))
+def losses(outputs, targets, target_mask, reconstruction_weight=1.0, regression_weight=1.0):
+    """``datacube_losses`` compiled (the weights are static: the config is not hashable)."""
+    cfg = DatacubeConfig(reconstruction_weight=reconstruction_weight,
+                         regression_weight=regression_weight)
+    return datacube_losses(outputs, targets, target_mask, cfg)
 
 
 def _hand_batch():
     outputs = dict(regression=jnp.array([[1.0, 0.0], [2.0, 5.0], [0.0, 1.0], [1.0, 1.0]]),
-                   logits=jnp.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0],
-                                     [1.0, 0.0, 0.0]]))
+                   reconstruction=jnp.array([[[1.0, 2.0]], [[0.0, 0.0]], [[3.0, 0.0]],
+                                             [[1.0, 1.0]]]),
+                   hidden_cells=jnp.array([[[1.0, 0.0]], [[0.0, 1.0]], [[1.0, 0.0]],
+                                           [[1.0, 1.0]]]))
     targets = jnp.array([[0.0, jnp.nan], [2.0, 1.0], [1.0, 3.0], [3.0, 2.0]])
     target_mask = jnp.array([[True, False], [True, True], [True, True], [False, True]])
-    classes = jnp.array([0, 2, -1, 1])
-    class_mask = jnp.array([True, True, True, False])
-    return outputs, targets, target_mask, classes, class_mask
+    return outputs, targets, target_mask
 
 
 def test_losses_respect_masks():
-    cfg = DatacubeConfig(regression_weight=2.0, classification_weight=0.5)
-    outputs, targets, target_mask, classes, class_mask = _hand_batch()
-    loss, m = losses(outputs, targets, target_mask, classes, class_mask, cfg=cfg)
+    outputs, targets, target_mask = _hand_batch()
+    loss, m = losses(outputs, targets, target_mask, 0.5, 2.0)
     # squared errors: target 0: 1, 0, 1, (masked); target 1: (masked NaN), 16, 4, 1
     np.testing.assert_allclose(m["sse"], [2.0, 21.0])
     np.testing.assert_allclose(m["count"], [3.0, 3.0])
     np.testing.assert_allclose(m["mse"], 23.0 / 6.0, rtol=1e-6)
-    # rows 0 and 1 count; row 2 has label -1, row 3 is masked
-    ce = [np.log(1 + 2 * np.exp(-2.0)), np.log(2 + np.exp(3.0))]
-    np.testing.assert_allclose(m["cross_entropy"], np.mean(ce), rtol=1e-5)
-    np.testing.assert_allclose(m["correct"], 1.0)
-    np.testing.assert_allclose(m["class_count"], 2.0)
-    np.testing.assert_allclose(loss, 2.0 * 23.0 / 6.0 + 0.5 * np.mean(ce), rtol=1e-5)
+    # hidden cells: squared errors 0, 4, 0, 1, 4, 0, 0, 0
+    np.testing.assert_allclose(m["reconstruction_sse"], 9.0)
+    np.testing.assert_allclose(m["reconstruction_count"], 8.0)
+    np.testing.assert_allclose(loss, 2.0 * 23.0 / 6.0 + 0.5 * 9.0 / 8.0, rtol=1e-6)
     # Changing masked entries changes nothing.
-    changed = dict(regression=outputs["regression"].at[0, 1].set(99.0).at[3, 0].set(-5.0),
-                   logits=outputs["logits"].at[2].set(9.0).at[3, 1].set(9.0))
-    _, m2 = losses(changed, targets.at[3, 0].set(7.0), target_mask, classes.at[3].set(0),
-                   class_mask.at[2].set(False), cfg=cfg)
+    changed = dict(outputs, regression=outputs["regression"].at[0, 1].set(99.0).at[3, 0].set(-5.0))
+    _, m2 = losses(changed, targets.at[3, 0].set(7.0), target_mask, 0.5, 2.0)
     for key in m:
         np.testing.assert_allclose(m2[key], m[key], rtol=1e-6, err_msg=key)
-    _, none = losses(outputs, targets, jnp.zeros_like(target_mask), classes,
-                     jnp.zeros_like(class_mask), cfg=cfg)
+    only_recon = {k: v for k, v in outputs.items() if k != "regression"}
+    loss, m3 = losses(only_recon, targets, target_mask)
+    assert "mse" not in m3 and float(loss) == 9.0 / 8.0
+    _, none = losses({"regression": outputs["regression"]}, targets,
+                     jnp.zeros_like(target_mask))
     assert float(none["loss"]) == 0.0 and np.isfinite(float(none["mse"]))
 
 
 def test_eval_metrics_sum_over_batches():
-    """R² and accuracy from statistics summed over two batches equal those of the whole set."""
-    outputs, targets, target_mask, classes, class_mask = _hand_batch()
+    """R² from statistics summed over two batches equals that of the whole set."""
+    outputs, targets, target_mask = _hand_batch()
     halves = []
     for rows in (slice(0, 2), slice(2, 4)):
         halves.append(losses({k: v[rows] for k, v in outputs.items()}, targets[rows],
-                             target_mask[rows], classes[rows], class_mask[rows])[1])
+                             target_mask[rows])[1])
     result = datacube_eval_metrics(jax.tree.map(jnp.add, *halves))
     # target 0: y = 0, 2, 1 (mean 1, SST 2), SSE 2; target 1: y = 1, 3, 2 (SST 2), SSE 21
     np.testing.assert_allclose(result["r2"], [0.0, 1.0 - 21.0 / 2.0], atol=1e-6)
     np.testing.assert_allclose(result["r2_mean"], (0.0 - 9.5) / 2, atol=1e-6)
-    assert result["accuracy"] == 0.5
-    empty = datacube_eval_metrics(dict(halves[0], count=np.zeros(2), class_count=0.0))
-    assert np.isnan(empty["r2"]).all() and np.isnan(empty["accuracy"])
+    empty = datacube_eval_metrics(dict(halves[0], count=np.zeros(2)))
+    assert np.isnan(empty["r2"]).all()

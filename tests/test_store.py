@@ -256,6 +256,13 @@ def test_stats_match_numpy_and_persist(url):
     np.testing.assert_array_equal(saved.mean, stats.mean)
     assert saved.variables == VARIABLES
     assert CubeStats.from_dict(stats.to_dict()).count == stats.count
+    some = np.array([4, 0, 2])  # a subset, in any order: a train split
+    subset = compute_stats(store, some, batch=2)
+    np.testing.assert_allclose(subset.mean, x[some].mean(axis=(0, 2, 4, 5)), rtol=1e-12)
+    np.testing.assert_allclose(subset.std, x[some].std(axis=(0, 2, 4, 5)), rtol=1e-10)
+    assert subset.count == 3 * 4 * 4 * 8
+    with pytest.raises(StoreError, match="at least one sample"):
+        compute_stats(store, [])
 
 
 def test_stats_report_nan_and_inf_by_sample_and_variable(url):

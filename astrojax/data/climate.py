@@ -106,10 +106,15 @@ def tidally_locked(population: PlanetPopulation) -> np.ndarray:
 def cube_labels(population: PlanetPopulation, indices=None) -> tuple[tuple[str, ...], np.ndarray]:
     """LABELS and their ``[n, len(LABELS)]`` float32 values: what a model can read off a cube.
 
-    The surface temperature is the cube's mean surface level, the equilibrium temperature its
-    skin temperature aloft (times 2^(1/4)), the pressure sets its contrasts and seasonal
-    damping (airless: no wind), relative humidity its humidity and clouds, tidal locking its
-    longitude structure. The climate regime (a class) is ``population.climate_regime``.
+    Several are readable with no learning at all, by construction (the closed-form rules of
+    ``astrojax.evaluators.cube_baselines``): the surface temperature *is* the cube's
+    cos(lat)-weighted mean surface level (the calibration above), tidal locking is whether the
+    fields vary along longitude, relative humidity is close to the mean surface humidity. The
+    equilibrium temperature is exact only where the upper levels reach the skin temperature
+    ``T_eq * 2^(-1/4)`` (or there is no atmosphere, so ``T_eq`` = surface temperature); the
+    pressure acts only through transport, thermal inertia, the moist lapse rate and where
+    clouds boil off (airless: no wind). The climate regime (a class) is
+    ``population.climate_regime``, a function of the surface temperature.
     """
     rows = _rows(population, indices)
     values = [population.surface_temperature_k, population.equilibrium_temperature_k,

@@ -79,14 +79,16 @@ class CubeSource:
     """Random access to samples of a :class:`~astrojax.data.store.CubeStore` by position.
 
     Picklable (Grain worker processes reopen the store read-only from its URL). Element ``i`` is
-    ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "regime": int32}`` for store
-    sample ``indices[i]``; targets are standardized with ``target_mean``/``target_std``.
+    ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "index": int32}`` for store
+    sample ``index = indices[i]``; targets are the label columns ``target_columns``
+    standardized with ``target_mean``/``target_std`` (K may be 0); ``index`` lets evaluations
+    join a batch with any other label of the same sample.
     """
 
     def __init__(self, url: str, indices: Sequence[int], *, target_columns: Sequence[int],
-                 regime_column: int | None, target_mean: np.ndarray, target_std: np.ndarray):
+                 target_mean: np.ndarray, target_std: np.ndarray):
         self.url, self.indices = url, np.asarray(indices, np.int64)
-        self.target_columns, self.regime_column = list(target_columns), regime_column
+        self.target_columns = list(target_columns)
         self.target_mean = np.asarray(target_mean, np.float32)
         self.target_std = np.asarray(target_std, np.float32)
         self._store = self._labels = None
@@ -119,12 +121,10 @@ class CubeSource:
         TensorStore serves about 2.7x faster than one sample at a time."""
         store = self._open()
         index = self.indices[np.asarray(positions, np.int64)]
-        labels = self._labels[index]
-        targets = (labels[:, self.target_columns] - self.target_mean) / self.target_std
-        regime = (np.full(len(index), -1) if self.regime_column is None
-                  else labels[:, self.regime_column])
+        labels = self._labels[index][:, self.target_columns]
+        targets = (labels - self.target_mean) / self.target_std
         return {"cube": store.read_samples(index), "targets": targets.astype(np.float32),
-                "regime": regime.astype(np.int32)}
+                "index": index.astype(np.int32)}
 
 
 class ReadCubes(grain.transforms.Map):
@@ -214,7 +214,7 @@ def cube_dataset(
     worker_count: int = 0,
     prefetch_buffer_size: int = 2,
 ) -> grain.IterDataset:
-    """Batches of ``{"cube": [B, V, T', L, Y', X'], "targets": [B, K], "regime": [B]}``.
+    """Batches of ``{"cube": [B, V, T', L, Y', X'], "targets": [B, K], "index": [B]}``.
 
     This process reads every ``process_count``-th sample from ``process_index`` (default: the
     JAX process, as ``grain.sharding.ShardByJaxProcess``; the source is first cut to a multiple

@@ -5,7 +5,9 @@ Layout under the store URL (a local path or any TensorStore kvstore URL: ``file:
 
     astrojax.json     the metadata document (JSON): format version, variables and their units,
                       grid shape, coordinates and their units, attributes (source, Conventions,
-                      history, ...), label names, normalization statistics once computed
+                      history, ...), label names, statistics of all samples once computed
+                      (descriptive: training normalizes with its train split's own, see
+                      compute_stats)
     cubes/            zarr v3 array [N, V, T, L, Y, X] float32, dimension_names (sample,
                       variable, time, level, lat, lon), fill value NaN; one chunk per (sample,
                       variable) = [1, 1, T, L, Y, X], zstd with its content checksum; chunk keys
@@ -144,7 +146,7 @@ class CubeSchema:
 
 @dataclasses.dataclass
 class CubeStats:
-    """Normalization statistics per (variable, level): population mean and std over N, T, Y, X."""
+    """Normalization statistics per (variable, level): mean and std over samples, T, Y, X."""
 
     variables: tuple[str, ...]
     mean: np.ndarray  # [V, L] float64
@@ -524,11 +526,16 @@ def build_store(url: str, schema: CubeSchema, num_samples: int,
     return store
 
 
-def compute_stats(store: CubeStore, *, batch: int = 32, progress: bool = False) -> CubeStats:
-    """Mean and std per (variable, level) in one streaming pass, float64 throughout.
+def compute_stats(store: CubeStore, indices: Sequence[int] | None = None, *, batch: int = 32,
+                  progress: bool = False) -> CubeStats:
+    """Mean and std per (variable, level) over the samples ``indices`` (default: all) in one
+    streaming pass, float64 throughout.
 
-    Per-sample moments are merged with Chan et al.'s parallel update. NaN or Inf anywhere raises
-    StoreError listing the (sample, variable) pairs where they were found.
+    Training normalizes with the statistics of its train split only (``tasks/datacube.py``),
+    so nothing about held-out samples reaches the model; the store's own ``stats`` (all
+    samples) describe the data. Per-sample moments are merged with Chan et al.'s parallel
+    update. NaN or Inf anywhere raises StoreError listing the (sample, variable) pairs where
+    they were found.
     """
     from tqdm.auto import tqdm
 
@@ -538,9 +545,13 @@ def compute_stats(store: CubeStore, *, batch: int = 32, progress: bool = False) 
     mean = np.zeros((len(variables), num_levels))
     m2 = np.zeros_like(mean)
     bad: list[tuple[int, str]] = []
-    n = store.num_samples
-    for start in tqdm(range(0, n, batch), desc="statistics", unit="batch", disable=not progress):
-        indices = np.arange(start, min(n, start + batch))
+    order = (np.arange(store.num_samples) if indices is None
+             else np.asarray(indices, np.int64).reshape(-1))
+    if order.size == 0:
+        raise StoreError(f"{store.url}: statistics need at least one sample")
+    for start in tqdm(range(0, len(order), batch), desc="statistics", unit="batch",
+                      disable=not progress):
+        indices = order[start:start + batch]
         x = store.read_samples(indices).astype(np.float64)  # [b, V, T, L, Y, X]
         finite = np.isfinite(x).all(axis=(2, 3, 4, 5))  # [b, V]
         for i, v in zip(*np.nonzero(~finite), strict=True):

@@ -1,5 +1,5 @@
-"""Evaluators: metrics from summed statistics, and the closed-form and simple baselines every
-learned number is reported beside."""
+"""What learned models are measured against: closed-form rules and simple fair models (an
+n-gram language model, summary statistics of climate cubes), scored on the same held-out sets."""
 
 from astrojax.evaluators.ngram import NGramModel
 

@@ -1,38 +1,52 @@
-"""3D-convolution + ViT hybrid that embeds a planet's climate datacube and predicts its labels.
+"""3D-convolution + ViT hybrid that embeds a planet's climate datacube: masked-tubelet
+pretraining (VideoMAE) and regression of the labels no closed-form rule reads off the cube.
 
 Input ``x_bvtlyx`` is ``[batch, variables, time, level, lat, lon]``, already normalized.
 Shapes are lettered: b batch, v variables, t time, l level, y lat, x lon, c channels,
-n tokens, d d_model, h heads, k head dim, m mlp; ``p`` prefixes a token-grid axis (``pt`` token
-rows along time, ...).
+n tokens (k visible, m masked), p pixels of one tubelet, d d_model, e decoder width, h heads,
+r regression targets; ``p`` prefixes a token-grid axis (``pt`` token rows along time, ...).
 
 Channels. Levels and variables are folded into channels, ``c = v * L + l``. Levels are few
 (a handful) and strongly coupled through the lapse rate, so mixing them in the very first layer
 is cheap and lets the stem see vertical structure (inversions, greenhouse warming aloft) at
-once. Time, lat and lon are the axes with spatial structure and a translation-like symmetry,
-so they are the ones the convolutions slide over.
+once. Time, lat and lon are the axes with spatial structure, so they are the ones the
+convolutions slide over.
 
-Multi-scale stem. A 3x3x3 convolution gives ``stem_channels`` features at full resolution; a
-stride-2 3x3x3 convolution on those gives ``2 * stem_channels`` features at half resolution.
-Tokens are tubelets: ``patch_size`` cells of the full-resolution features and
-``patch_size // 2`` cells of the half-resolution ones cover the same region of the planet, each
-is projected to d_model and the two are summed, so every token sees both scales. An axis whose
-patch extent is odd (e.g. 1, for single-time-step cubes) is not downsampled: the "half"
-resolution path keeps full resolution along it.
+Tubelets first, then the stem, one tubelet at a time. The cube is cut into non-overlapping
+``patch_size`` tubelets (a grid that does not divide its patch is padded at the high end by
+repeating the edge cell, along every axis, so the token grid is ``ceil(grid / patch)``). Each
+tubelet then goes through a two-resolution stem on its own: a 3x3x3 convolution to
+``stem_channels`` features at full resolution and a stride-2 3x3x3 convolution of those to
+``2 * stem_channels`` at half resolution, both padded by repeating the tubelet's own edge
+cells; each scale is projected to d_model and the two are summed into the token. Why per
+tubelet: a stem over the whole cube (what this model had before masking) lets every token see
+the cells of its neighbours' tubelets, so hiding a tubelet from the encoder would not hide its
+content, and reconstructing it would be copying, not inference. With the stem inside the
+tubelet, a token is a function of its own tubelet's cells only, masking is a gather of the
+visible tubelets *before* the stem (no compute spent on hidden ones), and the tests check
+that changing a masked tubelet's cells leaves the encoder's output bit-identical. The price is
+that the convolutions see no context across tubelet borders; attention provides it. An axis
+whose patch extent is odd (e.g. 1, for single-time-step cubes) is not downsampled.
 
-Boundaries and padding. Longitude is periodic: every convolution pads it circularly, and a
-grid whose lon size divides the patch is exactly equivariant to longitude rolls by whole
-tubelets. Time and latitude are padded by repeating the edge (poles, first/last step). A grid
-size that does not divide its patch extent is padded the same way (at the high end, after the
-full-resolution convolution) up to the next multiple, so any grid works, including a single
-time step with a time patch of 2; the padded cells duplicate real ones (and along lon make the
-seam slightly non-periodic), they are never zeros. The token grid is ``ceil(grid / patch)``.
+Encoder: position embeddings (3D sinusoidal, or one learned table per axis, summed) gathered
+at the tokens present, pre-norm transformer blocks (RMSNorm, non-causal multi-head attention
+through ``astrojax.models.attention.attention``, SwiGLU) and a final norm. The planet
+embedding is the mean of the encoder's output tokens (all of them at evaluation, no masking),
+which needs no training of its own, so a purely self-supervised model has a meaningful
+embedding; the regression head reads it.
 
-Then: position embeddings (3D sinusoidal, or one learned table per axis, summed), pre-norm
-transformer blocks (RMSNorm, non-causal multi-head attention through
-``astrojax.models.attention.attention``, SwiGLU), attention pooling (a learned query per head)
-to the planet embedding, and linear regression and classification heads. Parameters carry
-logical axis names (``embed``, ``heads``, ``head_dim``, ``mlp``, ``norm``; stem convolutions are
-small and replicated); activations use ``cfg.dtype``, parameters ``cfg.param_dtype``.
+Masked-tubelet reconstruction (VideoMAE, Tong et al. 2022): per sample, a random ``mask_ratio``
+of the tubelets is hidden; the number of visible tokens is fixed, so shapes are static. The
+decoder (``decoder_layers`` blocks of width ``decoder_dim``) sees the encoded visible tokens and
+a learned mask token at each hidden position, both with their sinusoidal positions, and
+predicts the hidden tubelets' normalized cells; the loss is the mean squared error over the
+hidden tubelets only. Targets are the cube's own normalization (per variable and level), not
+VideoMAE's per-patch normalization, so a tubelet's level (how warm, how humid) is part of what
+must be inferred.
+
+Parameters carry logical axis names (``embed``, ``heads``, ``head_dim``, ``mlp``, ``norm``; stem
+convolutions are small and replicated); activations use ``cfg.dtype``, parameters
+``cfg.param_dtype``.
 """
 
 from __future__ import annotations
@@ -43,7 +57,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from astrojax.config import ConfigError, DatacubeConfig
@@ -57,7 +70,8 @@ _AXES = ("time", "lat", "lon")
 
 def tiny_datacube_config(**overrides) -> DatacubeConfig:
     """A DatacubeConfig small enough for unit tests on a 2-core CPU."""
-    base = DatacubeConfig(stem_channels=8, d_model=32, num_layers=2, num_heads=2, mlp_dim=64)
+    base = DatacubeConfig(stem_channels=8, d_model=32, num_layers=2, num_heads=2, mlp_dim=64,
+                          decoder_dim=16, decoder_layers=1, decoder_heads=2)
     return dataclasses.replace(base, **overrides)
 
 
@@ -66,11 +80,32 @@ def token_grid(grid: tuple[int, int, int], patch: tuple[int, int, int]) -> tuple
     return tuple(-(-g // p) for g, p in zip(grid, patch, strict=True))
 
 
-def _pad_txy(f_btyxc: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
-    """Pads (time, lat, lon): time and lat by repeating the edge, lon circularly."""
-    (t0, t1), (y0, y1), (x0, x1) = pads
-    f_btyxc = jnp.pad(f_btyxc, ((0, 0), (t0, t1), (y0, y1), (0, 0), (0, 0)), mode="edge")
-    return jnp.pad(f_btyxc, ((0, 0), (0, 0), (0, 0), (x0, x1), (0, 0)), mode="wrap")
+def num_visible(num_tokens: int, mask_ratio: float) -> int:
+    """Tokens the encoder sees per sample under masking: at least one, and at least one hidden."""
+    if num_tokens < 2:
+        raise ValueError(f"masking needs at least 2 tokens, got {num_tokens}")
+    hidden = min(max(int(round(mask_ratio * num_tokens)), 1), num_tokens - 1)
+    return num_tokens - hidden
+
+
+def tubelet_masks(key: jax.Array, batch: int, num_tokens: int,
+                  visible: int) -> tuple[jax.Array, jax.Array]:
+    """A random split of each sample's tokens: ``(visible_bk, masked_bm)`` int32 token indices,
+    each ascending, ``k = visible`` and ``m = num_tokens - visible``."""
+    order_bn = jnp.argsort(jax.random.uniform(key, (batch, num_tokens)), axis=-1)
+    return (jnp.sort(order_bn[:, :visible], axis=-1).astype(jnp.int32),
+            jnp.sort(order_bn[:, visible:], axis=-1).astype(jnp.int32))
+
+
+def _pad_edge(f_btyxc: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
+    """Pads (time, lat, lon) of ``[b, T, Y, X, c]`` by repeating the edge cells."""
+    return jnp.pad(f_btyxc, ((0, 0), *pads, (0, 0)), mode="edge")
+
+
+def _gather_tokens(x_bn_: jax.Array, index_bk: jax.Array) -> jax.Array:
+    """``x[b, index[b, k], ...]``: the tokens ``index_bk`` of each sample."""
+    index = index_bk.reshape(*index_bk.shape, *([1] * (x_bn_.ndim - 2)))
+    return jnp.take_along_axis(x_bn_, index, axis=1)
 
 
 def sinusoid_1d(positions: np.ndarray, dim: int) -> np.ndarray:
@@ -160,23 +195,21 @@ class StridedConv(nnx.Module):
         return out + self.bias[...].astype(dt)
 
 
-class TubeletEmbed(nnx.Module):
-    """Non-overlapping ``patch`` tubelets of ``[b, T, Y, X, c]`` features -> ``[b, pt, py, px,
-    d]`` (a convolution with stride = kernel = patch, as a reshape and one matmul)."""
 
-    def __init__(self, in_features: int, d_model: int, patch: tuple[int, int, int], *,
-                 use_bias: bool, dtype, param_dtype, rngs: nnx.Rngs):
-        self.patch, self.dtype = tuple(patch), dtype
-        fan_in = math.prod(patch) * in_features
+class TubeletEmbed(nnx.Module):
+    """The flattened features of each tubelet ``[..., p]`` -> ``[..., d]`` (one matmul)."""
+
+    def __init__(self, fan_in: int, d_model: int, *, use_bias: bool, dtype, param_dtype,
+                 rngs: nnx.Rngs):
+        self.dtype = dtype
         self.w_pd = _param(rngs, _fan_in_init(fan_in), (None, "embed"), (fan_in, d_model),
                            param_dtype)
         self.bias_d = (_param(rngs, nnx.initializers.zeros, ("embed",), (d_model,), param_dtype)
                        if use_bias else None)
 
-    def __call__(self, f_btyxc: jax.Array) -> jax.Array:
+    def __call__(self, f_bkp: jax.Array) -> jax.Array:
         dt = self.dtype
-        tok = jnp.einsum("btyxp,pd->btyxd", tubelets(f_btyxc.astype(dt), self.patch),
-                         self.w_pd[...].astype(dt))
+        tok = jnp.einsum("...p,pd->...d", f_bkp.astype(dt), self.w_pd[...].astype(dt))
         return tok if self.bias_d is None else tok + self.bias_d[...].astype(dt)
 
 
@@ -257,44 +290,53 @@ class Block(nnx.Module):
         return x_bnd
 
 
-class AttentionPool(nnx.Module):
-    """A learned query per head attends over the (normed) tokens -> ``[b, d]``."""
-
-    def __init__(self, cfg: DatacubeConfig, *, rngs: nnx.Rngs):
-        d, h = cfg.d_model, cfg.num_heads
-        k = d // h
-        dt, pdt = to_dtype(cfg.dtype), to_dtype(cfg.param_dtype)
-        self.dtype, self.impl = dt, cfg.attention_impl
-        self.norm = RMSNorm(d, out_dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.query_hk = _param(rngs, nnx.initializers.normal(1.0), ("heads", "head_dim"),
-                               (h, k), pdt)
-        self.w_dhk_k = _param(rngs, _fan_in_init(d), ("embed", "heads", "head_dim"), (d, h, k),
-                              pdt)
-        self.w_dhk_v = _param(rngs, _fan_in_init(d), ("embed", "heads", "head_dim"), (d, h, k),
-                              pdt)
-        self.w_hkd = _param(rngs, _fan_in_init(d), ("heads", "head_dim", "embed"), (h, k, d), pdt)
-
-    def __call__(self, x_bnd: jax.Array) -> jax.Array:
-        dt = self.dtype
-        x_bnd = self.norm(x_bnd)
-        k_bnhk = jnp.einsum("bnd,dhk->bnhk", x_bnd, self.w_dhk_k[...].astype(dt))
-        v_bnhk = jnp.einsum("bnd,dhk->bnhk", x_bnd, self.w_dhk_v[...].astype(dt))
-        q_b1hk = jnp.broadcast_to(self.query_hk[...].astype(dt),
-                                  (x_bnd.shape[0], 1, *self.query_hk.shape))
-        o_b1hk = attention(q_b1hk, k_bnhk, v_bnhk, impl=self.impl, causal=False)
-        return jnp.einsum("bhk,hkd->bd", o_b1hk[:, 0].astype(dt), self.w_hkd[...].astype(dt))
-
-
 # ----------------------------------------------------------------------------------------------
 # Model
 
 
+class MaskedDecoder(nnx.Module):
+    """VideoMAE's light decoder: encoded visible tokens and a learned mask token at every hidden
+    position, each with its fixed sinusoidal position, through ``decoder_layers`` blocks; the
+    hidden positions' outputs are projected to their tubelets' cells ``[b, m, p]``."""
+
+    def __init__(self, cfg: DatacubeConfig, token_shape: tuple[int, int, int],
+                 tubelet_size: int, *, rngs: nnx.Rngs):
+        d, e = cfg.d_model, cfg.decoder_dim
+        dt, pdt = to_dtype(cfg.dtype), to_dtype(cfg.param_dtype)
+        block_cfg = dataclasses.replace(cfg, d_model=e, num_heads=cfg.decoder_heads,
+                                        mlp_dim=2 * e)
+        self.dtype, self.token_shape, self.width = dt, token_shape, e
+        self.w_de_in = _param(rngs, _fan_in_init(d), ("embed", None), (d, e), pdt)
+        self.mask_token_e = _param(rngs, nnx.initializers.normal(0.02), (None,), (e,), pdt)
+        self.blocks = nnx.List([Block(block_cfg, rngs=rngs) for _ in range(cfg.decoder_layers)])
+        self.norm = RMSNorm(e, out_dtype=dt, param_dtype=pdt, rngs=rngs)
+        self.w_ep_out = _param(rngs, _fan_in_init(e), (None, None), (e, tubelet_size), pdt)
+        self.bias_p = _param(rngs, nnx.initializers.zeros, (None,), (tubelet_size,), pdt)
+
+    def __call__(self, enc_bkd: jax.Array, visible_bk: jax.Array,
+                 masked_bm: jax.Array) -> jax.Array:
+        dt = self.dtype
+        pos_ne = jnp.asarray(sinusoid_3d(self.token_shape, self.width)).astype(dt)
+        vis_bke = (jnp.einsum("bkd,de->bke", enc_bkd.astype(dt), self.w_de_in[...].astype(dt))
+                   + pos_ne[visible_bk])
+        hidden_bme = self.mask_token_e[...].astype(dt) + pos_ne[masked_bm]
+        # Attention is permutation-equivariant and positions are in the tokens, so the hidden
+        # tokens can simply follow the visible ones.
+        x_bne = jnp.concatenate([vis_bke, hidden_bme], axis=1)
+        for block in self.blocks:
+            x_bne = block(x_bne)
+        out_bme = self.norm(x_bne[:, visible_bk.shape[1]:])
+        pred_bmp = jnp.einsum("bme,ep->bmp", out_bme, self.w_ep_out[...].astype(dt))
+        return (pred_bmp + self.bias_p[...].astype(dt)).astype(jnp.float32)
+
+
 class DatacubeViT(nnx.Module):
-    """Datacube ``[b, v, t, l, y, x]`` -> float32 ``embedding [b, d]``, ``regression
-    [b, num_targets]`` and ``logits [b, num_classes]`` (see the module docstring)."""
+    """Datacube ``[b, v, t, l, y, x]`` -> float32 ``embedding [b, d]`` (and ``regression
+    [b, num_targets]`` when ``num_targets``); :meth:`masked` for the pretraining objective
+    (see the module docstring)."""
 
     def __init__(self, cfg: DatacubeConfig, in_channels: int, grid: tuple[int, int, int],
-                 num_targets: int, num_classes: int, *, rngs: nnx.Rngs):
+                 num_targets: int, *, rngs: nnx.Rngs):
         _check_config(cfg, grid)
         d, s = cfg.d_model, cfg.stem_channels
         dt, pdt = to_dtype(cfg.dtype), to_dtype(cfg.param_dtype)
@@ -304,27 +346,34 @@ class DatacubeViT(nnx.Module):
         self.stride = tuple(2 if p % 2 == 0 else 1 for p in self.patch)
         self.half_patch = tuple(p // st for p, st in zip(self.patch, self.stride, strict=True))
         self.token_shape = token_grid(self.grid, self.patch)
+        self.num_tokens = math.prod(self.token_shape)
+        self.tubelet_size = math.prod(self.patch) * in_channels  # cells of one tubelet
         self.position_embedding = cfg.position_embedding
+        self.num_visible = (num_visible(self.num_tokens, cfg.mask_ratio)
+                            if "masked" in cfg.objective else self.num_tokens)
 
         conv = dict(padding="VALID", dtype=dt, param_dtype=pdt, rngs=rngs)
         # Stem convolutions are small (kernels of a few thousand numbers): replicated.
         self.conv_full = nnx.Conv(in_channels, s, (3, 3, 3), **conv)
         self.conv_half = StridedConv(s, 2 * s, self.stride, dtype=dt, param_dtype=pdt, rngs=rngs)
         tub = dict(dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.tubelet_full = TubeletEmbed(s, d, self.patch, use_bias=True, **tub)
+        self.tubelet_full = TubeletEmbed(math.prod(self.patch) * s, d, use_bias=True, **tub)
         # One bias for the summed projections.
-        self.tubelet_half = TubeletEmbed(2 * s, d, self.half_patch, use_bias=False, **tub)
+        self.tubelet_half = TubeletEmbed(math.prod(self.half_patch) * 2 * s, d, use_bias=False,
+                                         **tub)
         if cfg.position_embedding == "learned":
             pos_init = nnx.initializers.normal(0.02)
             self.pos_t_d, self.pos_y_d, self.pos_x_d = (
                 _param(rngs, pos_init, (None, "embed"), (n, d), pdt) for n in self.token_shape)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.pool = AttentionPool(cfg, rngs=rngs)
-        self.final_norm = RMSNorm(d, out_dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
-        head = dict(dtype=jnp.float32, param_dtype=pdt, rngs=rngs,
-                    kernel_init=nnx.with_partitioning(_fan_in_init(d), ("embed", None)))
-        self.regression_head = nnx.Linear(d, num_targets, **head)
-        self.class_head = nnx.Linear(d, num_classes, **head)
+        self.encoder_norm = RMSNorm(d, out_dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
+        self.regression_head = nnx.data(nnx.Linear(
+            d, num_targets, dtype=jnp.float32, param_dtype=pdt, rngs=rngs,
+            kernel_init=nnx.with_partitioning(_fan_in_init(d), ("embed", None)))
+            if num_targets else None)
+        self.decoder = nnx.data(MaskedDecoder(cfg, self.token_shape, self.tubelet_size,
+                                              rngs=rngs)
+                                if "masked" in cfg.objective else None)
 
     def _check_input(self, x_bvtlyx: jax.Array) -> None:
         if x_bvtlyx.ndim != 6:
@@ -336,44 +385,82 @@ class DatacubeViT(nnx.Module):
                              f"variables * levels = {self.in_channels} and (time, lat, lon) = "
                              f"{self.grid}")
 
-    def embed_tokens(self, x_bvtlyx: jax.Array) -> jax.Array:
-        """Multi-scale stem and tubelets: ``[b, n, d]`` in time-major token order, before
-        position embeddings."""
+    def patchify(self, x_bvtlyx: jax.Array) -> jax.Array:
+        """The cube's tubelets ``[b, n, p]``, tokens in time-major order, each tubelet's cells in
+        (time, lat, lon, channel) order: the pixels the decoder reconstructs."""
         self._check_input(x_bvtlyx)
         b, v, t, lev, y, x = x_bvtlyx.shape
         x_btyxc = jnp.transpose(x_bvtlyx, (0, 2, 4, 5, 1, 3)).reshape(b, t, y, x, v * lev)
-        x_btyxc = x_btyxc.astype(self.dtype)
+        pads = tuple((0, n * p - g) for n, p, g in zip(self.token_shape, self.patch, self.grid,
+                                                      strict=True))
+        tok = tubelets(_pad_edge(x_btyxc, pads), self.patch)
+        return tok.reshape(b, self.num_tokens, self.tubelet_size)
+
+    def embed_tubelets(self, tub_bkp: jax.Array) -> jax.Array:
+        """The two-resolution stem on each tubelet by itself: ``[b, k, p]`` -> ``[b, k, d]``
+        (before position embeddings)."""
+        b, k, _ = tub_bkp.shape
+        x_ntyxc = tub_bkp.astype(self.dtype).reshape(b * k, *self.patch, self.in_channels)
         with jax.named_scope("stem_full"):
-            f_btyxc = jax.nn.gelu(self.conv_full(_pad_txy(x_btyxc, ((1, 1),) * 3)))
-            pads = tuple((0, n * p - g) for n, p, g in zip(self.token_shape, self.patch, self.grid,
-                                                          strict=True))
-            f_btyxc = _pad_txy(f_btyxc, pads)
+            f_ntyxc = jax.nn.gelu(self.conv_full(_pad_edge(x_ntyxc, ((1, 1),) * 3)))
         with jax.named_scope("stem_half"):
-            g_btyxc = jax.nn.gelu(self.conv_half(_pad_txy(f_btyxc, ((1, 1),) * 3)))
+            g_ntyxc = jax.nn.gelu(self.conv_half(_pad_edge(f_ntyxc, ((1, 1),) * 3)))
         with jax.named_scope("tubelets"):
-            tok_btyxd = self.tubelet_full(f_btyxc) + self.tubelet_half(g_btyxc)
-        return tok_btyxd.reshape(b, -1, tok_btyxd.shape[-1])
+            tok_nd = (self.tubelet_full(f_ntyxc.reshape(b * k, -1))
+                      + self.tubelet_half(g_ntyxc.reshape(b * k, -1)))
+        return tok_nd.reshape(b, k, -1)
 
     def position_embeddings(self) -> jax.Array:
-        """``[n, d]`` float32, in the token order of ``embed_tokens``."""
+        """``[n, d]`` float32, in the token order of :meth:`patchify`."""
         if self.position_embedding == "sinusoidal":
             return jnp.asarray(sinusoid_3d(self.token_shape, self.d_model))
         pos_tyxd = (self.pos_t_d[...][:, None, None] + self.pos_y_d[...][None, :, None]
                     + self.pos_x_d[...][None, None, :])
         return pos_tyxd.reshape(-1, pos_tyxd.shape[-1]).astype(jnp.float32)
 
-    def __call__(self, x_bvtlyx: jax.Array) -> dict[str, jax.Array]:
-        x_bnd = self.embed_tokens(x_bvtlyx)
+    def encode(self, tub_bnp: jax.Array, visible_bk: jax.Array | None = None) -> jax.Array:
+        """Encoder output tokens ``[b, k, d]`` (float32, normed) of the tubelets ``visible_bk``
+        (default: all). Hidden tubelets are dropped before the stem, so nothing of them reaches
+        the output."""
+        pos_nd = self.position_embeddings().astype(self.dtype)
+        if visible_bk is None:
+            tok_bkp, pos_bkd = tub_bnp, pos_nd[None]
+        else:
+            tok_bkp, pos_bkd = _gather_tokens(tub_bnp, visible_bk), pos_nd[visible_bk]
+        x_bkd = self.embed_tubelets(tok_bkp)
         with jax.named_scope("position_embedding"):
-            x_bnd = x_bnd + self.position_embeddings().astype(self.dtype)[None]
+            x_bkd = x_bkd + pos_bkd
         for i, block in enumerate(self.blocks):
             with jax.named_scope(f"block_{i}"):
-                x_bnd = block(x_bnd)
-        with jax.named_scope("pool"):
-            embedding_bd = self.final_norm(self.pool(x_bnd))
-        with jax.named_scope("heads"):
-            return dict(embedding=embedding_bd, regression=self.regression_head(embedding_bd),
-                        logits=self.class_head(embedding_bd))
+                x_bkd = block(x_bkd)
+        return self.encoder_norm(x_bkd)
+
+    def _heads(self, tokens_bkd: jax.Array) -> dict[str, jax.Array]:
+        embedding_bd = jnp.mean(tokens_bkd, axis=1)
+        out = {"embedding": embedding_bd}
+        if self.regression_head is not None:
+            out["regression"] = self.regression_head(embedding_bd)
+        return out
+
+    def __call__(self, x_bvtlyx: jax.Array) -> dict[str, jax.Array]:
+        """Every tubelet visible: the planet embedding and, with targets, the regression."""
+        return self._heads(self.encode(self.patchify(x_bvtlyx)))
+
+    def masked(self, x_bvtlyx: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+        """The pretraining forward pass under a random mask drawn from ``key``: the outputs of
+        ``__call__`` computed from the visible tubelets only, plus ``reconstruction [b, m, p]``
+        of the hidden tubelets and their true cells ``hidden_cells [b, m, p]``."""
+        if self.decoder is None:
+            raise ValueError("this DatacubeViT was built without a decoder: its objective has "
+                             "no masked-tubelet reconstruction")
+        tub_bnp = self.patchify(x_bvtlyx)
+        visible_bk, masked_bm = tubelet_masks(key, tub_bnp.shape[0], self.num_tokens,
+                                              self.num_visible)
+        tokens_bkd = self.encode(tub_bnp, visible_bk)
+        with jax.named_scope("decoder"):
+            reconstruction = self.decoder(tokens_bkd, visible_bk, masked_bm)
+        return dict(self._heads(tokens_bkd), reconstruction=reconstruction,
+                    hidden_cells=_gather_tokens(tub_bnp, masked_bm).astype(jnp.float32))
 
 
 def _check_config(cfg: DatacubeConfig, grid: tuple[int, int, int]) -> None:
@@ -392,6 +479,13 @@ def _check_config(cfg: DatacubeConfig, grid: tuple[int, int, int]) -> None:
     if cfg.d_model % 2 or cfg.d_model < 6:
         raise ConfigError("datacube.d_model", f"must be even and >= 6 (three sinusoid parts), "
                           f"got {cfg.d_model}")
+    if "masked" in cfg.objective:
+        if math.prod(token_grid(grid, cfg.patch_size)) < 2:
+            raise ConfigError("datacube.patch_size", f"{cfg.patch_size} makes a single token of "
+                              f"the grid {grid}: nothing to mask")
+        if cfg.decoder_dim % cfg.decoder_heads or cfg.decoder_dim < 6:
+            raise ConfigError("datacube.decoder_dim", f"{cfg.decoder_dim} must be >= 6 and "
+                              f"divisible by decoder_heads={cfg.decoder_heads}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,48 +493,47 @@ def _check_config(cfg: DatacubeConfig, grid: tuple[int, int, int]) -> None:
 
 
 def datacube_losses(outputs: dict[str, jax.Array], targets: jax.Array, target_mask: jax.Array,
-                    classes: jax.Array, class_mask: jax.Array, cfg: DatacubeConfig):
-    """Weighted masked MSE (standardized targets) + masked cross-entropy -> ``(loss, metrics)``.
+                    cfg: DatacubeConfig):
+    """The objective's loss from model outputs -> ``(loss, metrics)``.
 
-    ``targets``/``target_mask`` are ``[b, num_targets]`` (masked entries may hold anything,
-    NaN included); ``classes`` is ``[b]`` ints with -1 for "no label", ``class_mask`` ``[b]``.
-    Besides the batch means, ``metrics`` holds additive statistics to sum over batches:
-    per-target ``sse``, ``count``, ``sum_target``, ``sum_target_sq`` (for R²) and scalar
-    ``correct``, ``class_count`` (for accuracy); see ``datacube_eval_metrics``.
+    ``reconstruction``/``hidden_cells`` (when present): mean squared error over the hidden
+    tubelets' cells, weighted by ``reconstruction_weight``. ``regression`` (when present):
+    masked MSE of the standardized ``targets`` ``[b, r]`` (masked entries may hold anything,
+    NaN included), weighted by ``regression_weight``. Besides the batch means, ``metrics`` holds
+    additive statistics to sum over batches: per-target ``sse``, ``count``, ``sum_target``,
+    ``sum_target_sq`` (for R²) and ``reconstruction_sse``, ``reconstruction_count``; see
+    ``datacube_eval_metrics``.
     """
-    pred_bt = outputs["regression"].astype(jnp.float32)
-    mask_bt = target_mask.astype(bool)
-    y_bt = jnp.where(mask_bt, targets.astype(jnp.float32), 0.0)
-    err2_bt = jnp.where(mask_bt, (pred_bt - y_bt) ** 2, 0.0)
-    count_t = mask_bt.sum(axis=0).astype(jnp.float32)
-    sse_t = err2_bt.sum(axis=0)
-    mse = sse_t.sum() / jnp.maximum(count_t.sum(), 1.0)
-
-    logits_bc = outputs["logits"].astype(jnp.float32)
-    cmask_b = class_mask.astype(bool) & (classes >= 0)
-    labels_b = jnp.where(cmask_b, classes, 0).astype(jnp.int32)
-    ce_b = optax.softmax_cross_entropy_with_integer_labels(logits_bc, labels_b)
-    class_count = cmask_b.sum().astype(jnp.float32)
-    cross_entropy = jnp.where(cmask_b, ce_b, 0.0).sum() / jnp.maximum(class_count, 1.0)
-    correct = (cmask_b & (jnp.argmax(logits_bc, axis=-1) == labels_b)).sum().astype(jnp.float32)
-
-    loss = cfg.regression_weight * mse + cfg.classification_weight * cross_entropy
-    metrics = dict(loss=loss, mse=mse, cross_entropy=cross_entropy, sse=sse_t, count=count_t,
-                   sum_target=y_bt.sum(axis=0), sum_target_sq=(y_bt * y_bt).sum(axis=0),
-                   correct=correct, class_count=class_count)
-    return loss, metrics
+    loss = jnp.zeros((), jnp.float32)
+    metrics = {}
+    if "reconstruction" in outputs:
+        err2 = (outputs["reconstruction"] - outputs["hidden_cells"]) ** 2
+        count = jnp.asarray(err2.size, jnp.float32)
+        metrics.update(reconstruction_mse=err2.mean(), reconstruction_sse=err2.sum(),
+                       reconstruction_count=count)
+        loss = loss + cfg.reconstruction_weight * err2.mean()
+    if "regression" in outputs:
+        pred_br = outputs["regression"].astype(jnp.float32)
+        mask_br = target_mask.astype(bool)
+        y_br = jnp.where(mask_br, targets.astype(jnp.float32), 0.0)
+        err2_br = jnp.where(mask_br, (pred_br - y_br) ** 2, 0.0)
+        count_r = mask_br.sum(axis=0).astype(jnp.float32)
+        sse_r = err2_br.sum(axis=0)
+        mse = sse_r.sum() / jnp.maximum(count_r.sum(), 1.0)
+        metrics.update(mse=mse, sse=sse_r, count=count_r, sum_target=y_br.sum(axis=0),
+                       sum_target_sq=(y_br * y_br).sum(axis=0))
+        loss = loss + cfg.regression_weight * mse
+    return loss, dict(metrics, loss=loss)
 
 
 def datacube_eval_metrics(stats: dict) -> dict[str, np.ndarray | float]:
-    """R² per target (and its mean over targets with data) and accuracy from summed
-    ``datacube_losses`` statistics. A target with fewer than 2 values or no variance gets NaN."""
+    """R² per target (and its mean over targets with data) from summed ``datacube_losses``
+    statistics. A target with fewer than 2 values or no variance gets NaN."""
     count = np.asarray(stats["count"], np.float64)
     sse = np.asarray(stats["sse"], np.float64)
     mean = np.asarray(stats["sum_target"], np.float64) / np.maximum(count, 1.0)
     sst = np.asarray(stats["sum_target_sq"], np.float64) - count * mean**2
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where((count > 1) & (sst > 0), 1.0 - sse / sst, np.nan)
-    class_count = float(stats["class_count"])
-    accuracy = float(stats["correct"]) / class_count if class_count else math.nan
     r2_mean = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
-    return dict(r2=r2, r2_mean=r2_mean, accuracy=accuracy)
+    return dict(r2=r2, r2_mean=r2_mean)

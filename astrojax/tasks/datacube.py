@@ -1,11 +1,28 @@
-"""Climate datacubes: regress planet quantities and classify the climate regime from each cube.
+"""Climate datacubes: masked-tubelet pretraining and the labels no closed-form rule reads off.
 
 The cubes come from a TensorStore store (``data.cube_store``): the built-in population's,
-built once on first use, or any store made with ``python -m astrojax.data``. Every label column
-but ``climate_regime`` is a regression target, standardized with the training samples' mean
-and std; ``climate_regime`` is the class. The last ``data.eval_fraction`` of the samples is
-held out. The store's normalization statistics and the target statistics are saved with every
+built once on first use, or any store made with ``python -m astrojax.data``. The last
+``data.eval_fraction`` of the samples is held out.
+
+Objective (``datacube.objective``): masked-tubelet reconstruction (VideoMAE), regression of the
+label columns named in ``datacube.targets`` (standardized with the train split's mean and std),
+or both. The default targets are the equilibrium temperature and the log surface pressure,
+because ``benchmarks/datacube_baselines.py`` measured that closed-form rules read the other
+labels off the built-in cubes (surface temperature R^2 1.000, climate regime and tidal locking
+accuracy 1.000, relative humidity R^2 0.99): learning them proves nothing.
+
+Normalization statistics (per variable and level) and target statistics come from the train
+split only, so nothing about held-out samples reaches the model; both are saved with every
 checkpoint (``artifacts``).
+
+Evaluation: ``eval/loss``, ``eval/reconstruction_mse`` (hidden tubelets, a fixed mask per eval
+batch), ``eval/r2/TARGET`` from the regression head on whole cubes. After the last step,
+``final_eval`` fits linear probes of the planet embedding (``embed``: mean of the encoder's
+tokens, nothing masked) on the train split for every label and scores them on the held-out
+samples (``eval/probe/r2/LABEL``, ``eval/probe/accuracy/LABEL``). Beside them, with every eval,
+``baselines()`` logs the closed-form rules and the summary-statistic ridge/logistic models on
+the same held-out samples (``eval/baseline/RULE/r2/LABEL``, ``.../accuracy/LABEL``; see
+``astrojax.evaluators.cube_baselines``).
 """
 
 from __future__ import annotations
@@ -24,12 +41,13 @@ from flax import nnx
 from astrojax.config import ConfigError
 from astrojax.data.pipeline import CubeSource, cube_dataset
 from astrojax.data.store import CubeStore, build_synthetic_store, compute_stats
-from astrojax.data.synthetic import CLIMATE_REGIMES
+from astrojax.evaluators.cube_baselines import CLASS_LABELS, baseline_report, cube_summaries
 from astrojax.models.datacube_vit import DatacubeViT, datacube_eval_metrics, datacube_losses
 from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.train.probe import linear_probe, ridge_probe
 
 log = logging.getLogger(__name__)
-REGIME_LABEL = "climate_regime"
+PROBE_TRAIN_SAMPLES = 2048
 
 
 class DatacubeTask(Task):
@@ -51,19 +69,25 @@ class DatacubeTask(Task):
             store = CubeStore.open(build_synthetic_store(d, progress=False).url, read_only=True)
         return store
 
-    @functools.cached_property
-    def _columns(self) -> tuple[list[int], int | None]:
-        names = list(self.store.schema.label_names)
-        regime = names.index(REGIME_LABEL) if REGIME_LABEL in names else None
-        targets = [i for i, name in enumerate(names) if name != REGIME_LABEL]
-        if not targets and regime is None:
-            raise ConfigError("data.cube_store", f"{self.store.url} has no labels to learn "
-                                                 f"(label_names={names})")
-        return targets, regime
+    @property
+    def masked(self) -> bool:
+        return "masked" in self.cfg.datacube.objective
 
     @property
     def target_names(self) -> list[str]:
-        return [self.store.schema.label_names[i] for i in self._columns[0]]
+        """The regressed labels (none for the purely masked objective)."""
+        return list(self.cfg.datacube.targets) if "supervised" in self.cfg.datacube.objective \
+            else []
+
+    @functools.cached_property
+    def _target_columns(self) -> list[int]:
+        names = list(self.store.schema.label_names)
+        missing = [t for t in self.target_names if t not in names]
+        if missing:
+            raise ConfigError("datacube.targets", f"{', '.join(map(repr, missing))} not among "
+                              f"the labels of {self.store.url} "
+                              f"({', '.join(names) if names else 'it has no labels'})")
+        return [names.index(t) for t in self.target_names]
 
     @functools.cached_property
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
@@ -71,20 +95,47 @@ class DatacubeTask(Task):
         num_eval = max(1, int(round(n * self.cfg.data.eval_fraction)))
         return np.arange(n - num_eval), np.arange(n - num_eval, n)
 
+    def _whole_batches(self, indices: np.ndarray, max_batches: int | None = None) -> np.ndarray:
+        """The samples that fill whole global batches of an unshuffled pass over ``indices``
+        (on any number of processes: each reads every process_count-th of them)."""
+        batch = self.cfg.train.global_batch_size
+        batches = len(indices) // batch
+        if batches == 0:
+            raise ConfigError("train.global_batch_size",
+                              f"{batch} is more than the {len(indices)} samples of a split "
+                              f"of {self.store.url} (data.eval_fraction="
+                              f"{self.cfg.data.eval_fraction})")
+        if max_batches is not None:
+            batches = min(batches, max_batches)
+        return indices[:batches * batch]
+
+    @property
+    def eval_indices(self) -> np.ndarray:
+        """The held-out samples every eval metric, probe and baseline is computed on."""
+        return self._whole_batches(self._split[1], self.cfg.train.eval_batches)
+
+    @property
+    def probe_train_indices(self) -> np.ndarray:
+        """The train samples linear probes and baseline models are fitted on: the first
+        PROBE_TRAIN_SAMPLES (embedding the whole train split took minutes on 2 cores)."""
+        return self._whole_batches(self._split[0][:PROBE_TRAIN_SAMPLES])
+
     @functools.cached_property
     def _statistics(self) -> dict[str, np.ndarray]:
-        stats = self.store.stats
-        if stats is None:
-            log.info("%s has no statistics; computing them (one pass)", self.store.url)
-            stats = compute_stats(self.store)
-        labels = self.store.read_labels()[self._split[0]][:, self._columns[0]]
+        train = self._split[0]
+        log.info("normalization statistics of the %d train samples of %s", len(train),
+                 self.store.url)
+        stats = compute_stats(self.store, train)
+        labels = self.store.read_labels()[train][:, self._target_columns]
         return {"mean": np.asarray(stats.mean), "std": np.asarray(stats.std),
-                "target_mean": labels.mean(0), "target_std": np.maximum(labels.std(0), 1e-6)}
+                "count": stats.count, "target_mean": labels.mean(0),
+                "target_std": np.maximum(labels.std(0), 1e-6)}
 
     def artifacts(self) -> dict:
         s = self._statistics
         return {"store": self.store.url, "variables": list(self.store.schema.variables),
                 "cube_mean": s["mean"].tolist(), "cube_std": s["std"].tolist(),
+                "statistics_samples": f"train split: {len(self._split[0])} samples",
                 "targets": self.target_names, "target_mean": s["target_mean"].tolist(),
                 "target_std": s["target_std"].tolist()}
 
@@ -106,15 +157,12 @@ class DatacubeTask(Task):
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         v, (_, levels, _, _) = len(self.store.schema.variables), self.store.schema.shape
         return DatacubeViT(self.cfg.datacube, in_channels=v * levels, grid=self.input_grid,
-                           num_targets=len(self.target_names),
-                           num_classes=len(CLIMATE_REGIMES), rngs=rngs)
+                           num_targets=len(self._target_columns), rngs=rngs)
 
     def _dataset(self, indices, process_index, process_count, **kwargs) -> grain.IterDataset:
         d, s = self.cfg.data, self._statistics
-        targets, regime = self._columns
-        source = CubeSource(self.store.url, indices, target_columns=targets,
-                            regime_column=regime, target_mean=s["target_mean"],
-                            target_std=s["target_std"])
+        source = CubeSource(self.store.url, indices, target_columns=self._target_columns,
+                            target_mean=s["target_mean"], target_std=s["target_std"])
         return cube_dataset(source, batch_size=self.cfg.train.global_batch_size // process_count,
                             mean=s["mean"], std=s["std"], crop=self.crop, seed=d.shuffle_seed,
                             process_index=process_index, process_count=process_count,
@@ -126,47 +174,112 @@ class DatacubeTask(Task):
                              num_epochs=None)
 
     def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        ds = self._dataset(self._split[1], process_index, process_count, shuffle=False,
+        ds = self._dataset(self.eval_indices, process_index, process_count, shuffle=False,
                            num_epochs=1, worker_count=0)
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 
-    def _stats(self, model: nnx.Module, batch: Batch) -> tuple[jax.Array, dict]:
-        outputs = model(batch["cube"])
-        targets = batch["targets"]
-        return datacube_losses(outputs, targets, jnp.isfinite(targets), batch["regime"],
-                               batch["regime"] >= 0, self.cfg.datacube)
-
+    # ---- objective
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array,
              step: jax.Array) -> tuple[jax.Array, Metrics]:
-        del rng, step  # no dropout, constant loss
-        loss, m = self._stats(model, batch)
-        return loss, {"mse": m["mse"], "cross_entropy": m["cross_entropy"],
-                      "regime_accuracy": m["correct"] / jnp.maximum(m["class_count"], 1.0)}
+        del step  # constant loss
+        outputs = model.masked(batch["cube"], rng) if self.masked else model(batch["cube"])
+        targets = batch["targets"]
+        loss, m = datacube_losses(outputs, targets, jnp.isfinite(targets), self.cfg.datacube)
+        return loss, {k: m[k] for k in ("reconstruction_mse", "mse") if k in m}
 
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
-        loss, m = self._stats(model, batch)
-        sums = {"loss_sum": loss * batch["cube"].shape[0],
-                "examples": jnp.asarray(batch["cube"].shape[0], jnp.float32),
-                "correct": m["correct"], "class_count": m["class_count"]}
-        for i, name in enumerate(self.target_names):  # the loop sums scalars only
-            for stat in ("sse", "count", "sum_target", "sum_target_sq"):
-                sums[f"{stat}/{name}"] = m[stat][i]
+        cube, targets = batch["cube"], batch["targets"]
+        sums = {"examples": jnp.asarray(cube.shape[0], jnp.float32)}
+        if self.masked:  # a fixed mask per batch, so evals are comparable
+            key = jax.random.fold_in(jax.random.key(0), batch["index"][0])
+            _, m = datacube_losses(model.masked(cube, key), targets, jnp.isfinite(targets),
+                                   self.cfg.datacube)
+            sums.update(reconstruction_sse=m["reconstruction_sse"],
+                        reconstruction_count=m["reconstruction_count"])
+        if self.target_names:  # the regression head on whole cubes, as it is used
+            _, m = datacube_losses({"regression": model(cube)["regression"]}, targets,
+                                   jnp.isfinite(targets), self.cfg.datacube)
+            for i, name in enumerate(self.target_names):  # the loop sums scalars only
+                for stat in ("sse", "count", "sum_target", "sum_target_sq"):
+                    sums[f"{stat}/{name}"] = m[stat][i]
         return sums
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
+        c = self.cfg.datacube
+        out, loss = {}, 0.0
+        if self.masked:
+            out["reconstruction_mse"] = sums["reconstruction_sse"] / max(
+                sums["reconstruction_count"], 1.0)
+            loss += c.reconstruction_weight * out["reconstruction_mse"]
         names = self.target_names
-        stats = {stat: [sums[f"{stat}/{n}"] for n in names]
-                 for stat in ("sse", "count", "sum_target", "sum_target_sq")}
-        metrics = datacube_eval_metrics({**stats, "correct": sums["correct"],
-                                         "class_count": sums["class_count"]})
-        out = {"loss": sums["loss_sum"] / max(sums["examples"], 1.0),
-               "regime_accuracy": metrics["accuracy"], "r2_mean": metrics["r2_mean"]}
-        out.update({f"r2/{n}": float(r) for n, r in zip(names, metrics["r2"], strict=True)})
-        return out
+        if names:
+            stats = {stat: [sums[f"{stat}/{n}"] for n in names]
+                     for stat in ("sse", "count", "sum_target", "sum_target_sq")}
+            metrics = datacube_eval_metrics(stats)
+            out["mse"] = sum(stats["sse"]) / max(sum(stats["count"]), 1.0)
+            loss += c.regression_weight * out["mse"]
+            out["r2_mean"] = metrics["r2_mean"]
+            out.update({f"r2/{n}": float(r) for n, r in zip(names, metrics["r2"], strict=True)})
+        return {"loss": loss, **out}
 
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
-        """The planet embedding ``[batch, d_model]`` the fusion model consumes."""
+        """The planet embedding ``[batch, d_model]`` the fusion model consumes: the mean of the
+        encoder's output tokens over the whole cube (no masking)."""
         return {"embedding": model(batch["cube"])["embedding"]}
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         return len(batch["cube"])
+
+    # ---- what the model is measured against
+    @functools.cached_property
+    def _summaries(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return (cube_summaries(self.store, self.probe_train_indices),
+                cube_summaries(self.store, self.eval_indices))
+
+    def baselines(self) -> dict[str, float]:
+        """Closed-form rules and summary-statistic ridge/logistic models, fitted on the probes'
+        train samples and scored on the eval samples (``cube_baselines.baseline_report``)."""
+        train, test = self._summaries
+        labels = self.store.read_labels()
+        return baseline_report(train, test, labels[self.probe_train_indices],
+                               labels[self.eval_indices], self.store.schema.label_names,
+                               self.store.schema.variables)
+
+    def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
+        """Linear probes of the planet embedding for every label: fitted on the train split's
+        embeddings, scored on the held-out ones (ridge with leave-one-out penalty for values,
+        L2 logistic regression for classes), comparable key for key with :meth:`baselines`."""
+        x_train, i_train = self._embeddings(embed_fn, params, shard, self.probe_train_indices)
+        x_test, i_test = self._embeddings(embed_fn, params, shard, self.eval_indices)
+        labels = self.store.read_labels()
+        out = {}
+        for j, name in enumerate(self.store.schema.label_names):
+            y_train, y_test = labels[i_train, j], labels[i_test, j]
+            fit, scored = np.isfinite(y_train), np.isfinite(y_test)
+            if fit.sum() < 2 or scored.sum() < 2:
+                continue
+            if name in CLASS_LABELS:
+                probe = linear_probe(x_train[fit], y_train[fit], x_test[scored], y_test[scored],
+                                     CLASS_LABELS[name])
+                out[f"probe/accuracy/{name}"] = probe["accuracy"]
+            else:
+                out[f"probe/r2/{name}"] = ridge_probe(x_train[fit], y_train[fit], x_test,
+                                                      y_test)["r2"]
+        return out
+
+    def _embeddings(self, embed_fn, params, shard, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``[n, d]`` of the samples ``indices`` (whole batches) and their store
+        indices, gathered from every process."""
+        from jax.experimental import multihost_utils
+
+        ds = self._dataset(indices, jax.process_index(), jax.process_count(), shuffle=False,
+                           num_epochs=1, worker_count=0)
+        embeddings, order = [], []
+        for local in ds:
+            batch = shard(local)
+            values = (embed_fn(params, batch)["embedding"], batch["index"])
+            values = (multihost_utils.process_allgather(values, tiled=True)
+                      if jax.process_count() > 1 else jax.device_get(values))
+            embeddings.append(np.asarray(values[0], np.float64))
+            order.append(np.asarray(values[1]))
+        return np.concatenate(embeddings), np.concatenate(order)
