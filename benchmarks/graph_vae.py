@@ -47,7 +47,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import jax
-    import numpy as np
 
     from astrojax.data import graphs
     from astrojax.sharding import make_mesh
