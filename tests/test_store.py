@@ -203,6 +203,17 @@ def test_corrupt_chunk_names_sample_and_variable(tmp_path, garbage):
     np.testing.assert_array_equal(store.read_sample(1), cubes[1])
 
 
+def test_missing_chunk_names_sample_and_variable(tmp_path):
+    cubes, labels = make_data(4)
+    write_all(str(tmp_path), cubes, labels)
+    (tmp_path / "cubes/c/3/0/0/0/0/0").unlink()  # sample 3, variable 0 ("temperature")
+    store = CubeStore.open(str(tmp_path))
+    with pytest.raises(StoreError, match=r"sample 3 of .*variable 'temperature' has no data.*"
+                                         r"cubes/c/3/0/0/0/0/0 is missing"):
+        store.read_samples([1, 3])
+    np.testing.assert_array_equal(store.read_sample(3, ["wind"])[0], cubes[3, 2])
+
+
 def test_unknown_variable_lists_the_stores_variables(url):
     cubes, labels = make_data(1)
     store = write_all(url, cubes, labels)

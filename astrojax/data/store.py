@@ -268,8 +268,11 @@ class CubeStore:
             meta = self._metadata()
             mode = dict(read=True, write=not self._read_only, context=_context())
             try:
+                # Chunks equal to the fill value (all NaN) are written too: then a chunk that
+                # is absent was lost, and reading it is an error (_check_chunks_exist).
                 cubes = ts.open({"driver": "zarr3", "kvstore": (self._kvstore() / "cubes/")
-                                 .spec().to_json()}, **mode).result()
+                                 .spec().to_json(), "store_data_equal_to_fill_value": True},
+                                **mode).result()
                 labels = None
                 if meta["label_names"]:
                     labels = ts.open({"driver": "zarr3", "kvstore": (self._kvstore() /
@@ -441,7 +444,22 @@ class CubeStore:
                 out.append(future.result())
             except ValueError as err:
                 raise self._locate_corruption(int(i), var_idx, err) from err
+            self._check_chunks_exist(int(i), var_idx, out[-1])
         return np.stack(out) if out else np.zeros((0, len(var_idx), *cubes.shape[2:]), "f4")
+
+    def _check_chunks_exist(self, index: int, var_idx: list[int], cube: np.ndarray) -> None:
+        """A chunk file that is gone reads as its fill value (NaN) without an error: a variable
+        that is all NaN is looked up, and a missing chunk is an error naming it, never NaN fed
+        to a model. (A complete sample's chunks were all written before its marker.)"""
+        names = self._metadata()["variables"]
+        for v, values in zip(var_idx, cube, strict=True):
+            if not np.isnan(values).all():
+                continue
+            key = f"cubes/c/{index}/{v}/0/0/0/0"
+            if self._kvstore().read(key).result().state != "value":
+                raise StoreError(f"sample {index} of {self._url}: variable {names[v]!r} has no "
+                                 f"data (chunk {key} is missing); rebuild or re-ingest the "
+                                 "store")
 
     def _locate_corruption(self, index: int, var_idx: list[int], err: Exception) -> StoreError:
         names, cubes = self._metadata()["variables"], self._arrays()[0]
