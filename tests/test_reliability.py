@@ -254,6 +254,7 @@ def test_a_failed_checkpoint_write_stops_the_run_at_once(tmp_path, monkeypatch):
 
     def sabotaged(self, step, *args, **kwargs):
         if step == 4:  # the folder is gone and a file sits where it was
+            self.wait()  # (not while step 2's save still writes into it)
             shutil.rmtree(self.directory)
             self.directory.write_text("")
         return save(self, step, *args, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class Checkpointer:
         that were trained on it. Raises :class:`CheckpointError` if this save, or an earlier
         one still finishing in the background, failed."""
         self.check_for_errors()
+        self._check_writable(step)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
@@ -97,6 +99,17 @@ class Checkpointer:
         if saved:
             log.info("saving checkpoint %d to %s", step, self.directory)
         return saved
+
+    def _check_writable(self, step: int) -> None:
+        """Fails now if the folder cannot take a file: Orbax creates the step folder in a
+        background thread, and when that fails its other threads wait 300 s for it first."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-test-"):
+                pass
+        except OSError as err:
+            self._failed = True
+            raise CheckpointError(f"cannot write checkpoint {step} to {self.directory}: "
+                                  f"{error_cause(err)}", step) from err
 
     def check_for_errors(self) -> None:
         """Raises :class:`CheckpointError` if a background save has failed (cheap: it does not
