@@ -219,7 +219,8 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from astrojax.data.store import CubeStore, build_synthetic_store
+    from astrojax.data.cubes import build_synthetic_store
+    from astrojax.data.store import CubeStore
     from astrojax.sharding import make_mesh
     from astrojax.tasks import get_task
     from astrojax.train.step import build_program

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from astrojax.config import DataConfig
+from astrojax.data.cubes import default_cube_store
 from astrojax.data.store import (
     CubeSchema,
     CubeStats,
@@ -18,7 +19,6 @@ from astrojax.data.store import (
     StoreError,
     build_store,
     compute_stats,
-    default_cube_store,
     store_spec,
 )
 

@@ -133,7 +133,8 @@ def _one_line(err: Exception) -> str:
 
 
 def build_cubes(args: list[str]) -> str:
-    from astrojax.data.store import StoreError, build_synthetic_store, default_cube_store
+    from astrojax.data.cubes import build_synthetic_store, default_cube_store
+    from astrojax.data.store import StoreError
 
     if args:
         fail(f"build-cubes takes no arguments, got {' '.join(args)}")
