@@ -21,8 +21,10 @@ import filelock
 log = logging.getLogger(__name__)
 
 # Keys that may change when a run resumes (logged as a warning). Any other change of data.*,
-# a change of task, or a change of any parameter's shape is refused.
-DATA_KEYS_THAT_MAY_CHANGE = ("data.worker_count", "data.prefetch_buffer_size")
+# a change of task, or a change of any parameter's shape is refused. A moved cube store is
+# allowed: if its contents differ, the saved normalization statistics say so (a warning).
+DATA_KEYS_THAT_MAY_CHANGE = ("data.worker_count", "data.prefetch_buffer_size",
+                             "data.cube_store")
 
 
 class WorkdirError(RuntimeError):
