@@ -44,6 +44,11 @@ DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("mlp", "tensor"),
     ("layers", None),
     ("norm", None),
+    # The graph models' widths (residual, attention, MLP): small, and message passing gathers
+    # along nodes, so only the data is split.
+    ("graph_embed", None),
+    ("graph_heads", None),
+    ("graph_mlp", None),
 )
 
 

@@ -376,14 +376,16 @@ def test_only_params_with_logical_axis_names(cfg):
     for name, spec in specs.items():
         assert set(spec) - {None} <= LOGICAL_NAMES, (name, spec)
     expected = {
-        "['blocks'][0]['attn']['w_dhk_q']": ("embed", "heads", "head_dim"),
-        "['blocks'][1]['attn']['w_hkd']": ("heads", "head_dim", "embed"),
-        "['blocks'][1]['mlp']['w_dm_gate']": ("embed", "mlp"),
-        "['blocks'][1]['mlp']['w_md_down']": ("mlp", "embed"),
+        "['blocks'][0]['attn']['w_dnh']": ("embed", "heads", "head_dim"),
+        "['blocks'][0]['attn']['w_dkh_v']": ("embed", "kv_heads", "head_dim"),
+        "['blocks'][1]['attn']['w_nhd']": ("heads", "head_dim", "embed"),
+        "['blocks'][1]['mlp']['w_df_gate']": ("embed", "mlp"),
+        "['blocks'][1]['mlp']['w_fd_down']": ("mlp", "embed"),
         "['blocks'][0]['attn_norm']['scale_d']": ("norm",),
-        "['decoder']['blocks'][0]['attn']['w_dhk_q']": ("embed", "heads", "head_dim"),
+        "['decoder']['blocks'][0]['attn']['w_dnh']": ("embed", "heads", "head_dim"),
         "['decoder']['w_de_in']": ("embed", None),
-        "['tubelet_full']['w_pd']": (None, "embed"),
+        "['tubelet_full']['kernel']": (None, "embed"),
+        "['tubelet_full']['bias']": ("embed",),
         "['pos_x_d']": (None, "embed"),
         "['regression_head']['kernel']": ("embed", None),
     }
@@ -402,7 +404,7 @@ def test_sharded_forward_matches(model):
     with jax.set_mesh(mesh), nnx.logical_axis_rules(DEFAULT_LOGICAL_AXIS_RULES):
         graphdef, state = nnx.split(model)
         shardings = nnx.get_named_sharding(state, mesh)
-        w = shardings["blocks"][0]["attn"]["w_dhk_q"].get_value()
+        w = shardings["blocks"][0]["attn"]["w_dnh"].get_value()
         assert w.spec == jax.sharding.PartitionSpec("fsdp", "tensor", None)
         out = _forward(graphdef, jax.device_put(state, shardings), x)
     np.testing.assert_allclose(out["embedding"], forward(model, x)["embedding"], atol=1e-5)

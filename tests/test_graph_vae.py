@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES
 from astrojax.data import graphs
 from astrojax.data.linkpred import average_precision, roc_auc
 from astrojax.data.metabolic import (
@@ -14,6 +15,7 @@ from astrojax.data.metabolic import (
     NetworkError,
 )
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, kl_weight, loss_sums, tiny_graph_config
+from astrojax.sharding import logical_to_mesh_spec
 from astrojax.tasks.graph_vae import grouped_ranking_sums, ranking_metrics
 from astrojax.train.probe import linear_probe
 
@@ -42,9 +44,15 @@ def examples():
             for i in range(24)]
 
 
+def make(cfg, *args) -> GraphVAE:
+    """A GraphVAE built eagerly (no mesh: its parameters' logical axes are only metadata)."""
+    with nnx.use_eager_sharding(False):
+        return GraphVAE(cfg, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, *args, rngs=nnx.Rngs(0))
+
+
 @pytest.fixture(scope="module")
 def model():
-    return GraphVAE(tiny_graph_config(), NUM_NODE_FEATURES, NUM_EDGE_FEATURES, rngs=nnx.Rngs(0))
+    return make(tiny_graph_config())
 
 
 def permuted(ex: dict, perm: np.ndarray) -> dict:
@@ -202,16 +210,14 @@ def test_losses_are_finite_and_kl_warms_up(model, examples):
 
 
 def test_mlp_edge_decoder(examples):
-    model = GraphVAE(tiny_graph_config(edge_decoder="mlp"), NUM_NODE_FEATURES,
-                     NUM_EDGE_FEATURES, rngs=nnx.Rngs(0))
+    model = make(tiny_graph_config(edge_decoder="mlp"))
     batch = graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
     logits = model.link_logits(model.encode(batch).node_mean, batch["links"])
     assert logits.shape == (128,) and np.all(np.isfinite(logits))
 
 
 def test_structural_edge_decoder_reads_pair_features(examples):
-    model = GraphVAE(tiny_graph_config(edge_decoder="structural"), NUM_NODE_FEATURES,
-                     NUM_EDGE_FEATURES, 3, rngs=nnx.Rngs(0))
+    model = make(tiny_graph_config(edge_decoder="structural"), 3)
     batch = graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
     z_nz = model.encode(batch).node_mean
     features = np.random.default_rng(0).normal(size=(128, 3)).astype(np.float32)
@@ -219,8 +225,33 @@ def test_structural_edge_decoder_reads_pair_features(examples):
     assert logits.shape == (128,) and np.all(np.isfinite(logits))
     assert not np.allclose(logits, model.link_logits(z_nz, batch["links"], features + 1.0))
     with pytest.raises(ValueError, match="needs pair features"):
-        GraphVAE(tiny_graph_config(edge_decoder="structural"), NUM_NODE_FEATURES,
-                 NUM_EDGE_FEATURES, rngs=nnx.Rngs(0))
+        make(tiny_graph_config(edge_decoder="structural"))
+
+
+def test_every_parameter_has_logical_axes_that_replicate_by_default():
+    """The graph VAE's widths are named (so a run can read its constraints off the abstract
+    parameters) and the default rules keep all of them replicated."""
+    with nnx.use_eager_sharding(False):
+        abstract = nnx.eval_shape(lambda: GraphVAE(
+            tiny_graph_config(edge_decoder="structural"), NUM_NODE_FEATURES, NUM_EDGE_FEATURES,
+            3, rngs=nnx.Rngs(0)))
+    params = nnx.state(abstract, nnx.Param)
+    is_spec = lambda s: isinstance(s, jax.sharding.PartitionSpec)  # noqa: E731
+    specs = {jax.tree_util.keystr(p): s for p, s in
+             jax.tree.leaves_with_path(nnx.get_partition_spec(params), is_leaf=is_spec)}
+    leaves = dict(jax.tree.leaves_with_path(params))
+    assert len(specs) == len(leaves)
+    for (path, leaf), spec in zip(leaves.items(), specs.values(), strict=True):
+        assert is_spec(spec) and len(spec) == leaf.ndim, jax.tree_util.keystr(path)
+        replicated = jax.sharding.PartitionSpec(*[None] * leaf.ndim)
+        assert logical_to_mesh_spec(spec, DEFAULT_LOGICAL_AXIS_RULES) == replicated
+    named = {k.removesuffix(".value"): tuple(s) for k, s in specs.items()}
+    assert named["['layers'][0]['query']['kernel']"] == ("graph_embed", "graph_heads")
+    assert named["['layers'][0]['out']['kernel']"] == ("graph_heads", "graph_embed")
+    assert named["['layers'][1]['mlp']['up']['kernel']"] == ("graph_embed", "graph_mlp")
+    assert named["['layers'][1]['attn_norm']['scale']"] == ("norm",)
+    assert named["['embed_nodes']['kernel']"] == (None, "graph_embed")
+    assert named["['link_mlp']['down']['bias']"] == (None,)
 
 
 def test_pad_examples_places_held_out_links_per_graph(examples):

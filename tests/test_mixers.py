@@ -11,18 +11,15 @@ import pytest
 from flax import nnx
 
 from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES
-from astrojax.models.attention.linear import (
-    LinearAttention,
-    linear_attention,
-    linear_attention_reference,
-)
+from astrojax.models.attention.linear import linear_attention, linear_attention_reference
 from astrojax.models.attention.reference import segment_mask
 from astrojax.models.attention.ssm import (
-    MambaBlock,
     causal_depthwise_conv,
     selective_scan,
     selective_scan_reference,
 )
+from astrojax.models.layers import Attention
+from astrojax.models.mixers import LinearAttention, MambaBlock, make_mixer
 from astrojax.models.transformer import tiny_config
 
 LOGICAL_NAMES = {name for name, _ in DEFAULT_LOGICAL_AXIS_RULES}
@@ -42,12 +39,20 @@ def normal(rng, shape, scale=1.0):
     return jnp.asarray(rng.normal(0.0, scale, shape), jnp.float32)
 
 
+def construct(cls, cfg, *, rngs, **kwargs):
+    """A ``cls`` mixer in ``cfg``'s sizes and dtypes (the plain arguments make_mixer passes)."""
+    sizes = ((cfg.d_model,) if cls is MambaBlock
+             else (cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim))
+    return cls(*sizes, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs, **kwargs)
+
+
 def build(cls, cfg, **kwargs):
-    """``cls(cfg, ...)`` initialised by its own initialisers in one compiled call."""
+    """``cls`` initialised by its own initialisers in one compiled call."""
     key = jax.random.key(0, impl=KEY_IMPL)
     with nnx.use_eager_sharding(False):
-        graphdef = nnx.graphdef(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0), **kwargs)))
-        state = jit_fast(lambda: nnx.state(cls(cfg, rngs=nnx.Rngs(key), **kwargs)))()
+        graphdef = nnx.graphdef(nnx.eval_shape(
+            lambda: construct(cls, cfg, rngs=nnx.Rngs(0), **kwargs)))
+        state = jit_fast(lambda: nnx.state(construct(cls, cfg, rngs=nnx.Rngs(key), **kwargs)))()
     return nnx.merge(graphdef, state)
 
 
@@ -151,7 +156,7 @@ def test_linear_rejects_bad_arguments(cfg):
     with pytest.raises(ValueError, match="segment_ids shape"):
         linear_attention(q, k, v, segment_ids=jnp.ones((B, T + 1), jnp.int32))
     with pytest.raises(ValueError, match="feature_map 'cosine'"):
-        LinearAttention(cfg, rngs=nnx.Rngs(0), feature_map="cosine")
+        construct(LinearAttention, cfg, rngs=nnx.Rngs(0), feature_map="cosine")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,8 +252,8 @@ def test_bfloat16_compute_runs(module, cfg):
     kwargs = {"chunk_size": 4} if cls is LinearAttention else {"scan_chunk_size": 4}
     bf16_cfg = tiny_config(dtype="bfloat16")
     with nnx.use_eager_sharding(False):
-        graphdef = nnx.graphdef(nnx.eval_shape(lambda: cls(bf16_cfg, rngs=nnx.Rngs(0),
-                                                           **kwargs)))
+        graphdef = nnx.graphdef(nnx.eval_shape(lambda: construct(cls, bf16_cfg,
+                                                                 rngs=nnx.Rngs(0), **kwargs)))
     bf16 = nnx.merge(graphdef, nnx.state(module))
     x_btd = normal(np.random.default_rng(6), (B, T, cfg.d_model))
     y = mix(bf16, x_btd, jnp.asarray(SEGMENTS))
@@ -260,7 +265,7 @@ def test_bfloat16_compute_runs(module, cfg):
 @pytest.mark.parametrize("cls", [LinearAttention, MambaBlock])
 def test_abstract_build_and_logical_specs(cls, cfg):
     with nnx.use_eager_sharding(False):
-        abstract = nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0)))
+        abstract = nnx.eval_shape(lambda: construct(cls, cfg, rngs=nnx.Rngs(0)))
     state = nnx.state(abstract, nnx.Param)
     leaves = jax.tree.leaves(state)
     specs = jax.tree.leaves(nnx.get_partition_spec(state),
@@ -283,7 +288,8 @@ def test_sharded_mamba_forward_matches(mamba_module, cfg):
                          axis_types=(jax.sharding.AxisType.Auto,) * 3)
     x_btd = normal(np.random.default_rng(7), (B, T, cfg.d_model))
     with jax.set_mesh(mesh), nnx.logical_axis_rules(DEFAULT_LOGICAL_AXIS_RULES):
-        abstract = nnx.eval_shape(lambda: MambaBlock(cfg, rngs=nnx.Rngs(0), scan_chunk_size=4))
+        abstract = nnx.eval_shape(lambda: construct(MambaBlock, cfg, rngs=nnx.Rngs(0),
+                                                    scan_chunk_size=4))
         assert abstract.w_de_x.get_value().sharding.spec == jax.sharding.PartitionSpec(
             "fsdp", "tensor")
         graphdef, state = nnx.split(mamba_module)
@@ -321,3 +327,22 @@ def test_mamba_step_matches_forward(mamba_module, cfg):
     np.testing.assert_allclose(stepped, mix(mamba_module, x_btd), rtol=1e-5, atol=1e-5)
     conv, ssm = mamba_module.init_cache(3)
     assert conv.shape == (3, 3, 64) and ssm.shape == (3, 64, 16)
+
+
+# ----------------------------------------------------------------------------------------------
+# make_mixer
+
+
+def test_make_mixer_builds_each_kind_from_the_config(cfg):
+    windowed = tiny_config(sliding_window=3, attention_impl="blockwise", dtype="bfloat16")
+    with nnx.use_eager_sharding(False):
+        built = {kind: nnx.eval_shape(lambda kind=kind: make_mixer(kind, windowed,
+                                                                   rngs=nnx.Rngs(0)))
+                 for kind in ("attention", "linear", "mamba")}
+    attn = built["attention"]
+    assert type(attn) is Attention and attn.rope and attn.causal
+    assert attn.window == (3, 0) and attn.impl == "blockwise" and attn.dtype == jnp.bfloat16
+    assert type(built["linear"]) is LinearAttention and not built["linear"].rope
+    assert type(built["mamba"]) is MambaBlock and built["mamba"].d_inner == 2 * cfg.d_model
+    with pytest.raises(ValueError, match="sequence mixer 'rnn'"):
+        make_mixer("rnn", cfg, rngs=nnx.Rngs(0))

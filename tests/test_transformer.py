@@ -15,13 +15,9 @@ import pytest
 from flax import nnx
 
 from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES
-from astrojax.models.transformer import (
-    Attention,
-    Transformer,
-    count_params,
-    rope_sin_cos,
-    tiny_config,
-)
+from astrojax.models.layers import rope_sin_cos
+from astrojax.models.mixers import make_mixer
+from astrojax.models.transformer import Transformer, count_params, tiny_config
 
 LOGICAL_NAMES = {name for name, _ in DEFAULT_LOGICAL_AXIS_RULES}
 MESH_NAMES = {"data", "fsdp", "tensor"}
@@ -218,7 +214,8 @@ def _attention_layer(graphdef, state, x_btd, positions_bt, segment_ids_bt):
 @pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
 def test_gqa_matches_repeated_kv_reference(num_kv_heads):
     cfg = tiny_config(num_kv_heads=num_kv_heads)
-    layer = random_fill(abstract(cfg, Attention), seed=num_kv_heads)
+    layer = random_fill(abstract(cfg, functools.partial(make_mixer, "attention")),
+                        seed=num_kv_heads)
     assert layer.w_dkh_k.shape == (cfg.d_model, num_kv_heads, cfg.head_dim)
     x_btd = np.random.default_rng(0).normal(size=(2, 7, cfg.d_model)).astype(np.float32)
     positions_bt = np.array([[0, 1, 2, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 6]], np.int32)

@@ -44,7 +44,8 @@ hidden tubelets only. Targets are the cube's own normalization (per variable and
 VideoMAE's per-patch normalization, so a tubelet's level (how warm, how humid) is part of what
 must be inferred.
 
-Parameters carry logical axis names (``embed``, ``heads``, ``head_dim``, ``mlp``, ``norm``; stem
+The blocks, norms and projections are those of :mod:`astrojax.models.layers`. Parameters carry
+logical axis names (``embed``, ``heads``, ``kv_heads``, ``head_dim``, ``mlp``, ``norm``; stem
 convolutions are small and replicated); activations use ``cfg.dtype``, parameters
 ``cfg.param_dtype``.
 """
@@ -60,8 +61,7 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import ConfigError, DatacubeConfig
-from astrojax.models.attention import attention
-from astrojax.models.transformer import _fan_in_init, _param, to_dtype
+from astrojax.models.layers import Attention, Block, Dense, RMSNorm, fan_in_init, param, to_dtype
 
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 _NORM_EPS = 1e-6
@@ -195,99 +195,16 @@ class StridedConv(nnx.Module):
         return out + self.bias[...].astype(dt)
 
 
+def encoder_block(d_model: int, num_heads: int, mlp_dim: int, *, impl: str, dtype, param_dtype,
+                  rngs: nnx.Rngs) -> Block:
+    """Pre-norm block of non-causal multi-head self-attention (no rotary: positions are added
+    to the tokens) and a SwiGLU MLP."""
+    def mixer(rngs: nnx.Rngs) -> Attention:
+        return Attention(d_model, num_heads, num_heads, d_model // num_heads, impl=impl,
+                         causal=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-class TubeletEmbed(nnx.Module):
-    """The flattened features of each tubelet ``[..., p]`` -> ``[..., d]`` (one matmul)."""
-
-    def __init__(self, fan_in: int, d_model: int, *, use_bias: bool, dtype, param_dtype,
-                 rngs: nnx.Rngs):
-        self.dtype = dtype
-        self.w_pd = _param(rngs, _fan_in_init(fan_in), (None, "embed"), (fan_in, d_model),
-                           param_dtype)
-        self.bias_d = (_param(rngs, nnx.initializers.zeros, ("embed",), (d_model,), param_dtype)
-                       if use_bias else None)
-
-    def __call__(self, f_bkp: jax.Array) -> jax.Array:
-        dt = self.dtype
-        tok = jnp.einsum("...p,pd->...d", f_bkp.astype(dt), self.w_pd[...].astype(dt))
-        return tok if self.bias_d is None else tok + self.bias_d[...].astype(dt)
-
-
-class RMSNorm(nnx.Module):
-    """Root-mean-square norm in float32 (as ``transformer.RMSNorm``, which needs a
-    TransformerConfig); returns ``out_dtype``."""
-
-    def __init__(self, dim: int, *, out_dtype, param_dtype, rngs: nnx.Rngs):
-        self.out_dtype = out_dtype
-        self.scale_d = _param(rngs, nnx.initializers.ones, ("norm",), (dim,), param_dtype)
-
-    def __call__(self, x_bnd: jax.Array) -> jax.Array:
-        x_bnd = x_bnd.astype(jnp.float32)
-        x_bnd = x_bnd * jax.lax.rsqrt(jnp.mean(x_bnd * x_bnd, axis=-1, keepdims=True) + _NORM_EPS)
-        return (x_bnd * self.scale_d[...].astype(jnp.float32)).astype(self.out_dtype)
-
-
-class SelfAttention(nnx.Module):
-    """Non-causal multi-head self-attention over all tokens (no rotary: positions are added to
-    the tokens)."""
-
-    def __init__(self, cfg: DatacubeConfig, *, rngs: nnx.Rngs):
-        d, h = cfg.d_model, cfg.num_heads
-        k = d // h
-        pdt = to_dtype(cfg.param_dtype)
-        self.dtype, self.impl = to_dtype(cfg.dtype), cfg.attention_impl
-        qkv_names = ("embed", "heads", "head_dim")
-        self.w_dhk_q = _param(rngs, _fan_in_init(d), qkv_names, (d, h, k), pdt)
-        self.w_dhk_k = _param(rngs, _fan_in_init(d), qkv_names, (d, h, k), pdt)
-        self.w_dhk_v = _param(rngs, _fan_in_init(d), qkv_names, (d, h, k), pdt)
-        self.w_hkd = _param(rngs, _fan_in_init(d), ("heads", "head_dim", "embed"), (h, k, d), pdt)
-
-    def __call__(self, x_bnd: jax.Array) -> jax.Array:
-        dt = self.dtype
-        x_bnd = x_bnd.astype(dt)
-        q_bnhk = jnp.einsum("bnd,dhk->bnhk", x_bnd, self.w_dhk_q[...].astype(dt))
-        k_bnhk = jnp.einsum("bnd,dhk->bnhk", x_bnd, self.w_dhk_k[...].astype(dt))
-        v_bnhk = jnp.einsum("bnd,dhk->bnhk", x_bnd, self.w_dhk_v[...].astype(dt))
-        o_bnhk = attention(q_bnhk, k_bnhk, v_bnhk, impl=self.impl, causal=False)
-        return jnp.einsum("bnhk,hkd->bnd", o_bnhk.astype(dt), self.w_hkd[...].astype(dt))
-
-
-class SwiGLU(nnx.Module):
-    """``down(silu(gate(x)) * up(x))`` (as ``transformer.SwiGLU``)."""
-
-    def __init__(self, cfg: DatacubeConfig, *, rngs: nnx.Rngs):
-        d, m = cfg.d_model, cfg.mlp_dim
-        pdt = to_dtype(cfg.param_dtype)
-        self.dtype = to_dtype(cfg.dtype)
-        self.w_dm_gate = _param(rngs, _fan_in_init(d), ("embed", "mlp"), (d, m), pdt)
-        self.w_dm_up = _param(rngs, _fan_in_init(d), ("embed", "mlp"), (d, m), pdt)
-        self.w_md_down = _param(rngs, _fan_in_init(m), ("mlp", "embed"), (m, d), pdt)
-
-    def __call__(self, x_bnd: jax.Array) -> jax.Array:
-        dt = self.dtype
-        x_bnd = x_bnd.astype(dt)
-        gate_bnm = jnp.einsum("bnd,dm->bnm", x_bnd, self.w_dm_gate[...].astype(dt))
-        up_bnm = jnp.einsum("bnd,dm->bnm", x_bnd, self.w_dm_up[...].astype(dt))
-        return jnp.einsum("bnm,md->bnd", jax.nn.silu(gate_bnm) * up_bnm,
-                          self.w_md_down[...].astype(dt))
-
-
-class Block(nnx.Module):
-    """Pre-norm residual block: self-attention then a SwiGLU MLP."""
-
-    def __init__(self, cfg: DatacubeConfig, *, rngs: nnx.Rngs):
-        dt, pdt = to_dtype(cfg.dtype), to_dtype(cfg.param_dtype)
-        self.attn_norm = RMSNorm(cfg.d_model, out_dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.attn = SelfAttention(cfg, rngs=rngs)
-        self.mlp_norm = RMSNorm(cfg.d_model, out_dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.mlp = SwiGLU(cfg, rngs=rngs)
-
-    def __call__(self, x_bnd: jax.Array) -> jax.Array:
-        with jax.named_scope("attention"):
-            x_bnd = x_bnd + self.attn(self.attn_norm(x_bnd))
-        with jax.named_scope("mlp"):
-            x_bnd = x_bnd + self.mlp(self.mlp_norm(x_bnd))
-        return x_bnd
+    return Block(d_model, mlp_dim, mixer, eps=_NORM_EPS, dtype=dtype, param_dtype=param_dtype,
+                 rngs=rngs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,15 +220,15 @@ class MaskedDecoder(nnx.Module):
                  tubelet_size: int, *, rngs: nnx.Rngs):
         d, e = cfg.d_model, cfg.decoder_dim
         dt, pdt = to_dtype(cfg.dtype), to_dtype(cfg.param_dtype)
-        block_cfg = dataclasses.replace(cfg, d_model=e, num_heads=cfg.decoder_heads,
-                                        mlp_dim=2 * e)
         self.dtype, self.token_shape, self.width = dt, token_shape, e
-        self.w_de_in = _param(rngs, _fan_in_init(d), ("embed", None), (d, e), pdt)
-        self.mask_token_e = _param(rngs, nnx.initializers.normal(0.02), (None,), (e,), pdt)
-        self.blocks = nnx.List([Block(block_cfg, rngs=rngs) for _ in range(cfg.decoder_layers)])
-        self.norm = RMSNorm(e, out_dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.w_ep_out = _param(rngs, _fan_in_init(e), (None, None), (e, tubelet_size), pdt)
-        self.bias_p = _param(rngs, nnx.initializers.zeros, (None,), (tubelet_size,), pdt)
+        self.w_de_in = param(rngs, fan_in_init(d), ("embed", None), (d, e), pdt)
+        self.mask_token_e = param(rngs, nnx.initializers.normal(0.02), (None,), (e,), pdt)
+        self.blocks = nnx.List([
+            encoder_block(e, cfg.decoder_heads, 2 * e, impl=cfg.attention_impl, dtype=dt,
+                          param_dtype=pdt, rngs=rngs) for _ in range(cfg.decoder_layers)])
+        self.norm = RMSNorm(e, eps=_NORM_EPS, dtype=dt, param_dtype=pdt, rngs=rngs)
+        self.w_ep_out = param(rngs, fan_in_init(e), (None, None), (e, tubelet_size), pdt)
+        self.bias_p = param(rngs, nnx.initializers.zeros, (None,), (tubelet_size,), pdt)
 
     def __call__(self, enc_bkd: jax.Array, visible_bk: jax.Array,
                  masked_bm: jax.Array) -> jax.Array:
@@ -356,21 +273,25 @@ class DatacubeViT(nnx.Module):
         # Stem convolutions are small (kernels of a few thousand numbers): replicated.
         self.conv_full = nnx.Conv(in_channels, s, (3, 3, 3), **conv)
         self.conv_half = StridedConv(s, 2 * s, self.stride, dtype=dt, param_dtype=pdt, rngs=rngs)
+        full_in, half_in = math.prod(self.patch) * s, math.prod(self.half_patch) * 2 * s
         tub = dict(dtype=dt, param_dtype=pdt, rngs=rngs)
-        self.tubelet_full = TubeletEmbed(math.prod(self.patch) * s, d, use_bias=True, **tub)
+        self.tubelet_full = Dense(full_in, d, (None, "embed"), kernel_init=fan_in_init(full_in),
+                                  **tub)
         # One bias for the summed projections.
-        self.tubelet_half = TubeletEmbed(math.prod(self.half_patch) * 2 * s, d, use_bias=False,
-                                         **tub)
+        self.tubelet_half = Dense(half_in, d, (None, "embed"), use_bias=False,
+                                  kernel_init=fan_in_init(half_in), **tub)
         if cfg.position_embedding == "learned":
             pos_init = nnx.initializers.normal(0.02)
             self.pos_t_d, self.pos_y_d, self.pos_x_d = (
-                _param(rngs, pos_init, (None, "embed"), (n, d), pdt) for n in self.token_shape)
-        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.encoder_norm = RMSNorm(d, out_dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
-        self.regression_head = nnx.data(nnx.Linear(
-            d, num_targets, dtype=jnp.float32, param_dtype=pdt, rngs=rngs,
-            kernel_init=nnx.with_partitioning(_fan_in_init(d), ("embed", None)))
-            if num_targets else None)
+                param(rngs, pos_init, (None, "embed"), (n, d), pdt) for n in self.token_shape)
+        self.blocks = nnx.List([
+            encoder_block(d, cfg.num_heads, cfg.mlp_dim, impl=cfg.attention_impl, dtype=dt,
+                          param_dtype=pdt, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.encoder_norm = RMSNorm(d, eps=_NORM_EPS, dtype=jnp.float32, param_dtype=pdt,
+                                    rngs=rngs)
+        self.regression_head = nnx.data(
+            Dense(d, num_targets, ("embed", None), kernel_init=fan_in_init(d),
+                  dtype=jnp.float32, param_dtype=pdt, rngs=rngs) if num_targets else None)
         self.decoder = nnx.data(MaskedDecoder(cfg, self.token_shape, self.tubelet_size,
                                               rngs=rngs)
                                 if "masked" in cfg.objective else None)

@@ -28,7 +28,13 @@ import jraph
 from flax import nnx
 
 from astrojax.config import GraphVAEConfig
-from astrojax.models.transformer import to_dtype
+from astrojax.models.layers import MLP, Dense, LayerNorm, to_dtype
+
+# Logical axis names of the graph models' widths (residual, attention heads x head dim, MLP):
+# all map to None (replicated) in DEFAULT_LOGICAL_AXIS_RULES. The models are small and message
+# passing gathers along nodes, so only the data is split. Input, latent and concatenated widths
+# are left unnamed.
+_HIDDEN, _HEADS, _MLP = "graph_embed", "graph_heads", "graph_mlp"
 
 
 def tiny_graph_config(**overrides) -> GraphVAEConfig:
@@ -42,32 +48,22 @@ def _segment_sum(x, segments, num_segments):
     return jax.ops.segment_sum(x, segments, num_segments=num_segments)
 
 
-class MLP(nnx.Module):
-    """Linear -> GELU -> Linear."""
-
-    def __init__(self, d_in: int, d_hidden: int, d_out: int, *, dtype, rngs: nnx.Rngs):
-        self.up = nnx.Linear(d_in, d_hidden, dtype=dtype, rngs=rngs)
-        self.down = nnx.Linear(d_hidden, d_out, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x):
-        return self.down(jax.nn.gelu(self.up(x)))
-
-
 class GraphTransformerLayer(nnx.Module):
     """Pre-norm multi-head attention over incoming edges, then a pre-norm feed-forward block."""
 
     def __init__(self, cfg: GraphVAEConfig, num_edge_features: int, *, rngs: nnx.Rngs):
         d, dtype = cfg.hidden_dim, to_dtype(cfg.dtype)
         self.num_heads, self.head_dim = cfg.num_heads, d // cfg.num_heads
-        self.attn_norm = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
-        self.query = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
-        self.key = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
-        self.value = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
-        self.edge_key = nnx.Linear(num_edge_features, d, dtype=dtype, rngs=rngs)
-        self.edge_value = nnx.Linear(num_edge_features, d, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
-        self.mlp_norm = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
-        self.mlp = MLP(d, cfg.mlp_dim, d, dtype=dtype, rngs=rngs)
+        qkv, edge = (_HIDDEN, _HEADS), (None, _HEADS)
+        self.attn_norm = LayerNorm(d, dtype=dtype, rngs=rngs)
+        self.query = Dense(d, d, qkv, dtype=dtype, rngs=rngs)
+        self.key = Dense(d, d, qkv, dtype=dtype, rngs=rngs)
+        self.value = Dense(d, d, qkv, dtype=dtype, rngs=rngs)
+        self.edge_key = Dense(num_edge_features, d, edge, dtype=dtype, rngs=rngs)
+        self.edge_value = Dense(num_edge_features, d, edge, dtype=dtype, rngs=rngs)
+        self.out = Dense(d, d, (_HEADS, _HIDDEN), dtype=dtype, rngs=rngs)
+        self.mlp_norm = LayerNorm(d, dtype=dtype, rngs=rngs)
+        self.mlp = MLP(d, cfg.mlp_dim, d, (_HIDDEN, _MLP, _HIDDEN), dtype=dtype, rngs=rngs)
 
     def __call__(self, h_nd, e_ec, senders_e, receivers_e):
         n, hk = h_nd.shape[0], (self.num_heads, self.head_dim)
@@ -104,26 +100,25 @@ class GraphVAE(nnx.Module):
                  num_pair_features: int = 0, *, rngs: nnx.Rngs):
         d, dtype = cfg.hidden_dim, to_dtype(cfg.dtype)
         self.cfg, self.num_node_features = cfg, num_node_features
-        self.embed_nodes = nnx.Linear(num_node_features, d, dtype=dtype, rngs=rngs)
-        self.embed_pe = nnx.Linear(max(cfg.random_walk_steps, 1), d, dtype=dtype, rngs=rngs)
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.embed_nodes = Dense(num_node_features, d, (None, _HIDDEN), **kw)
+        self.embed_pe = Dense(max(cfg.random_walk_steps, 1), d, (None, _HIDDEN), **kw)
         self.layers = nnx.List([GraphTransformerLayer(cfg, num_edge_features, rngs=rngs)
                                 for _ in range(cfg.num_layers)])
-        self.final_norm = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
-        self.node_head = nnx.Linear(d, 2 * cfg.node_latent_dim, dtype=dtype, rngs=rngs)
-        self.pool_score = nnx.Linear(d, 1, dtype=dtype, rngs=rngs)
-        self.graph_head = MLP(2 * d, cfg.mlp_dim, 2 * cfg.graph_latent_dim, dtype=dtype,
-                              rngs=rngs)
+        self.final_norm = LayerNorm(d, **kw)
+        self.node_head = Dense(d, 2 * cfg.node_latent_dim, (_HIDDEN, None), **kw)
+        self.pool_score = Dense(d, 1, (_HIDDEN, None), **kw)
+        mlp_axes = (None, _MLP, None)
+        self.graph_head = MLP(2 * d, cfg.mlp_dim, 2 * cfg.graph_latent_dim, mlp_axes, **kw)
         z, y = cfg.node_latent_dim, cfg.graph_latent_dim
         if cfg.edge_decoder == "mlp":
-            self.link_mlp = MLP(2 * z, cfg.mlp_dim, 1, dtype=dtype, rngs=rngs)
+            self.link_mlp = MLP(2 * z, cfg.mlp_dim, 1, mlp_axes, **kw)
         elif cfg.edge_decoder == "structural":
             if num_pair_features < 1:
                 raise ValueError("the structural edge decoder needs pair features")
-            self.link_mlp = MLP(z + num_pair_features, cfg.mlp_dim, 1, dtype=dtype, rngs=rngs)
-        self.feature_decoder = MLP(z + y, cfg.mlp_dim, num_node_features, dtype=dtype,
-                                   rngs=rngs)
-        self.summary_decoder = MLP(y, cfg.mlp_dim, num_node_features + 2, dtype=dtype,
-                                   rngs=rngs)
+            self.link_mlp = MLP(z + num_pair_features, cfg.mlp_dim, 1, mlp_axes, **kw)
+        self.feature_decoder = MLP(z + y, cfg.mlp_dim, num_node_features, mlp_axes, **kw)
+        self.summary_decoder = MLP(y, cfg.mlp_dim, num_node_features + 2, mlp_axes, **kw)
 
     def encode(self, batch: dict[str, jax.Array]) -> Encoding:
         """Posterior parameters for one padded sub-batch."""

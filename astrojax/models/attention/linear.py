@@ -1,4 +1,5 @@
-"""Causal linear attention (Katharopoulos et al., 2020) and a transformer mixer built on it.
+"""Causal linear attention kernels (Katharopoulos et al., 2020); the layer is
+``astrojax.models.mixers.LinearAttention``.
 
 ``out_i = phi(q_i) S_i / (phi(q_i) . z_i + eps)`` with ``S_i = sum_{j<=i} phi(k_j) v_j^T`` and
 ``z_i = sum_{j<=i} phi(k_j)``, over the keys of query i's own segment. Tensors are
@@ -21,10 +22,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-
-from astrojax.config import TransformerConfig
-from astrojax.models.transformer import Attention
 
 EPS = 1e-6
 
@@ -174,34 +171,5 @@ def linear_attention_reference(q, k, v, *, feature_map: str = "elu1", segment_id
     return (out_btnv * valid_bt[:, :, None, None]).astype(q.dtype)
 
 
-class LinearAttention(Attention):
-    """Grouped-query causal linear attention with the parameters and call of ``Attention``.
-
-    RoPE is not applied (``sin_bth``/``cos_bth`` are ignored): rotating q and k before a
-    positive feature map does not give relative positions, and the causal recurrence already
-    carries order.
-    """
-
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, feature_map: str = "elu1",
-                 chunk_size: int = 64):
-        feature_map_fn(feature_map)  # a bad name fails here, not under jit
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        # The same projections (names, shapes, logical axes) as softmax attention.
-        super().__init__(cfg, rngs=rngs)
-        self.feature_map, self.chunk_size = feature_map, chunk_size
-
-    def __call__(self, x_btd, sin_bth, cos_bth, segment_ids_bt):
-        del sin_bth, cos_bth  # see the class docstring
-        dt = self.dtype
-        x_btd = x_btd.astype(dt)
-        q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.w_dnh[...].astype(dt))
-        k_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_k[...].astype(dt))
-        v_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_v[...].astype(dt))
-        o_btnh = linear_attention(q_btnh, k_btkh, v_btkh, feature_map=self.feature_map,
-                                  chunk_size=self.chunk_size, segment_ids=segment_ids_bt)
-        return jnp.einsum("btnh,nhd->btd", o_btnh.astype(dt), self.w_nhd[...].astype(dt))
-
-
-__all__ = ["EPS", "FEATURE_MAPS", "LinearAttention", "feature_map_fn", "linear_attention",
+__all__ = ["EPS", "FEATURE_MAPS", "feature_map_fn", "linear_attention",
            "linear_attention_reference", "segment_starts"]

@@ -1,0 +1,262 @@
+"""Config-free building blocks with logical axis names: parameters, norms, projections, MLPs,
+rotary embeddings, softmax self-attention and the pre-norm residual block.
+
+Every model builds from these (the transformer, the datacube ViT, the graph VAE, and the
+fusion model to come), so a norm or an attention block exists once. Constructors take plain
+ints, strings and dtypes, never a config dataclass: a model reads its config and passes the
+numbers on. Every parameter carries logical axis names from
+``astrojax.config.DEFAULT_LOGICAL_AXIS_RULES`` (``embed``, ``heads``, ``kv_heads``,
+``head_dim``, ``mlp``, ``vocab``, ``norm``, ...); the table maps them to mesh axes, so sharding
+is decided there and a model's divisibility constraints can be read off its abstract
+parameters. ``dtype`` is the compute dtype (activations), ``param_dtype`` the stored one; both
+accept a name (``"bfloat16"``) or a JAX dtype.
+
+Shapes are lettered: b batch, t sequence (or tokens), d model width, n query heads, k kv heads,
+h head_dim, f mlp width, v vocab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from astrojax.models.attention import attention
+from astrojax.sharding import constrain
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+DType = str | jnp.dtype | type
+LECUN_NORMAL = nnx.initializers.lecun_normal()  # nnx.Linear's default kernel init
+
+
+def to_dtype(dtype: DType):
+    """``"bfloat16"`` -> ``jnp.bfloat16`` (a dtype passes through); ValueError naming a bad name."""
+    if not isinstance(dtype, str):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def param(rngs: nnx.Rngs, init, axes: tuple[str | None, ...], shape: tuple[int, ...],
+          dtype) -> nnx.Param:
+    """A parameter drawn by ``init`` whose dimensions are named ``axes`` (logical names).
+    Draws one key from ``rngs.params`` even when ``init`` ignores it, so that the keys of the
+    parameters after it depend only on the order of creation."""
+    return nnx.Param(nnx.with_partitioning(init, axes)(rngs.params(), shape, to_dtype(dtype)))
+
+
+def fan_in_init(fan_in: int):
+    """Normal with standard deviation ``fan_in ** -0.5`` (unit-variance outputs)."""
+    return nnx.initializers.normal(stddev=fan_in**-0.5)
+
+
+def embedding_table(num_embeddings: int, features: int, *, param_dtype: DType = "float32",
+                    rngs: nnx.Rngs) -> nnx.Param:
+    """A ``[v, d]`` embedding table named ``("vocab", "embed")``, normal with standard deviation
+    ``features ** -0.5`` (so that the tied output projection ``x @ table.T`` starts at unit
+    scale). Look tokens up with ``jnp.take(table[...], ids, axis=0)``."""
+    return param(rngs, fan_in_init(features), ("vocab", "embed"),
+                 (num_embeddings, features), param_dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Norms and projections
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm computed in float32, with a learned ``scale_d`` (``("norm",)``);
+    returns ``dtype``."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-6, dtype: DType = "float32",
+                 param_dtype: DType = "float32", rngs: nnx.Rngs):
+        self.eps, self.dtype = eps, to_dtype(dtype)
+        self.scale_d = param(rngs, nnx.initializers.ones, ("norm",), (dim,), param_dtype)
+
+    def __call__(self, x_btd: jax.Array) -> jax.Array:
+        x_btd = x_btd.astype(jnp.float32)
+        x_btd = x_btd * jax.lax.rsqrt(jnp.mean(x_btd * x_btd, axis=-1, keepdims=True) + self.eps)
+        return (x_btd * self.scale_d[...].astype(jnp.float32)).astype(self.dtype)
+
+
+class LayerNorm(nnx.LayerNorm):
+    """``nnx.LayerNorm`` whose ``scale`` and ``bias`` are named ``("norm",)``."""
+
+    def __init__(self, dim: int, *, dtype: DType | None = None, param_dtype: DType = "float32",
+                 rngs: nnx.Rngs):
+        super().__init__(
+            dim, dtype=None if dtype is None else to_dtype(dtype),
+            param_dtype=to_dtype(param_dtype), rngs=rngs,
+            scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)))
+
+
+class Dense(nnx.Linear):
+    """``nnx.Linear`` (``kernel [in, out]`` and optional ``bias [out]``) whose dimensions are
+    named ``axes = (in_axis, out_axis)``; default init LeCun normal, as ``nnx.Linear``."""
+
+    def __init__(self, in_features: int, out_features: int,
+                 axes: tuple[str | None, str | None], *, use_bias: bool = True,
+                 kernel_init=LECUN_NORMAL, dtype: DType | None = None,
+                 param_dtype: DType = "float32", rngs: nnx.Rngs):
+        if len(axes) != 2 or (axes[0] is not None and axes[0] == axes[1]):
+            # Flax cannot map one logical name to two dimensions of an array.
+            raise ValueError(f"Dense axes must name (in, out) with two different names (or "
+                             f"None), got {axes}")
+        super().__init__(
+            in_features, out_features, use_bias=use_bias,
+            dtype=None if dtype is None else to_dtype(dtype), param_dtype=to_dtype(param_dtype),
+            kernel_init=nnx.with_partitioning(kernel_init, tuple(axes)),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+            rngs=rngs)
+
+
+class MLP(nnx.Module):
+    """``down(gelu(up(x)))`` of two biased :class:`Dense` layers; ``axes`` names (in, hidden,
+    out)."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int,
+                 axes: tuple[str | None, str | None, str | None], *, dtype: DType | None = None,
+                 param_dtype: DType = "float32", rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.up = Dense(d_in, d_hidden, (axes[0], axes[1]), **kw)
+        self.down = Dense(d_hidden, d_out, (axes[1], axes[2]), **kw)
+
+    def __call__(self, x):
+        return self.down(jax.nn.gelu(self.up(x)))
+
+
+class SwiGLU(nnx.Module):
+    """``down(silu(gate(x)) * up(x))`` without biases (Llama's MLP)."""
+
+    def __init__(self, d_model: int, mlp_dim: int, *, dtype: DType = "float32",
+                 param_dtype: DType = "float32", rngs: nnx.Rngs):
+        d, f = d_model, mlp_dim
+        self.dtype = to_dtype(dtype)
+        self.w_df_gate = param(rngs, fan_in_init(d), ("embed", "mlp"), (d, f), param_dtype)
+        self.w_df_up = param(rngs, fan_in_init(d), ("embed", "mlp"), (d, f), param_dtype)
+        self.w_fd_down = param(rngs, fan_in_init(f), ("mlp", "embed"), (f, d), param_dtype)
+
+    def __call__(self, x_btd: jax.Array) -> jax.Array:
+        dt = self.dtype
+        x_btd = x_btd.astype(dt)
+        gate_btf = jnp.einsum("btd,df->btf", x_btd, self.w_df_gate[...].astype(dt))
+        up_btf = jnp.einsum("btd,df->btf", x_btd, self.w_df_up[...].astype(dt))
+        return jnp.einsum("btf,fd->btd", jax.nn.silu(gate_btf) * up_btf,
+                          self.w_fd_down[...].astype(dt))
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotary position embeddings
+
+
+def rope_sin_cos(positions_bt: jax.Array, head_dim: int, theta: float):
+    """float32 ``(sin_bth, cos_bth)`` with ``h = head_dim // 2`` frequencies."""
+    inv_freq_h = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angle_bth = positions_bt.astype(jnp.float32)[:, :, None] * inv_freq_h
+    return jnp.sin(angle_bth), jnp.cos(angle_bth)
+
+
+def apply_rope(x_btnh: jax.Array, sin_bth: jax.Array, cos_bth: jax.Array) -> jax.Array:
+    """Rotates the two halves of head_dim (Llama / HF "rotate_half" layout), in float32."""
+    x1, x2 = jnp.split(x_btnh.astype(jnp.float32), 2, axis=-1)
+    sin, cos = sin_bth[:, :, None, :], cos_bth[:, :, None, :]
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_btnh.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention and the residual block
+
+
+class Attention(nnx.Module):
+    """Grouped-query softmax self-attention through the kernel registry
+    (``astrojax.models.attention.attention``); K/V keep their own (fewer) heads.
+
+    ``causal`` and ``window`` (``(left, right)``, the registry's semantics) shape the mask;
+    ``rope`` rotates q and k by the ``sin_bth``/``cos_bth`` tables passed to the call (the
+    caller computes them once for all layers). The call takes a sequence mixer's arguments,
+    ``(x_btd, sin_bth, cos_bth, segment_ids_bt)``; without ``rope`` the tables are not needed.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
+                 impl: str = "auto", causal: bool = False,
+                 window: tuple[int, int] | None = None, rope: bool = False,
+                 dtype: DType = "float32", param_dtype: DType = "float32", rngs: nnx.Rngs):
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
+        if rope and head_dim % 2:
+            raise ValueError(f"head_dim={head_dim} must be even for rotary embeddings")
+        d, n, k, h = d_model, num_heads, num_kv_heads, head_dim
+        pdt = param_dtype
+        self.dtype = to_dtype(dtype)
+        self.w_dnh = param(rngs, fan_in_init(d), ("embed", "heads", "head_dim"), (d, n, h), pdt)
+        self.w_dkh_k = param(rngs, fan_in_init(d), ("embed", "kv_heads", "head_dim"),
+                             (d, k, h), pdt)
+        self.w_dkh_v = param(rngs, fan_in_init(d), ("embed", "kv_heads", "head_dim"),
+                             (d, k, h), pdt)
+        self.w_nhd = param(rngs, fan_in_init(n * h), ("heads", "head_dim", "embed"),
+                           (n, h, d), pdt)
+        self.scale = h**-0.5
+        self.impl, self.causal, self.rope = impl, causal, rope
+        self.window = None if window is None else tuple(window)
+
+    def project_qkv(self, x_btd: jax.Array):
+        """``(q_btnh, k_btkh, v_btkh)`` in the compute dtype, before any rotation."""
+        dt = self.dtype
+        x_btd = x_btd.astype(dt)
+        q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.w_dnh[...].astype(dt))
+        k_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_k[...].astype(dt))
+        v_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_v[...].astype(dt))
+        return q_btnh, k_btkh, v_btkh
+
+    def project_out(self, o_btnh: jax.Array) -> jax.Array:
+        dt = self.dtype
+        return jnp.einsum("btnh,nhd->btd", o_btnh.astype(dt), self.w_nhd[...].astype(dt))
+
+    def __call__(self, x_btd, sin_bth=None, cos_bth=None, segment_ids_bt=None):
+        q_btnh, k_btkh, v_btkh = self.project_qkv(x_btd)
+        if self.rope:
+            if sin_bth is None or cos_bth is None:
+                raise ValueError("this Attention applies rotary embeddings: pass sin_bth and "
+                                 "cos_bth (layers.rope_sin_cos)")
+            q_btnh = apply_rope(q_btnh, sin_bth, cos_bth)
+            k_btkh = apply_rope(k_btkh, sin_bth, cos_bth)
+        o_btnh = attention(q_btnh, k_btkh, v_btkh, impl=self.impl, causal=self.causal,
+                           window=self.window, segment_ids=segment_ids_bt, scale=self.scale)
+        return self.project_out(o_btnh)
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: ``x + attn(attn_norm(x))`` then ``x + mlp(mlp_norm(x))``, with
+    a SwiGLU MLP and any sequence mixer in the ``attn`` slot.
+
+    ``make_mixer(rngs)`` builds the mixer; it is called between the two norms so parameters are
+    created (and their keys drawn) in the order norm, mixer, norm, MLP. The call passes its
+    extra arguments on to the mixer. ``out_axes``: logical names of the output's dimensions to
+    constrain its sharding to (``None``: no constraint).
+    """
+
+    def __init__(self, d_model: int, mlp_dim: int, make_mixer: Callable[[nnx.Rngs], nnx.Module],
+                 *, eps: float = 1e-6, dtype: DType = "float32", param_dtype: DType = "float32",
+                 out_axes: Sequence[str | None] | None = None, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.attn_norm = RMSNorm(d_model, eps=eps, **kw)
+        self.attn = make_mixer(rngs)
+        self.mlp_norm = RMSNorm(d_model, eps=eps, **kw)
+        self.mlp = SwiGLU(d_model, mlp_dim, **kw)
+        self.out_axes = None if out_axes is None else tuple(out_axes)
+
+    def __call__(self, x_btd: jax.Array, *mixer_args, **mixer_kwargs) -> jax.Array:
+        with jax.named_scope("attention"):
+            x_btd = x_btd + self.attn(self.attn_norm(x_btd), *mixer_args, **mixer_kwargs)
+        with jax.named_scope("mlp"):
+            x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
+        return x_btd if self.out_axes is None else constrain(x_btd, self.out_axes)
+
+
+__all__ = ["DTYPES", "Attention", "Block", "Dense", "LayerNorm", "MLP", "RMSNorm", "SwiGLU",
+           "apply_rope", "embedding_table", "fan_in_init", "param", "rope_sin_cos", "to_dtype"]
