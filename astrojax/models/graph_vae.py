@@ -16,6 +16,10 @@ consumes) learns little.
 Shapes are lettered: n nodes, e edges, g graphs (the last is jraph's padding graph), l links,
 f node features, c edge features, r positional-encoding steps, d hidden, h heads, k head dim,
 m mlp, z node latent, y graph latent, p pair features.
+
+Layers are :mod:`astrojax.models.layers`' ``Dense``, ``LayerNorm`` and ``MLP``; their widths
+carry the logical names ``graph_embed``, ``graph_heads`` and ``graph_mlp``, which the default
+rules replicate.
 """
 
 from __future__ import annotations
