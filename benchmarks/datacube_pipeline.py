@@ -84,7 +84,7 @@ def time_memmap(path, order, row_of, sample_bytes):
 
 
 def time_tensorstore(url, order, batch_size, sample_bytes):
-    from astrojax.data.store import CubeStore
+    from astrojax.data.formats.store import CubeStore
 
     store = CubeStore.open(url, read_only=True)  # fresh: completion is checked per handle
     start = time.perf_counter()
@@ -219,8 +219,8 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from astrojax.data.cubes import build_synthetic_store
-    from astrojax.data.store import CubeStore
+    from astrojax.data.formats.cubes import build_synthetic_store
+    from astrojax.data.formats.store import CubeStore
     from astrojax.sharding import make_mesh
     from astrojax.tasks import get_task
     from astrojax.train.step import build_program

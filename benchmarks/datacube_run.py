@@ -57,7 +57,7 @@ def main() -> None:
     import jax
     from flax import nnx
 
-    from astrojax.data.cubes import build_synthetic_store
+    from astrojax.data.formats.cubes import build_synthetic_store
     from astrojax.tasks import get_task
     from astrojax.train.loop import train_and_evaluate
     from astrojax.train.step import abstract_model

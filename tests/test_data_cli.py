@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from astrojax.data.store import CubeStore
+from astrojax.data.formats.store import CubeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 E1 = Path(importlib.util.find_spec("iris_sample_data").submodule_search_locations[0],
@@ -52,7 +52,7 @@ def test_build_cubes_into_the_default_cache_then_resume(tmp_path):
     store = CubeStore.open(str(url))
     assert store.complete().all() and store.stats is not None
     assert store.schema.label_names[-1] == "climate_regime"
-    from astrojax.data.synthetic import generate_population
+    from astrojax.data.generator import generate_population
 
     np.testing.assert_array_equal(store.read_labels()[:, -1],
                                   generate_population(16, 0).climate_regime)

@@ -5,7 +5,8 @@ penalty choice cross-checked against scikit-learn."""
 import numpy as np
 import pytest
 
-from astrojax.data import climate, synthetic
+from astrojax.data import generator
+from astrojax.data.generator import climate
 from astrojax.evaluators.cube_baselines import (
     _skin_plateau,
     baseline_report,
@@ -21,7 +22,7 @@ GRID = climate.CubeGrid(time_steps=2, levels=4, lat=8, lon=8)
 
 @pytest.fixture(scope="module")
 def planets():
-    pop = synthetic.generate_population(300, seed=0)
+    pop = generator.generate_population(300, seed=0)
     cubes = climate.planet_cubes(pop, GRID, seed=0)
     names, labels = climate.cube_labels(pop)
     names = (*names, "climate_regime")

@@ -10,9 +10,9 @@ import pytest
 from absl import flags
 
 from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig, validate
-from astrojax.data.cubes import build_synthetic_store
+from astrojax.data.formats.cubes import build_synthetic_store
+from astrojax.data.formats.store import CubeSchema, CubeStore, compute_stats
 from astrojax.data.pipeline import CubeSource, crop_cube, cube_dataset
-from astrojax.data.store import CubeSchema, CubeStore, compute_stats
 from astrojax.models.datacube_vit import tiny_datacube_config
 from astrojax.sharding import make_mesh
 from astrojax.tasks import get_task

@@ -262,7 +262,7 @@ def test_l3_matches_brute_force_path_count():
 def test_textbook_baselines_give_finite_auc():
     if importlib.util.find_spec("cobra") is None:
         pytest.skip("cobra (a dev dependency) ships the SBML models")
-    from astrojax.data.sbml import packaged_model_path, read_sbml
+    from astrojax.data.formats.sbml import packaged_model_path, read_sbml
 
     split = split_links(read_sbml(packaged_model_path("cobra:textbook")), seed=0)
     report = baseline_report(split)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from astrojax.config import DataConfig
-from astrojax.data.cubes import default_cube_store
-from astrojax.data.store import (
+from astrojax.data.formats.cubes import default_cube_store
+from astrojax.data.formats.store import (
     CubeSchema,
     CubeStats,
     CubeStore,

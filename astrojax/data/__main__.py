@@ -80,7 +80,7 @@ def _help(command: str | None) -> str:
     lines = [f"usage: python -m astrojax.data {usage}", "", text, "", "flags:",
              cli.describe_flags(sorted(_own_flags(command)), _SPELLED)]
     if command == "fetch":
-        from astrojax.data.sources.registry import source_names
+        from astrojax.data.archives.registry import source_names
 
         lines += ["", f"sources: {', '.join(source_names())}"]
     elif command == "build-cubes":
@@ -133,8 +133,8 @@ def _one_line(err: Exception) -> str:
 
 
 def build_cubes(args: list[str]) -> str:
-    from astrojax.data.cubes import build_synthetic_store, default_cube_store
-    from astrojax.data.store import StoreError
+    from astrojax.data.formats.cubes import build_synthetic_store, default_cube_store
+    from astrojax.data.formats.store import StoreError
 
     if args:
         fail(f"build-cubes takes no arguments, got {' '.join(args)}")
@@ -158,8 +158,8 @@ def build_cubes(args: list[str]) -> str:
 
 
 def ingest(args: list[str]) -> str:
-    from astrojax.data.netcdf import ingest_netcdf
-    from astrojax.data.store import StoreError, compute_stats
+    from astrojax.data.formats.netcdf import ingest_netcdf
+    from astrojax.data.formats.store import StoreError, compute_stats
 
     if not args:
         fail("ingest-netcdf needs at least one netCDF file")
@@ -212,8 +212,8 @@ def _fetch_options(source: str, fetch_fn) -> dict[str, str | int]:
 
 
 def fetch(args: list[str]) -> str:
-    from astrojax.data.sources import SourceConfig, SourceError, redact
-    from astrojax.data.sources.registry import UnknownSourceError, get_fetch, source_names
+    from astrojax.data.archives import SourceConfig, SourceError, redact
+    from astrojax.data.archives.registry import UnknownSourceError, get_fetch, source_names
 
     if len(args) != 1:
         given = f"got {' '.join(args)}" if args else "none given"
@@ -253,7 +253,7 @@ def fetch(args: list[str]) -> str:
 
 
 def catalog(args: list[str]) -> str:
-    from astrojax.data.catalog import CatalogError, build_catalog
+    from astrojax.data.archives.catalog import CatalogError, build_catalog
 
     if args:
         fail(f"build-catalog takes no arguments, got {' '.join(args)}; give folders with "

@@ -1,7 +1,7 @@
 """Closed-form rules and summary-statistic models for climate datacubes: what a model must beat.
 
-The built-in cubes (``astrojax.data.climate``) are calibrated so that several labels can be
-read straight off a cube, with no learning: the area-weighted mean surface temperature *is*
+The built-in cubes (``astrojax.data.generator.climate``) are calibrated so that several labels
+can be read straight off a cube, with no learning: the area-weighted mean surface temperature *is*
 the planet's surface temperature (and so gives the climate regime through its bounds), a
 tidally locked planet is the only kind whose fields vary along longitude, and the mean
 surface humidity is the planet's relative humidity up to its ascent/descent pattern. Where an
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from astrojax.data.store import CubeStore
-from astrojax.data.synthetic import CLIMATE_REGIME_BOUNDS_K, CLIMATE_REGIMES
+from astrojax.data.formats.store import CubeStore
+from astrojax.data.generator import CLIMATE_REGIME_BOUNDS_K, CLIMATE_REGIMES
 from astrojax.train.probe import linear_probe, ridge_probe
 
 # Labels that are classes (with their number of classes); every other label is regressed.

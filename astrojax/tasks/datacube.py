@@ -39,9 +39,9 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import ConfigError
-from astrojax.data.cubes import build_synthetic_store
+from astrojax.data.formats.cubes import build_synthetic_store
+from astrojax.data.formats.store import CubeStore, compute_stats
 from astrojax.data.pipeline import CubeSource, cube_dataset
-from astrojax.data.store import CubeStore, compute_stats
 from astrojax.evaluators.cube_baselines import CLASS_LABELS, baseline_report, cube_summaries
 from astrojax.models.datacube_vit import DatacubeViT, datacube_eval_metrics, datacube_losses
 from astrojax.tasks.base import Batch, Metrics, Task

@@ -24,6 +24,9 @@ from flax import nnx
 
 from astrojax.config import ConfigError
 from astrojax.data import graphs
+from astrojax.data.formats.sbml import read_sbml, resolve_sbml_path
+from astrojax.data.generator import BIOSPHERE_CLASSES, generate_population
+from astrojax.data.generator.biochem import generate_networks
 from astrojax.data.linkpred import (
     BASELINES,
     PAIR_FEATURES,
@@ -41,8 +44,6 @@ from astrojax.data.linkpred import (
     unique_pairs,
 )
 from astrojax.data.metabolic import NODE_FEATURES, NUM_EDGE_FEATURES, NUM_NODE_FEATURES
-from astrojax.data.sbml import read_sbml, resolve_sbml_path
-from astrojax.data.synthetic import BIOSPHERE_CLASSES, generate_population
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, loss_sums
 from astrojax.tasks.base import Batch, Metrics, Task
 from astrojax.train.probe import linear_probe
@@ -102,7 +103,7 @@ class GraphVAETask(_GraphTask):
 
     @functools.cached_property
     def _networks(self):
-        return self._population.networks(self.cfg.data.population_seed)
+        return generate_networks(self._population, self.cfg.data.population_seed)
 
     @functools.cached_property
     def _num_eval(self) -> int:

@@ -14,8 +14,8 @@ import optax
 from flax import nnx
 
 from astrojax.config import ConfigError
+from astrojax.data.generator import generate_population
 from astrojax.data.pipeline import text_dataset
-from astrojax.data.synthetic import generate_population
 from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators import NGramModel
 from astrojax.models.transformer import Transformer
