@@ -59,7 +59,7 @@ def main() -> None:
 
     cfg = runpy.run_path(args.config)["get_config"]()
     if args.num_planets:
-        cfg.data.num_planets = args.num_planets
+        cfg.planets.num_planets = args.num_planets
     task = get_task(cfg)
     start = time.perf_counter()
     names, variables = task.store.schema.label_names, task.store.schema.variables
@@ -67,7 +67,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     train, test = task._summaries  # the summaries baselines() just computed
     labels = task.store.read_labels()
-    y_train, y_test = labels[task.probe_train_indices], labels[task.eval_indices]
+    y_train, y_test = labels[task.probe_train_indices], labels[task.eval_indices()]
     x_train, x_test = summary_features(train), summary_features(test)
 
     rules = rule_predictions(test, variables, names)
@@ -98,8 +98,8 @@ def main() -> None:
     out = {"config": Path(args.config).name, "store": task.store.url,
            "num_planets": task.store.num_samples,
            "train_samples": len(task.probe_train_indices),
-           "held_out_samples": len(task.eval_indices),
-           "held_out_first_last": [int(task.eval_indices[0]), int(task.eval_indices[-1])],
+           "held_out_samples": len(task.eval_indices()),
+           "held_out_split": "val",
            "labels": list(names), "variables": list(variables),
            "num_summary_features": int(x_train.shape[1]),
            "baselines": dict(sorted(baselines.items())), "gbm_cross_check": gbm,

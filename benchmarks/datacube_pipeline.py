@@ -103,7 +103,7 @@ def make_dataset(url, order, cfg, store, workers, num_epochs=1):
     from astrojax.data.pipeline import CubeSource, cube_dataset
 
     names = list(store.schema.label_names)
-    targets = [names.index(t) for t in cfg.datacube.targets if t in names]
+    targets = [names.index(t) for t in cfg.model.targets if t in names]
     labels = store.read_labels()[:, targets]
     source = CubeSource(url, order, target_columns=targets, target_mean=labels.mean(0),
                         target_std=np.maximum(labels.std(0), 1e-6))
@@ -227,8 +227,9 @@ def main(argv=None) -> int:
 
     cfg = runpy.run_path(args.config)["get_config"]()
     if args.num_planets:
-        cfg.data.num_planets = args.num_planets
-    url = args.store or build_synthetic_store(cfg.data, progress=True).url
+        cfg.planets.num_planets = args.num_planets
+    url = args.store or build_synthetic_store(
+        cfg.planets.num_planets, cfg.planets.seed, get_task(cfg).grid, progress=True).url
     store = CubeStore.open(url, read_only=True)
     if store.stats is None:
         raise SystemExit(f"{url} has no statistics; build it with `python -m astrojax.data`")

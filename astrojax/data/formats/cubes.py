@@ -13,23 +13,21 @@ from astrojax.data.formats.store import AXES, CubeSchema, CubeStore, build_store
 from astrojax.data.generator import climate
 
 
-def default_cube_store(data_config) -> str:
-    """Where the built-in population's cubes are cached for a DataConfig."""
+def default_cube_store(num_planets: int, seed: int, grid: climate.CubeGrid) -> str:
+    """Where the built-in population's cubes on ``grid`` are cached."""
     base = os.environ.get("ASTROJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
                                                              "astrojax")
-    d = data_config
-    name = (f"{d.num_planets}-{d.population_seed}-{d.cube_time_steps}x{d.cube_levels}x"
-            f"{d.cube_lat}x{d.cube_lon}")
-    return os.path.join(base, "cubes", name)
+    t, levels, lat, lon = grid.shape
+    return os.path.join(base, "cubes", f"{num_planets}-{seed}-{t}x{levels}x{lat}x{lon}")
 
 
-def build_synthetic_store(data_config, url: str | None = None,
-                          progress: bool = True) -> CubeStore:
-    """Builds (or resumes, or just opens) the built-in population's cube store, with stats."""
-    d = data_config
-    url = url or d.cube_store or default_cube_store(d)
-    population = generator.generate_population(d.num_planets, d.population_seed)
-    grid = climate.CubeGrid(d.cube_time_steps, d.cube_levels, d.cube_lat, d.cube_lon)
+def build_synthetic_store(num_planets: int, seed: int, grid: climate.CubeGrid,
+                          url: str | None = None, progress: bool = True) -> CubeStore:
+    """Builds (or resumes, or just opens) the store of the cubes of the built-in population's
+    first ``num_planets`` planets (generator ``seed``) on ``grid``, with statistics; at ``url``
+    or the cache (:func:`default_cube_store`). Sample ``i`` is planet ``i``."""
+    url = url or default_cube_store(num_planets, seed, grid)
+    population = generator.generate_population(num_planets, seed)
     coords = climate.grid_coordinates(grid)
     label_names, _ = climate.cube_labels(population, np.arange(1))
     label_names = tuple(label_names)
@@ -41,13 +39,13 @@ def build_synthetic_store(data_config, url: str | None = None,
         units={v: climate.VARIABLE_UNITS[v] for v in climate.CUBE_VARIABLES},
         coords={axis: coords[axis] for axis in AXES},
         coord_units={axis: climate.COORDINATE_UNITS[axis] for axis in AXES},
-        attrs={"source": "astrojax.data.generator.climate energy-balance cubes of the built-in "
-                         "synthetic planet population",
-               "num_planets": d.num_planets, "population_seed": d.population_seed},
+        attrs={"source": "energy-balance climate cubes of the built-in synthetic planet "
+                         "population",
+               "num_planets": num_planets, "population_seed": seed},
         label_names=label_names)
 
     def make_sample(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cubes = climate.planet_cubes(population, grid, seed=d.population_seed, indices=indices)
+        cubes = climate.planet_cubes(population, grid, seed=seed, indices=indices)
         _, labels = climate.cube_labels(population, indices)
         labels = np.asarray(labels, np.float64)
         if add_regime:
@@ -55,7 +53,7 @@ def build_synthetic_store(data_config, url: str | None = None,
             labels = np.concatenate([labels, regime], axis=1)
         return cubes, labels
 
-    store = build_store(url, schema, d.num_planets, make_sample, progress=progress)
+    store = build_store(url, schema, num_planets, make_sample, progress=progress)
     if store.stats is None:
         store.set_stats(compute_stats(store, progress=progress))
     return store
