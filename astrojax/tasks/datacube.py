@@ -45,10 +45,11 @@ from astrojax.data.formats.store import CubeStore, compute_stats
 from astrojax.data.generator.climate import CubeGrid
 from astrojax.data.pipeline import CubeSource, cube_dataset
 from astrojax.data.planets import PlanetSplit, PlanetTable, planet_split, sample_ids
-from astrojax.evaluators.cube_baselines import CLASS_LABELS, baseline_report, cube_summaries
-from astrojax.models.datacube_vit import DatacubeViT, datacube_eval_metrics, datacube_losses
+from astrojax.evaluators.cube_baselines import CLASS_LABELS, cube_baseline_report, cube_summaries
+from astrojax.evaluators.metrics import r2_from_sums, r2_sums
+from astrojax.evaluators.probes import linear_probe, ridge_probe
+from astrojax.models.datacube_vit import DatacubeViT, datacube_losses
 from astrojax.tasks.base import Batch, Metrics, Task
-from astrojax.train.probe import linear_probe, ridge_probe
 
 log = logging.getLogger(__name__)
 PROBE_TRAIN_SAMPLES = 2048
@@ -217,8 +218,7 @@ class DatacubeTask(Task):
             sums.update(reconstruction_sse=m["reconstruction_sse"],
                         reconstruction_count=m["reconstruction_count"])
         if self.target_names:  # the regression head on whole cubes, as it is used
-            _, m = datacube_losses({"regression": model(cube)["regression"]}, targets,
-                                   jnp.isfinite(targets), self.cfg.model)
+            m = r2_sums(targets, model(cube)["regression"], jnp.isfinite(targets))
             for i, name in enumerate(self.target_names):  # the loop sums scalars only
                 for stat in ("sse", "count", "sum_target", "sum_target_sq"):
                     sums[f"{stat}/{name}"] = m[stat][i]
@@ -235,7 +235,7 @@ class DatacubeTask(Task):
         if names:
             stats = {stat: [sums[f"{stat}/{n}"] for n in names]
                      for stat in ("sse", "count", "sum_target", "sum_target_sq")}
-            metrics = datacube_eval_metrics(stats)
+            metrics = r2_from_sums(stats)
             out["mse"] = sum(stats["sse"]) / max(sum(stats["count"]), 1.0)
             loss += c.regression_weight * out["mse"]
             out["r2_mean"] = metrics["r2_mean"]
@@ -257,13 +257,13 @@ class DatacubeTask(Task):
 
     def baselines(self, split: str = "val") -> dict[str, float]:
         """Closed-form rules and summary-statistic ridge/logistic models, fitted on the probes'
-        train samples and scored on the eval samples (``cube_baselines.baseline_report``)."""
+        train samples and scored on the samples of ``split`` (``cube_baseline_report``)."""
         test_indices = self.eval_indices(split)
         test = cube_summaries(self.store, test_indices)
         labels = self.store.read_labels()
-        return baseline_report(self._train_summaries, test, labels[self.probe_train_indices],
-                               labels[test_indices], self.store.schema.label_names,
-                               self.store.schema.variables)
+        return cube_baseline_report(self._train_summaries, test,
+                                    labels[self.probe_train_indices], labels[test_indices],
+                                    self.store.schema.label_names, self.store.schema.variables)
 
     def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
         """Linear probes of the planet embedding for every label: fitted on the train split's

@@ -27,26 +27,32 @@ from astrojax.data import graphs
 from astrojax.data.formats.sbml import read_sbml, resolve_sbml_path
 from astrojax.data.generator import BIOSPHERE_CLASSES
 from astrojax.data.linkpred import (
-    BASELINES,
     PAIR_FEATURES,
-    SCORERS,
     LinkSplit,
-    average_precision,
-    baseline_report,
     biadjacency,
     keep_pairs,
     pair_features,
-    roc_auc,
     split_links,
     target_folds,
     train_network,
     unique_pairs,
 )
-from astrojax.data.metabolic import NODE_FEATURES, NUM_EDGE_FEATURES, NUM_NODE_FEATURES
+from astrojax.data.metabolic import NUM_EDGE_FEATURES, NUM_NODE_FEATURES
 from astrojax.data.planets import SPLITS, GraphSource, PlanetTable, planet_split
+from astrojax.evaluators.graph_baselines import (
+    graph_count_features,
+    heldout_baselines,
+    link_baseline_report,
+)
+from astrojax.evaluators.metrics import (
+    accuracy_from_sums,
+    accuracy_sums,
+    ranking_from_sums,
+    ranking_sums,
+)
+from astrojax.evaluators.probes import linear_probe
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, loss_sums
 from astrojax.tasks.base import Batch, Metrics, Task
-from astrojax.train.probe import linear_probe
 
 # Graph-level label arrays ride along in batches (-1 for jraph's padding graph).
 _LABELS = ("biosphere", "climate_regime", "habitable")
@@ -191,12 +197,9 @@ class GraphVAETask(_GraphTask):
         reconstruction) and, on their held-out links, ``heldout_link_accuracy`` (logit sign,
         one non-link per link) and the per-planet mean ``heldout_auc`` and ``heldout_ap``."""
         loss, parts = elbo_loss(self.cfg.model, sums, self.cfg.model.kl_warmup_steps)
-        graphs_scored = max(sums["heldout_graphs"], 1.0)
         return {"loss": float(loss), **{k: float(v) for k, v in parts.items() if k != "kl_beta"},
-                "heldout_link_accuracy": sums["heldout_correct"]
-                / max(2 * sums["heldout_links"], 1.0),
-                "heldout_auc": sums["heldout_auc_sum"] / graphs_scored,
-                "heldout_ap": sums["heldout_ap_sum"] / graphs_scored}
+                **accuracy_from_sums(sums, prefix="heldout_link_"),
+                **ranking_from_sums(sums, prefix="heldout_")}
 
     def baselines(self, split: str = "val") -> dict[str, float]:
         """Per-planet mean AUC and AP of L3, resource allocation and preferential attachment on
@@ -204,17 +207,9 @@ class GraphVAETask(_GraphTask):
         links (``l3/heldout_auc``, ...)."""
         t = self.cfg.train
         num_batches = min(t.eval_batches, len(self.split[split]) // t.global_batch_size)
-        splits = [sp for sp in self.heldout_links[split][:num_batches * t.global_batch_size]
-                  if sp is not None]
-        if not splits:
-            return {}
-        out = {}
-        for rule in BASELINES:
-            scores = [(SCORERS[rule](sp, sp.test_pairs), SCORERS[rule](sp, sp.test_negatives))
-                      for sp in splits]
-            out[f"{rule}/heldout_auc"] = float(np.mean([roc_auc(*s) for s in scores]))
-            out[f"{rule}/heldout_ap"] = float(np.mean([average_precision(*s) for s in scores]))
-        return out
+        return heldout_baselines([sp for sp in
+                                  self.heldout_links[split][:num_batches * t.global_batch_size]
+                                  if sp is not None])
 
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Posterior mean of each graph latent, ``[sub-batches, graphs + 1, graph_latent_dim]``."""
@@ -248,22 +243,9 @@ class GraphVAETask(_GraphTask):
             for s in range(len(local["nodes"])):
                 mask = local["graph_mask"][s]
                 latents.append(out[s][mask])
-                counts.append(_count_features({k: v[s] for k, v in local.items()})[mask])
+                counts.append(graph_count_features({k: v[s] for k, v in local.items()})[mask])
                 labels.append(local["biosphere"][s][mask])
         return np.concatenate(latents), np.concatenate(counts), np.concatenate(labels)
-
-
-def _count_features(sub_batch: dict[str, np.ndarray]) -> np.ndarray:
-    """Per graph of a padded sub-batch: metabolite, reaction and edge counts and the mean of
-    each node feature, ``[graphs + 1, 3 + NUM_NODE_FEATURES]``."""
-    num_graphs = len(sub_batch["n_node"])
-    graph = sub_batch["node_graph"]
-    n_node = np.maximum(sub_batch["n_node"], 1)[:, None]
-    sums = np.zeros((num_graphs, NUM_NODE_FEATURES))
-    np.add.at(sums, graph, sub_batch["nodes"])
-    metabolites = sums[:, NODE_FEATURES.index("is_metabolite")]
-    return np.concatenate([metabolites[:, None], (sub_batch["n_node"] - metabolites)[:, None],
-                           sub_batch["n_edge"][:, None], sums / n_node], axis=1)
 
 
 def heldout_sums(model: GraphVAE, batch: Batch) -> dict[str, jax.Array]:
@@ -272,37 +254,12 @@ def heldout_sums(model: GraphVAE, batch: Batch) -> dict[str, jax.Array]:
     z_nz = model.encode(batch).node_mean
     pos = model.link_logits(z_nz, batch["heldout_pairs"])
     neg = model.link_logits(z_nz, batch["heldout_negatives"])
-    mask = batch["heldout_mask"]
-    correct = jnp.where(mask, (pos > 0).astype(jnp.float32) + (neg < 0), 0.0)
-    grouped = grouped_ranking_sums(pos, neg, batch["heldout_graph"], mask,
-                                   batch["graph_mask"].shape[0])
-    return {"heldout_correct": jnp.sum(correct),
-            "heldout_links": jnp.sum(mask).astype(jnp.float32), **grouped}
-
-
-def grouped_ranking_sums(pos_l, neg_l, group_l, mask_l, num_groups: int) -> dict[str, jax.Array]:
-    """Per group (graph), the AUC and AP of its positives against its negatives (row ``i`` of
-    ``pos_l`` and ``neg_l`` both belong to group ``group_l[i]``), as in :func:`ranking_metrics`;
-    summed over the groups that have at least one real pair, with their count."""
-    same = (group_l[:, None] == group_l[None, :]) & mask_l[:, None] & mask_l[None, :]
-    beats = (pos_l[:, None] > neg_l[None, :]) + 0.5 * (pos_l[:, None] == neg_l[None, :])
-    count_g = _segment_sum(mask_l.astype(jnp.float32), group_l, num_groups)
-    wins_g = _segment_sum(jnp.sum(jnp.where(same, beats, 0.0), 1), group_l, num_groups)
-    scores = jnp.concatenate([pos_l, neg_l])
-    same_all = jnp.concatenate([same, same], axis=1)  # [positives, positives + negatives]
-    is_pos = jnp.concatenate([jnp.ones_like(pos_l), jnp.zeros_like(neg_l)])
-    at_least = same_all & (scores[None, :] >= pos_l[:, None])
-    precision = jnp.sum(at_least * is_pos, 1) / jnp.maximum(jnp.sum(at_least, 1), 1)
-    ap_g = _segment_sum(jnp.where(mask_l, precision, 0.0), group_l, num_groups)
-    scored = count_g > 0
-    return {"heldout_auc_sum": jnp.sum(jnp.where(scored, wins_g / jnp.maximum(count_g**2, 1),
-                                                 0.0)),
-            "heldout_ap_sum": jnp.sum(jnp.where(scored, ap_g / jnp.maximum(count_g, 1), 0.0)),
-            "heldout_graphs": jnp.sum(scored).astype(jnp.float32)}
-
-
-def _segment_sum(x, segments, num_segments):
-    return jax.ops.segment_sum(x, segments, num_segments=num_segments)
+    mask, graph = batch["heldout_mask"], batch["heldout_graph"]
+    labels = jnp.concatenate([jnp.ones_like(mask), jnp.zeros_like(mask)])
+    return {**accuracy_sums(labels, jnp.concatenate([pos, neg]) > 0,
+                            jnp.concatenate([mask, mask]), prefix="heldout_link_"),
+            **ranking_sums(pos, neg, graph, graph, mask, mask,
+                           num_groups=batch["graph_mask"].shape[0], prefix="heldout_")}
 
 
 def _heldout_split(net, fraction: float, seed: int) -> LinkSplit | None:
@@ -313,22 +270,6 @@ def _heldout_split(net, fraction: float, seed: int) -> LinkSplit | None:
     if num_links < 2 or net.num_metabolites * net.num_reactions - num_links < num_heldout:
         return None
     return split_links(net, val_fraction=0.0, test_fraction=num_heldout / num_links, seed=seed)
-
-
-def ranking_metrics(pos: jax.Array, neg: jax.Array) -> dict[str, jax.Array]:
-    """ROC AUC (ties count one half) and average precision of positive against negative scores.
-
-    AP is the mean, over positives, of the precision among all pairs scored at least as high
-    (the step-wise definition of scikit-learn's ``average_precision_score``).
-    """
-    greater = (pos[:, None] > neg[None, :]).astype(jnp.float32)
-    ties = (pos[:, None] == neg[None, :]).astype(jnp.float32)
-    auc = jnp.mean(greater + 0.5 * ties)
-    scores = jnp.concatenate([pos, neg])
-    is_pos = jnp.concatenate([jnp.ones_like(pos), jnp.zeros_like(neg)])
-    at_least = scores[None, :] >= pos[:, None]  # [positives, all pairs]
-    precision = jnp.sum(at_least * is_pos, 1) / jnp.sum(at_least, 1)
-    return {"auc": auc, "ap": jnp.mean(precision)}
 
 
 class LinkPredictionTask(_GraphTask):
@@ -369,7 +310,7 @@ class LinkPredictionTask(_GraphTask):
     def baselines(self, split: str = "val") -> dict[str, float]:
         """L3, resource allocation and preferential attachment on the training graph, scored
         on the same validation and test pairs (keys such as ``l3/test_auc``)."""
-        return baseline_report(self.links) if split == "val" else {}
+        return link_baseline_report(self.links) if split == "val" else {}
 
     @functools.cached_property
     def batch(self) -> dict[str, np.ndarray]:
@@ -452,9 +393,8 @@ class LinkPredictionTask(_GraphTask):
                                           batch[f"{name}_features"][0] if self._structural
                                           else None)
                         for name in (f"{split}_pairs", f"{split}_negatives"))
-            out.update({f"{split}_{k}": v for k, v in ranking_metrics(pos, neg).items()})
-        return {**out, "count": jnp.ones((), jnp.float32)}
+            out.update(ranking_sums(pos, neg, prefix=f"{split}_"))
+        return out
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
-        count = max(sums.pop("count"), 1.0)
-        return {k: v / count for k, v in sums.items()}
+        return {**ranking_from_sums(sums, prefix="val_"), **ranking_from_sums(sums, prefix="test_")}

@@ -17,7 +17,7 @@ from astrojax.config import ConfigError
 from astrojax.data.pipeline import text_dataset
 from astrojax.data.planets import SPLITS, PlanetTable, TextSource, planet_split
 from astrojax.data.tokenizer import ByteTokenizer
-from astrojax.evaluators import NGramModel
+from astrojax.evaluators import NGramModel, language_model_from_sums
 from astrojax.models.transformer import Transformer
 from astrojax.tasks.base import Batch, Metrics, Task
 
@@ -134,7 +134,4 @@ class LanguageModelTask(Task):
         return out
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
-        count = max(sums["count"], 1.0)
-        loss = sums["nll_sum"] / count
-        return {"loss": loss, "accuracy": sums["correct"] / count,
-                "perplexity": float(np.exp(min(loss, 50.0))), "bits_per_byte": loss / np.log(2)}
+        return language_model_from_sums(sums)
