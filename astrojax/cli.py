@@ -7,6 +7,7 @@ data CLI does not depend on the train package.
 """
 
 import dataclasses
+import importlib.util
 import os
 import re
 import sys
@@ -60,44 +61,89 @@ def describe_flags(names: Iterable[str], spelled: dict[str, str] | None = None) 
 
 
 def config_sections_help() -> str:
-    """The ``--config.SECTION.FIELD=VALUE`` overrides: the sections and their fields."""
-    hints = typing.get_type_hints(Config)
+    """The ``--config.SECTION.FIELD=VALUE`` overrides: the sections and their fields, per task
+    for the task's own sections."""
+    from astrojax.config import TASK_SECTIONS
+
     lines = ["Override any config field with --config.SECTION.FIELD=VALUE; the sections:"]
+    hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         cls = hints[f.name]
+        if f.name in ("model", "data", "planets"):
+            continue
         if dataclasses.is_dataclass(cls):
-            names = ", ".join(g.name for g in dataclasses.fields(cls))
-            lines.append(f"  {f.name}: {names}")
+            lines.append(f"  {f.name}: {_field_names(cls)}")
         else:
             lines.append(f"  {f.name} (a value, e.g. --config.{f.name}=...)")
+    lines.append("and, by task (config.task), its model and data sections (and planets, the "
+                 "population and its split, for tasks that read it):")
+    for task, sections in TASK_SECTIONS.items():
+        lines.append(f"  {task}: model ({sections.model.__name__}): "
+                     f"{_field_names(sections.model)}")
+        lines.append(f"  {' ' * len(task)}  data ({sections.data.__name__}): "
+                     f"{_field_names(sections.data)}")
+    from astrojax.config import PlanetsConfig
+
+    lines.append(f"  planets: {_field_names(PlanetsConfig)}")
     return "\n".join(lines)
 
 
-def _check_override_key(path: str) -> None:
-    """Names an unknown ``--config.a.b`` key and the keys allowed at that level."""
-    cls: typing.Any = Config
-    walked = []
+def _field_names(cls: type) -> str:
+    return ", ".join(g.name for g in dataclasses.fields(cls))
+
+
+def _check_override_key(path: str, cfg: typing.Any) -> None:
+    """Names an unknown ``--config.a.b`` key of the loaded config ``cfg`` (whose task decides
+    its model and data sections) and the keys allowed at that level."""
+    node, walked = cfg, []
     for part in path.split("."):
-        if not dataclasses.is_dataclass(cls):
-            fail(f"config.{'.'.join(walked)} is a value, not a section; cannot set "
-                 f"config.{path}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if not dataclasses.is_dataclass(node):
+            what = "unset (None)" if node is None else "a value, not a section"
+            fail(f"config.{'.'.join(walked)} is {what}; cannot set config.{path}")
+        fields = [f.name for f in dataclasses.fields(node)]
         if part not in fields:
             where = f"config.{'.'.join(walked)}" if walked else "config"
-            fail(f"config.{path}: unknown key {part!r} in {where}; allowed: "
-                 f"{', '.join(fields)}")
-        cls = typing.get_type_hints(cls)[part]
+            fail(f"config.{path}: unknown key {part!r} in {where}"
+                 f"{_task_note(cfg, walked)}; allowed: {', '.join(fields)}")
+        node = getattr(node, part)
         walked.append(part)
+
+
+def _task_note(cfg: typing.Any, walked: list[str]) -> str:
+    if walked and walked[0] in ("model", "data") and isinstance(cfg, Config):
+        return f" (a {type(getattr(cfg, walked[0])).__name__}: task {cfg.task!r})"
+    return ""
+
+
+def _config_file(argv: list[str]) -> typing.Any:
+    """The Config of the ``--config`` file named in ``argv``, loaded the way ml_collections
+    loads it; None if there is none or it does not load (the flag parser then says why)."""
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    if path is None:
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location("_astrojax_config_file", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config()
+    except Exception:  # noqa: BLE001 (reported by the flag parser, with the file's own error)
+        return None
 
 
 def parse_absl_flags(argv: list[str]) -> list[str]:
     """absl flag parsing (``--config.x.y=v`` overrides included) with one-line errors (exit
     code 2) instead of tracebacks; returns the arguments that are not flags. Call
     :func:`wants_help` first: this does not handle ``--help``."""
-    for arg in argv[1:]:
-        match = _OVERRIDE.match(arg)
-        if match:
-            _check_override_key(match.group(1))
+    overrides = [m.group(1) for m in map(_OVERRIDE.match, argv[1:]) if m]
+    cfg = _config_file(argv) if overrides else None
+    if cfg is not None:
+        for path in overrides:
+            _check_override_key(path, cfg)
     try:
         return FLAGS(argv)
     except flags.Error as err:

@@ -11,7 +11,6 @@ line (``--config.train.steps=200``); library users build the same dataclasses in
 import dataclasses
 import json
 import math
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -24,11 +23,9 @@ PACKING_MODES = ("pack", "pad")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 EDGE_DECODERS = ("inner_product", "mlp", "structural")
-TASK_NAMES = ("lm", "graph_vae", "graph_linkpred", "datacube")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
-GRAPH_TASKS = ("graph_vae", "graph_linkpred")  # tests check they match astrojax.tasks
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
@@ -156,35 +153,74 @@ class DatacubeConfig:
 
 
 @dataclasses.dataclass
-class DataConfig:
-    """The planet population and how each task reads it (text, graphs, or one real network)."""
+class PlanetsConfig:
+    """The built-in planet population and the one train / val / test split every task honours.
+
+    A planet's split depends only on its id and ``split_seed`` (a hash of both), so growing the
+    population, or adding a modality, never moves a planet from one split to another. The
+    periodic evals score the val split; after the last step the run is scored on test too.
+    With ``data.cube_store`` set, the store's samples are the planets (``num_planets`` and
+    ``seed`` then only describe the built-in store)."""
 
     num_planets: int = 4096
-    population_seed: int = 0
-    eval_fraction: float = 0.1
-    seq_len: int = 256
-    packing: str = "pack"
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclasses.dataclass
+class LoaderConfig:
+    """How Grain reads a task's data (every task's ``data`` section has these)."""
+
     shuffle_seed: int = 0
     worker_count: int = 0
     prefetch_buffer_size: int = 2
-    # Graph tasks: a global batch of train.global_batch_size graphs is cut into sub-batches of
-    # graphs_per_sub_batch graphs, each padded to a bucket (nodes, edges); () derives the
-    # buckets from the data. Sub-batches are split over the data axes, so their number must be
-    # divisible by the data-parallel size; results do not depend on the number of devices.
+
+
+@dataclasses.dataclass
+class TextDataConfig(LoaderConfig):
+    """Task lm: the planets' descriptions as byte tokens."""
+
+    seq_len: int = 256
+    packing: str = "pack"
+
+
+@dataclasses.dataclass
+class GraphDataConfig(LoaderConfig):
+    """Task graph_vae: one metabolic network per planet, batched in padded sub-batches.
+
+    A global batch of train.global_batch_size graphs is cut into sub-batches of
+    graphs_per_sub_batch graphs, each padded to a bucket (nodes, edges); () derives the buckets
+    from the data. Sub-batches are split over the data axes, so their number must be divisible
+    by the data-parallel size; results do not depend on the number of devices."""
+
     graphs_per_sub_batch: int = 4
     graph_buckets: tuple[tuple[int, int], ...] = ()
-    # Link prediction on one real network: an SBML file, or "cobra:textbook" for a model that
-    # ships inside an installed package.
+    link_test_fraction: float = 0.1  # each held-out planet's links hidden from the encoder
+    link_split_seed: int = 0
+
+
+@dataclasses.dataclass
+class LinkPredDataConfig(LoaderConfig):
+    """Task graph_linkpred: link prediction on one real network."""
+
+    # An SBML file, or "cobra:textbook" for a model that ships inside an installed package.
     sbml_path: str = ""
     link_val_fraction: float = 0.05
-    link_test_fraction: float = 0.1  # graph_vae too: each held-out planet's hidden links
+    link_test_fraction: float = 0.1
     link_split_seed: int = 0
-    # graph_linkpred: 0 trains on reconstructing the links the encoder sees (VGAE); k >= 2 deals
-    # the training links into k folds and each step predicts one fold hidden from the graph.
+    # 0 trains on reconstructing the links the encoder sees (VGAE); k >= 2 deals the training
+    # links into k folds and each step predicts one fold hidden from the graph.
     link_target_folds: int = 0
-    # Datacube tasks. cube_store is a store path or TensorStore kvstore URL (file://, gs://,
-    # s3://, memory://); "" builds the built-in population's cubes once into the cache
-    # directory ($ASTROJAX_CACHE, default ~/.cache/astrojax). The grid is that of built cubes.
+
+
+@dataclasses.dataclass
+class CubeDataConfig(LoaderConfig):
+    """Task datacube. cube_store is a store path or TensorStore kvstore URL (file://, gs://,
+    s3://, memory://); "" builds the built-in population's cubes once into the cache directory
+    ($ASTROJAX_CACHE, default ~/.cache/astrojax) on the grid below (that of built cubes)."""
+
     cube_store: str = ""
     cube_time_steps: int = 8
     cube_levels: int = 4
@@ -230,18 +266,51 @@ class TrainConfig:
     on_bad_checkpoint: str = "fail"
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskSections:
+    """The section types of one task's config: its model, its data, and whether it reads the
+    planet population (``planets``)."""
+
+    model: type
+    data: type
+    planets: bool = True
+
+
+# What each task's config holds. Kept here (not in astrojax.tasks) so that configs load and
+# validate before JAX starts; tests check it matches the task registry.
+TASK_SECTIONS: dict[str, TaskSections] = {
+    "lm": TaskSections(TransformerConfig, TextDataConfig),
+    "graph_vae": TaskSections(GraphVAEConfig, GraphDataConfig),
+    "graph_linkpred": TaskSections(GraphVAEConfig, LinkPredDataConfig, planets=False),
+    "datacube": TaskSections(DatacubeConfig, CubeDataConfig),
+}
+TASK_NAMES = tuple(TASK_SECTIONS)
+
+
 @dataclasses.dataclass
 class Config:
-    """One run: which task, and the settings of each part."""
+    """One run: which task, and the sections it uses. ``model`` and ``data`` are the task's own
+    (``TASK_SECTIONS``); ``planets`` is None for a task that does not read the population.
+    Build it as ``Config(task="datacube")``: missing sections get the task's defaults."""
 
     task: str = "lm"
-    model: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
-    graph_vae: GraphVAEConfig = dataclasses.field(default_factory=GraphVAEConfig)
-    datacube: DatacubeConfig = dataclasses.field(default_factory=DatacubeConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: Any = None
+    data: Any = None
+    planets: PlanetsConfig | None = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+    def __post_init__(self) -> None:
+        sections = TASK_SECTIONS.get(self.task)
+        if sections is None:
+            return  # validate() names the bad task
+        if self.model is None:
+            self.model = sections.model()
+        if self.data is None:
+            self.data = sections.data()
+        if self.planets is None and sections.planets:
+            self.planets = PlanetsConfig()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,15 +323,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    """Builds dataclass ``cls`` from a nested mapping, checking keys and types on the way."""
+    """Builds dataclass ``cls`` from a nested mapping, checking keys and types on the way. For
+    a :class:`Config`, ``model``, ``data`` and ``planets`` take the types of its ``task``."""
     hints = typing.get_type_hints(cls)
+    if cls is Config:
+        task = data.get("task", Config.task)
+        _one_of("task", task, TASK_NAMES)
+        sections = TASK_SECTIONS[task]
+        hints.update(model=sections.model, data=sections.data, planets=PlanetsConfig)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in fields:
             raise ConfigError(key, f"unknown key; allowed keys: {', '.join(fields)}")
-        kwargs[name] = _coerce(hints[name], value, key)
+        kwargs[name] = None if value is None else _coerce(hints[name], value, key)
     return cls(**kwargs)
 
 
@@ -300,22 +375,42 @@ def _check_scalar_type(hint: type, value: Any, key: str) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Validation
+#
+# Each section type has its own checks (``_SECTION_CHECKS``); a data section also checks what
+# it needs of its model. Constraints that come from the model's parameters (a width that the
+# mesh must divide) are not repeated here: the task asks the model itself, from its abstract
+# parameters' logical axes (``astrojax.tasks.base.Task.check_mesh``), once JAX is up.
 
 
 def validate(cfg: Config, num_devices: int | None = None) -> Config:
     """Checks every field; raises ConfigError naming the first bad key. Returns ``cfg``."""
-    _check_types(cfg, "")
     _one_of("task", cfg.task, TASK_NAMES)
-    _check_model(cfg.model)
-    _check_graph_vae(cfg.graph_vae)
-    _check_datacube(cfg.datacube)
-    _check_data(cfg)
-    _check_optim(cfg.optim)
-    _check_train(cfg.train)
+    _check_sections_match_task(cfg)
+    _check_types(cfg, "")
+    for name in ("planets", "data", "model", "optim", "train"):
+        section = getattr(cfg, name)
+        if section is not None:
+            _SECTION_CHECKS[type(section)](cfg, section, f"{name}.")
     if num_devices is not None:
         sizes = resolve_mesh_shape(cfg.mesh, num_devices)
-        _check_divisibility(cfg, sizes)
+        _check_mesh(cfg, sizes)
     return cfg
+
+
+def _check_sections_match_task(cfg: Config) -> None:
+    sections = TASK_SECTIONS[cfg.task]
+    for name in ("model", "data"):
+        expected, value = getattr(sections, name), getattr(cfg, name)
+        if type(value) is not expected:
+            raise ConfigError(name, f"task {cfg.task!r} takes a {expected.__name__}, got "
+                                    f"{type(value).__name__}; build the config with "
+                                    f"Config(task={cfg.task!r}) so its sections match")
+    if sections.planets and not isinstance(cfg.planets, PlanetsConfig):
+        raise ConfigError("planets", f"task {cfg.task!r} reads the planet population and needs "
+                                     f"a PlanetsConfig, got {type(cfg.planets).__name__}")
+    if not sections.planets and cfg.planets is not None:
+        raise ConfigError("planets", f"task {cfg.task!r} does not read the planet population; "
+                                     "leave it None")
 
 
 def _check_types(obj: Any, prefix: str) -> None:
@@ -324,14 +419,12 @@ def _check_types(obj: Any, prefix: str) -> None:
         key = f"{prefix}{f.name}"
         value = getattr(obj, f.name)
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, hint):
-                raise ConfigError(key, f"expected {hint.__name__}, got {type(value).__name__}")
+        if dataclasses.is_dataclass(value):
             _check_types(value, f"{key}.")
+        elif dataclasses.is_dataclass(hint):
+            raise ConfigError(key, f"expected {hint.__name__}, got {type(value).__name__}")
         elif hint in (int, float, str, bool):
             _check_scalar_type(hint, value, key)
-        elif isinstance(hint, types.UnionType) or typing.get_origin(hint) is tuple:
-            continue
 
 
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
@@ -344,145 +437,184 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
-def _check_model(m: TransformerConfig) -> None:
+def _fraction(key: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
+    if not low < value < high:
+        raise ConfigError(key, f"must be in ({low:g}, {high:g}), got {value}")
+
+
+def _check_transformer(cfg: Config, m: TransformerConfig, p: str) -> None:
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                  "mlp_dim", "max_seq_len"):
-        _positive(f"model.{name}", getattr(m, name))
+        _positive(f"{p}{name}", getattr(m, name))
     if m.num_heads % m.num_kv_heads:
-        raise ConfigError("model.num_kv_heads",
-                          f"{m.num_kv_heads} must divide model.num_heads={m.num_heads}")
+        raise ConfigError(f"{p}num_kv_heads",
+                          f"{m.num_kv_heads} must divide {p}num_heads={m.num_heads}")
     if m.head_dim % 2:
-        raise ConfigError("model.head_dim", f"must be even for rotary embeddings, got {m.head_dim}")
-    _one_of("model.remat_policy", m.remat_policy, REMAT_POLICIES)
-    _one_of("model.attention_impl", m.attention_impl, ATTENTION_IMPLS)
-    _positive("model.sliding_window", m.sliding_window, allow_zero=True)
+        raise ConfigError(f"{p}head_dim", f"must be even for rotary embeddings, got {m.head_dim}")
+    _one_of(f"{p}remat_policy", m.remat_policy, REMAT_POLICIES)
+    _one_of(f"{p}attention_impl", m.attention_impl, ATTENTION_IMPLS)
+    _positive(f"{p}sliding_window", m.sliding_window, allow_zero=True)
     if not m.mixers:
-        raise ConfigError("model.mixers", "needs at least one mixer")
+        raise ConfigError(f"{p}mixers", "needs at least one mixer")
     for mixer in m.mixers:
-        _one_of("model.mixers", mixer, SEQUENCE_MIXERS)
+        _one_of(f"{p}mixers", mixer, SEQUENCE_MIXERS)
     if m.scan_layers and len(set(m.mixers)) > 1:
-        raise ConfigError("model.scan_layers", f"a hybrid stack (mixers={m.mixers}) needs "
-                                               "scan_layers=False: scanned layers must be alike")
-    _one_of("model.param_dtype", m.param_dtype, DTYPES)
-    _one_of("model.dtype", m.dtype, DTYPES)
+        raise ConfigError(f"{p}scan_layers", f"a hybrid stack (mixers={m.mixers}) needs "
+                                             "scan_layers=False: scanned layers must be alike")
+    _one_of(f"{p}param_dtype", m.param_dtype, DTYPES)
+    _one_of(f"{p}dtype", m.dtype, DTYPES)
 
 
-def _check_graph_vae(g: GraphVAEConfig) -> None:
+def _check_graph_vae(cfg: Config, g: GraphVAEConfig, p: str) -> None:
     for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim", "node_latent_dim",
                  "graph_latent_dim"):
-        _positive(f"graph_vae.{name}", getattr(g, name))
+        _positive(f"{p}{name}", getattr(g, name))
     if g.hidden_dim % g.num_heads:
-        raise ConfigError("graph_vae.num_heads",
-                          f"{g.num_heads} must divide graph_vae.hidden_dim={g.hidden_dim}")
-    _positive("graph_vae.random_walk_steps", g.random_walk_steps, allow_zero=True)
-    _one_of("graph_vae.edge_decoder", g.edge_decoder, EDGE_DECODERS)
+        raise ConfigError(f"{p}num_heads",
+                          f"{g.num_heads} must divide {p}hidden_dim={g.hidden_dim}")
+    _positive(f"{p}random_walk_steps", g.random_walk_steps, allow_zero=True)
+    _one_of(f"{p}edge_decoder", g.edge_decoder, EDGE_DECODERS)
     for name in ("beta", "kl_warmup_steps", "feature_weight", "summary_weight"):
-        _positive(f"graph_vae.{name}", getattr(g, name), allow_zero=True)
-    _one_of("graph_vae.dtype", g.dtype, DTYPES)
+        _positive(f"{p}{name}", getattr(g, name), allow_zero=True)
+    _one_of(f"{p}dtype", g.dtype, DTYPES)
+    if g.edge_decoder == "structural" and (not isinstance(cfg.data, LinkPredDataConfig)
+                                           or cfg.data.link_target_folds < 2):
+        raise ConfigError(f"{p}edge_decoder",
+                          "'structural' reads pair scores of hidden links: it needs "
+                          "task='graph_linkpred' and data.link_target_folds >= 2")
 
 
-def _check_datacube(c: DatacubeConfig) -> None:
-    if len(c.patch_size) != 3 or any(not isinstance(p, int) or p < 1 for p in c.patch_size):
-        raise ConfigError("datacube.patch_size",
+def _check_datacube(cfg: Config, c: DatacubeConfig, p: str) -> None:
+    if len(c.patch_size) != 3 or any(not isinstance(x, int) or x < 1 for x in c.patch_size):
+        raise ConfigError(f"{p}patch_size",
                           f"expected 3 positive ints (time, lat, lon), got {c.patch_size!r}")
     for name in ("stem_channels", "d_model", "num_layers", "num_heads", "mlp_dim"):
-        _positive(f"datacube.{name}", getattr(c, name))
+        _positive(f"{p}{name}", getattr(c, name))
     if c.d_model % c.num_heads:
-        raise ConfigError("datacube.num_heads",
-                          f"{c.num_heads} must divide datacube.d_model={c.d_model}")
-    _one_of("datacube.position_embedding", c.position_embedding, POSITION_EMBEDDINGS)
-    _one_of("datacube.attention_impl", c.attention_impl, ATTENTION_IMPLS)
-    _one_of("datacube.dtype", c.dtype, DTYPES)
-    _one_of("datacube.param_dtype", c.param_dtype, DTYPES)
-    _one_of("datacube.objective", c.objective, DATACUBE_OBJECTIVES)
+        raise ConfigError(f"{p}num_heads", f"{c.num_heads} must divide {p}d_model={c.d_model}")
+    _one_of(f"{p}position_embedding", c.position_embedding, POSITION_EMBEDDINGS)
+    _one_of(f"{p}attention_impl", c.attention_impl, ATTENTION_IMPLS)
+    _one_of(f"{p}dtype", c.dtype, DTYPES)
+    _one_of(f"{p}param_dtype", c.param_dtype, DTYPES)
+    _one_of(f"{p}objective", c.objective, DATACUBE_OBJECTIVES)
     for name in ("reconstruction_weight", "regression_weight"):
-        _positive(f"datacube.{name}", getattr(c, name), allow_zero=True)
+        _positive(f"{p}{name}", getattr(c, name), allow_zero=True)
     if "masked" in c.objective:
         if not 0.0 < c.mask_ratio < 1.0:
-            raise ConfigError("datacube.mask_ratio",
-                              f"must be in (0, 1) for objective {c.objective!r}, "
-                              f"got {c.mask_ratio!r}")
+            raise ConfigError(f"{p}mask_ratio", f"must be in (0, 1) for objective "
+                                                f"{c.objective!r}, got {c.mask_ratio!r}")
         for name in ("decoder_dim", "decoder_layers", "decoder_heads"):
-            _positive(f"datacube.{name}", getattr(c, name))
+            _positive(f"{p}{name}", getattr(c, name))
         if c.decoder_dim % c.decoder_heads or c.decoder_dim % 2:
-            raise ConfigError("datacube.decoder_dim",
+            raise ConfigError(f"{p}decoder_dim",
                               f"{c.decoder_dim} must be even and divisible by "
-                              f"datacube.decoder_heads={c.decoder_heads}")
+                              f"{p}decoder_heads={c.decoder_heads}")
     if "supervised" in c.objective and not c.targets:
-        raise ConfigError("datacube.targets",
+        raise ConfigError(f"{p}targets",
                           f"objective {c.objective!r} needs at least one label to regress")
     if any(not isinstance(t, str) or not t for t in c.targets) or \
             len(set(c.targets)) != len(c.targets):
-        raise ConfigError("datacube.targets",
-                          f"expected distinct label names, got {c.targets!r}")
+        raise ConfigError(f"{p}targets", f"expected distinct label names, got {c.targets!r}")
 
 
-def _check_data(cfg: Config) -> None:
-    d = cfg.data
-    _positive("data.num_planets", d.num_planets)
-    if not 0.0 < d.eval_fraction < 1.0:
-        raise ConfigError("data.eval_fraction", f"must be in (0, 1), got {d.eval_fraction}")
-    _positive("data.seq_len", d.seq_len)
-    _one_of("data.packing", d.packing, PACKING_MODES)
-    _positive("data.worker_count", d.worker_count, allow_zero=True)
-    _positive("data.prefetch_buffer_size", d.prefetch_buffer_size, allow_zero=True)
-    _positive("data.graphs_per_sub_batch", d.graphs_per_sub_batch)
-    if cfg.task in GRAPH_TASKS and cfg.train.global_batch_size % d.graphs_per_sub_batch:
-        raise ConfigError("train.global_batch_size",
-                          f"{cfg.train.global_batch_size} graphs do not split into sub-batches "
-                          f"of data.graphs_per_sub_batch={d.graphs_per_sub_batch}")
-    for name in ("cube_time_steps", "cube_levels", "cube_lat", "cube_lon"):
-        _positive(f"data.{name}", getattr(d, name))
-    if len(d.cube_crop) != 3 or any(not isinstance(c, int) or c < 0 for c in d.cube_crop):
-        raise ConfigError("data.cube_crop", f"expected 3 sizes >= 0 (time, lat, lon; 0 = whole "
-                                            f"axis), got {d.cube_crop!r}")
-    for i, bucket in enumerate(d.graph_buckets):
-        if len(bucket) != 2 or any(not isinstance(v, int) or v < 1 for v in bucket):
-            raise ConfigError(f"data.graph_buckets[{i}]",
-                              f"expected a pair of positive ints (nodes, edges), got {bucket!r}")
-    for name in ("link_val_fraction", "link_test_fraction"):
-        if not 0.0 < getattr(d, name) < 0.5:
-            raise ConfigError(f"data.{name}", f"must be in (0, 0.5), got {getattr(d, name)}")
-    if cfg.task == "lm" and cfg.model.vocab_size < TEXT_VOCAB_SIZE:
+def _check_planets(cfg: Config, s: PlanetsConfig, p: str) -> None:
+    _positive(f"{p}num_planets", s.num_planets)
+    _positive(f"{p}seed", s.seed, allow_zero=True)
+    _positive(f"{p}split_seed", s.split_seed, allow_zero=True)
+    _fraction(f"{p}val_fraction", s.val_fraction)
+    if not 0.0 <= s.test_fraction < 1.0:
+        raise ConfigError(f"{p}test_fraction", f"must be in [0, 1), got {s.test_fraction}")
+    if s.val_fraction + s.test_fraction >= 1.0:
+        raise ConfigError(f"{p}test_fraction",
+                          f"{p}val_fraction + {p}test_fraction = "
+                          f"{s.val_fraction + s.test_fraction:g} leaves no planet to train on")
+
+
+def _check_loader(d: LoaderConfig, p: str) -> None:
+    _positive(f"{p}worker_count", d.worker_count, allow_zero=True)
+    _positive(f"{p}prefetch_buffer_size", d.prefetch_buffer_size, allow_zero=True)
+
+
+def _check_text_data(cfg: Config, d: TextDataConfig, p: str) -> None:
+    _check_loader(d, p)
+    _positive(f"{p}seq_len", d.seq_len)
+    _one_of(f"{p}packing", d.packing, PACKING_MODES)
+    if d.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(f"{p}seq_len",
+                          f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+    if cfg.model.vocab_size < TEXT_VOCAB_SIZE:
         raise ConfigError("model.vocab_size",
                           f"{cfg.model.vocab_size} is smaller than the byte tokenizer's "
                           f"{TEXT_VOCAB_SIZE} ids (out-of-range ids would embed as NaN)")
+
+
+def _check_graph_data(cfg: Config, d: GraphDataConfig, p: str) -> None:
+    _check_loader(d, p)
+    _positive(f"{p}graphs_per_sub_batch", d.graphs_per_sub_batch)
+    if cfg.train.global_batch_size % d.graphs_per_sub_batch:
+        raise ConfigError("train.global_batch_size",
+                          f"{cfg.train.global_batch_size} graphs do not split into sub-batches "
+                          f"of {p}graphs_per_sub_batch={d.graphs_per_sub_batch}")
+    for i, bucket in enumerate(d.graph_buckets):
+        if len(bucket) != 2 or any(not isinstance(v, int) or v < 1 for v in bucket):
+            raise ConfigError(f"{p}graph_buckets[{i}]",
+                              f"expected a pair of positive ints (nodes, edges), got {bucket!r}")
+    _fraction(f"{p}link_test_fraction", d.link_test_fraction, high=0.5)
+
+
+def _check_linkpred_data(cfg: Config, d: LinkPredDataConfig, p: str) -> None:
+    _check_loader(d, p)
+    for name in ("link_val_fraction", "link_test_fraction"):
+        _fraction(f"{p}{name}", getattr(d, name), high=0.5)
     if d.link_target_folds == 1 or d.link_target_folds < 0:
-        raise ConfigError("data.link_target_folds",
+        raise ConfigError(f"{p}link_target_folds",
                           f"must be 0 (reconstruct the visible links) or >= 2, got "
                           f"{d.link_target_folds}")
-    if cfg.graph_vae.edge_decoder == "structural" and (cfg.task != "graph_linkpred"
-                                                       or d.link_target_folds < 2):
-        raise ConfigError("graph_vae.edge_decoder",
-                          "'structural' reads pair scores of hidden links: it needs "
-                          "task='graph_linkpred' and data.link_target_folds >= 2")
-    if d.seq_len > cfg.model.max_seq_len:
-        raise ConfigError("data.seq_len",
-                          f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+    if cfg.train.global_batch_size != 1:
+        raise ConfigError("train.global_batch_size",
+                          f"graph_linkpred's batch is its one network: use 1, got "
+                          f"{cfg.train.global_batch_size}")
 
 
-def _check_optim(o: OptimConfig) -> None:
-    _positive("optim.learning_rate", o.learning_rate)
+def _check_cube_data(cfg: Config, d: CubeDataConfig, p: str) -> None:
+    _check_loader(d, p)
+    for name in ("cube_time_steps", "cube_levels", "cube_lat", "cube_lon"):
+        _positive(f"{p}{name}", getattr(d, name))
+    if len(d.cube_crop) != 3 or any(not isinstance(c, int) or c < 0 for c in d.cube_crop):
+        raise ConfigError(f"{p}cube_crop", f"expected 3 sizes >= 0 (time, lat, lon; 0 = whole "
+                                           f"axis), got {d.cube_crop!r}")
+
+
+def _check_optim(cfg: Config, o: OptimConfig, p: str) -> None:
+    _positive(f"{p}learning_rate", o.learning_rate)
     if not 0.0 <= o.end_learning_rate_fraction <= 1.0:
-        raise ConfigError("optim.end_learning_rate_fraction",
+        raise ConfigError(f"{p}end_learning_rate_fraction",
                           f"must be in [0, 1], got {o.end_learning_rate_fraction}")
-    _positive("optim.warmup_steps", o.warmup_steps, allow_zero=True)
+    _positive(f"{p}warmup_steps", o.warmup_steps, allow_zero=True)
     if o.decay_steps != -1:
-        _positive("optim.decay_steps", o.decay_steps)
-    _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
+        _positive(f"{p}decay_steps", o.decay_steps)
+    _positive(f"{p}weight_decay", o.weight_decay, allow_zero=True)
     for name in ("b1", "b2"):
         if not 0.0 <= getattr(o, name) < 1.0:
-            raise ConfigError(f"optim.{name}", f"must be in [0, 1), got {getattr(o, name)}")
-    _positive("optim.grad_clip_norm", o.grad_clip_norm, allow_zero=True)
+            raise ConfigError(f"{p}{name}", f"must be in [0, 1), got {getattr(o, name)}")
+    _positive(f"{p}grad_clip_norm", o.grad_clip_norm, allow_zero=True)
 
 
-def _check_train(t: TrainConfig) -> None:
+def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
     for name in ("steps", "global_batch_size", "log_every", "eval_every", "checkpoint_every",
                  "max_checkpoints_to_keep", "max_nonfinite_steps"):
-        _positive(f"train.{name}", getattr(t, name))
-    _positive("train.eval_batches", t.eval_batches, allow_zero=True)
-    _one_of("train.on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
+        _positive(f"{p}{name}", getattr(t, name))
+    _positive(f"{p}eval_batches", t.eval_batches, allow_zero=True)
+    _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
 
+
+_SECTION_CHECKS = {
+    TransformerConfig: _check_transformer, GraphVAEConfig: _check_graph_vae,
+    DatacubeConfig: _check_datacube, PlanetsConfig: _check_planets,
+    TextDataConfig: _check_text_data, GraphDataConfig: _check_graph_data,
+    LinkPredDataConfig: _check_linkpred_data, CubeDataConfig: _check_cube_data,
+    OptimConfig: _check_optim, TrainConfig: _check_train,
+}
 
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 
@@ -514,55 +646,45 @@ def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
 CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
 
 
-def _check_divisibility(cfg: Config, sizes: dict[str, int]) -> None:
-    if sizes["context"] > 1:
-        if cfg.task != "lm":
-            raise ConfigError("mesh.context", f"{sizes['context']} splits the transformer's "
-                                              f"sequences (task lm); task {cfg.task!r} has none "
-                                              "to split: use 1")
-        if cfg.model.attention_impl not in CONTEXT_IMPLS:
-            raise ConfigError("model.attention_impl",
-                              f"{cfg.model.attention_impl!r} cannot run on a sequence split "
-                              f"over mesh.context={sizes['context']}; use one of "
-                              f"{', '.join(CONTEXT_IMPLS)}")
-        chunks = sizes["context"] * (2 if cfg.model.attention_impl in ("auto", "ring") else 1)
-        if cfg.data.seq_len % chunks:
-            raise ConfigError("data.seq_len", f"{cfg.data.seq_len} does not split into {chunks} "
-                                              f"chunks (mesh.context={sizes['context']}"
-                                              + (", x 2 for ring attention's zig-zag)"
-                                                 if chunks > sizes["context"] else ")"))
+def _check_mesh(cfg: Config, sizes: dict[str, int]) -> None:
+    """What the data and the sequence split need of the mesh (the model's parameters are
+    checked by the task, from their logical axes)."""
     data_parallel = sizes["data"] * sizes["fsdp"]
-    if cfg.task in GRAPH_TASKS:
-        sub_batches = cfg.train.global_batch_size // cfg.data.graphs_per_sub_batch
+    where = f"(mesh.data={sizes['data']} x mesh.fsdp={sizes['fsdp']})"
+    if sizes["context"] > 1:
+        _check_context(cfg, sizes["context"])
+    d = cfg.data
+    if isinstance(d, GraphDataConfig):
+        sub_batches = cfg.train.global_batch_size // d.graphs_per_sub_batch
         if sub_batches % data_parallel:
             raise ConfigError("data.graphs_per_sub_batch",
-                              f"{sub_batches} sub-batches of {cfg.data.graphs_per_sub_batch} "
-                              f"graphs (train.global_batch_size={cfg.train.global_batch_size}) "
-                              f"do not split over the data-parallel size {data_parallel} "
-                              f"(mesh.data={sizes['data']} x mesh.fsdp={sizes['fsdp']})")
-        return  # graph models keep their (small) parameters replicated
-    if cfg.train.global_batch_size % data_parallel:
+                              f"{sub_batches} sub-batches of {d.graphs_per_sub_batch} graphs "
+                              f"(train.global_batch_size={cfg.train.global_batch_size}) do not "
+                              f"split over the data-parallel size {data_parallel} {where}")
+    elif isinstance(d, LinkPredDataConfig):
+        if data_parallel != 1:
+            raise ConfigError("mesh.data", f"graph_linkpred trains on one network, which does "
+                                           f"not split over a data-parallel size of "
+                                           f"{data_parallel} {where}: use mesh.data=1, "
+                                           "mesh.fsdp=1")
+    elif cfg.train.global_batch_size % data_parallel:
         raise ConfigError("train.global_batch_size",
                           f"{cfg.train.global_batch_size} is not divisible by the data-parallel "
-                          f"size {data_parallel} (mesh.data={sizes['data']} x "
-                          f"mesh.fsdp={sizes['fsdp']})")
-    rules = dict(cfg.mesh.logical_axis_rules)
-    if cfg.task == "datacube":
-        section, model = "datacube", cfg.datacube
-        dims = (("d_model", "embed"), ("num_heads", "heads"), ("mlp_dim", "mlp"))
-        if "masked" in model.objective:  # the decoder's blocks: width, heads, mlp 2 x width
-            dims += (("decoder_dim", "embed"), ("decoder_heads", "heads"),
-                     ("decoder_dim", "mlp"))
-    else:
-        section, model = "model", cfg.model
-        dims = (("d_model", "embed"), ("num_heads", "heads"), ("num_kv_heads", "kv_heads"),
-                ("mlp_dim", "mlp"), ("vocab_size", "vocab"))
-    for name, logical in dims:
-        axes = rules.get(logical)
-        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-        shards = math.prod(sizes[a] for a in axes)
-        value = getattr(model, name)
-        if value % shards:
-            where = " x ".join(f"mesh.{a}={sizes[a]}" for a in axes)
-            raise ConfigError(f"{section}.{name}", f"{value} is not divisible by {where} (logical "
-                                               f"axis '{logical}' in mesh.logical_axis_rules)")
+                          f"size {data_parallel} {where}")
+
+
+def _check_context(cfg: Config, context: int) -> None:
+    if not isinstance(cfg.model, TransformerConfig):
+        raise ConfigError("mesh.context", f"{context} splits the transformer's sequences (task "
+                                          f"lm); task {cfg.task!r} has none to split: use 1")
+    impl = cfg.model.attention_impl
+    if impl not in CONTEXT_IMPLS:
+        raise ConfigError("model.attention_impl",
+                          f"{impl!r} cannot run on a sequence split over mesh.context={context}; "
+                          f"use one of {', '.join(CONTEXT_IMPLS)}")
+    chunks = context * (2 if impl in ("auto", "ring") else 1)
+    if cfg.data.seq_len % chunks:
+        raise ConfigError("data.seq_len", f"{cfg.data.seq_len} does not split into {chunks} "
+                                          f"chunks (mesh.context={context}"
+                                          + (", x 2 for ring attention's zig-zag)"
+                                             if chunks > context else ")"))

@@ -84,7 +84,7 @@ def time_memmap(path, order, row_of, sample_bytes):
 
 
 def time_tensorstore(url, order, batch_size, sample_bytes):
-    from astrojax.data.store import CubeStore
+    from astrojax.data.formats.store import CubeStore
 
     store = CubeStore.open(url, read_only=True)  # fresh: completion is checked per handle
     start = time.perf_counter()
@@ -103,7 +103,7 @@ def make_dataset(url, order, cfg, store, workers, num_epochs=1):
     from astrojax.data.pipeline import CubeSource, cube_dataset
 
     names = list(store.schema.label_names)
-    targets = [names.index(t) for t in cfg.datacube.targets if t in names]
+    targets = [names.index(t) for t in cfg.model.targets if t in names]
     labels = store.read_labels()[:, targets]
     source = CubeSource(url, order, target_columns=targets, target_mean=labels.mean(0),
                         target_std=np.maximum(labels.std(0), 1e-6))
@@ -219,16 +219,17 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from astrojax.data.cubes import build_synthetic_store
-    from astrojax.data.store import CubeStore
+    from astrojax.data.formats.cubes import build_synthetic_store
+    from astrojax.data.formats.store import CubeStore
     from astrojax.sharding import make_mesh
     from astrojax.tasks import get_task
     from astrojax.train.step import build_program
 
     cfg = runpy.run_path(args.config)["get_config"]()
     if args.num_planets:
-        cfg.data.num_planets = args.num_planets
-    url = args.store or build_synthetic_store(cfg.data, progress=True).url
+        cfg.planets.num_planets = args.num_planets
+    url = args.store or build_synthetic_store(
+        cfg.planets.num_planets, cfg.planets.seed, get_task(cfg).grid, progress=True).url
     store = CubeStore.open(url, read_only=True)
     if store.stats is None:
         raise SystemExit(f"{url} has no statistics; build it with `python -m astrojax.data`")

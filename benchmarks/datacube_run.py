@@ -57,22 +57,23 @@ def main() -> None:
     import jax
     from flax import nnx
 
-    from astrojax.data.cubes import build_synthetic_store
+    from astrojax.data.formats.cubes import build_synthetic_store
     from astrojax.tasks import get_task
     from astrojax.train.loop import train_and_evaluate
     from astrojax.train.step import abstract_model
 
     cfg = runpy.run_path(args.config)["get_config"]()
     if args.objective:
-        cfg.datacube.objective = args.objective
+        cfg.model.objective = args.objective
     if args.steps:
         cfg.train.steps = args.steps
         cfg.train.eval_every = max(1, args.steps // 2)
         cfg.train.checkpoint_every = cfg.train.eval_every
     if args.num_planets:
-        cfg.data.num_planets = args.num_planets
+        cfg.planets.num_planets = args.num_planets
     start = time.perf_counter()
-    url = build_synthetic_store(cfg.data, progress=False).url
+    url = build_synthetic_store(cfg.planets.num_planets, cfg.planets.seed,
+                                get_task(cfg).grid, progress=False).url
     store_seconds = time.perf_counter() - start
     cfg.data.cube_store = url
 
@@ -87,11 +88,11 @@ def main() -> None:
     train_rows = [r for r in rows if "loss" in r]
     _, params = abstract_model(get_task(cfg), cfg.train.seed)
     run = {
-        "config": Path(args.config).name, "objective": cfg.datacube.objective,
-        "targets": list(cfg.datacube.targets), "mask_ratio": cfg.datacube.mask_ratio,
+        "config": Path(args.config).name, "objective": cfg.model.objective,
+        "targets": list(cfg.model.targets), "mask_ratio": cfg.model.mask_ratio,
         "steps": result.step, "global_batch_size": cfg.train.global_batch_size,
         "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.state(params)))),
-        "num_planets": cfg.data.num_planets, "store": url, "store_seconds": store_seconds,
+        "num_planets": cfg.planets.num_planets, "store": url, "store_seconds": store_seconds,
         "wall_seconds": result.wall_seconds, "compile_seconds": result.compile_seconds,
         "machine": f"shared {os.cpu_count()}-core CPU ({platform.machine()}), run with nice",
         "final": {k: v for k, v in final.items() if k.startswith("eval/")
@@ -105,7 +106,7 @@ def main() -> None:
                         for r in train_rows],
     }
     out = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": {}}
-    out["runs"][cfg.datacube.objective] = run
+    out["runs"][cfg.model.objective] = run
     if "untrained_probes" not in out:  # random features: what the architecture gives for free
         out["untrained_probes"] = untrained_probes(cfg)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

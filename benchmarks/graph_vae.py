@@ -48,7 +48,6 @@ def main(argv=None) -> int:
 
     import jax
 
-    from astrojax.data import graphs
     from astrojax.sharding import make_mesh
     from astrojax.tasks import get_task
     from astrojax.train.step import build_program
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
     task = get_task(cfg)
     program = build_program(cfg, task, make_mesh(cfg.mesh, jax.devices()))
     state = program.init()
-    num_train = len(task._examples) - task._num_eval
+    num_train = len(task.examples["train"])
     batch_size = cfg.train.global_batch_size
     buckets = task.buckets
     print(f"{num_train} train graphs, batches of {batch_size} in {task.num_sub_batches} "
@@ -87,10 +86,7 @@ def main(argv=None) -> int:
     # Part 2: one epoch of the shuffled train set.
     program = build_program(cfg, task, make_mesh(cfg.mesh, jax.devices()))
     state = program.init()
-    ds = graphs.graph_dataset(task._examples[:num_train], graphs_per_batch=batch_size,
-                              num_shards=task.num_sub_batches, buckets=buckets,
-                              seed=cfg.data.shuffle_seed, num_epochs=args.epochs,
-                              extra=task._labels(0))
+    ds = task._dataset("train", 0, 1, shuffle=True, num_epochs=args.epochs)
     used, exact_shapes, real_nodes, padded_nodes, graphs_seen = Counter(), set(), 0, 0, 0
     start = time.perf_counter()
     for batch in ds:

@@ -63,7 +63,7 @@ def feature_regression(task) -> dict[str, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from astrojax.data.linkpred import average_precision, roc_auc
+    from astrojax.evaluators.metrics import average_precision, roc_auc
 
     x, y = [], []
     for batch in task.train_batches:

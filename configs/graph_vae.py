@@ -3,7 +3,8 @@
     python -m astrojax.train --config configs/graph_vae.py --workdir runs/graph_vae
 
 A 3-layer graph transformer encoder (hidden 64, 4 heads) with node and graph latents, trained
-on 3,686 planets' networks and evaluated on the 410 held out; global batches of 32 graphs in 8
+on the networks of the 3,292 train-split planets and evaluated on 256 of the 391 val planets
+(planets.val_fraction 0.1; test scored once at the end); global batches of 32 graphs in 8
 sub-batches of 4, each padded to one of three size buckets. After the last step a linear probe
 of the biosphere class on the graph latents runs on the held-out planets (eval/probe/... in
 metrics.jsonl), beside a probe on simple graph counts. Time on a 2-core CPU and the figures it
@@ -14,13 +15,13 @@ from astrojax.config import Config
 
 
 def get_config() -> Config:
-    cfg = Config()
-    cfg.task = "graph_vae"
-    cfg.data.num_planets = 4096
-    cfg.data.eval_fraction = 0.1
+    cfg = Config(task="graph_vae")
+    cfg.planets.num_planets = 4096
+    cfg.planets.val_fraction = 0.1
+    cfg.planets.test_fraction = 0.1
     cfg.data.graphs_per_sub_batch = 4
     cfg.train.global_batch_size = 32  # 8 sub-batches: splits over 1, 2, 4 or 8 devices
-    g = cfg.graph_vae
+    g = cfg.model
     g.hidden_dim = 64
     g.num_layers = 3
     g.num_heads = 4

@@ -20,14 +20,12 @@ from astrojax.config import Config
 
 
 def get_config() -> Config:
-    cfg = Config()
-    cfg.task = "graph_linkpred"
+    cfg = Config(task="graph_linkpred")
     cfg.data.sbml_path = ""
-    cfg.data.graphs_per_sub_batch = 1
     cfg.train.global_batch_size = 1
     cfg.mesh.data = 1
     cfg.mesh.tensor = -1  # unused by the graph VAE: the one graph is replicated
-    g = cfg.graph_vae
+    g = cfg.model
     g.hidden_dim = 64
     g.num_layers = 2
     g.num_heads = 4

@@ -14,8 +14,7 @@ from astrojax.config import Config
 
 
 def get_config() -> Config:
-    cfg = Config()
-    cfg.task = "lm"
+    cfg = Config(task="lm")
     cfg.model.num_layers = 4
     cfg.model.d_model = 128
     cfg.model.num_heads = 4
@@ -25,7 +24,7 @@ def get_config() -> Config:
     # XLA:CPU runs the unrolled 4-layer stack about twice as fast as the scanned one
     # (0.8 s vs 1.9 s per step here); scan pays off for deep models and on GPU.
     cfg.model.scan_layers = False
-    cfg.data.num_planets = 4096
+    cfg.planets.num_planets = 4096
     cfg.data.seq_len = 256
     cfg.train.steps = 300
     cfg.train.global_batch_size = 16

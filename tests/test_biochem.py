@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from astrojax.data import biochem
-from astrojax.data import synthetic as syn
+from astrojax.data import generator as syn
+from astrojax.data.generator import biochem
 from astrojax.data.metabolic import COMPARTMENTS, ELEMENTS, to_graph
 
 NUM = 256
@@ -80,7 +80,7 @@ def test_small_population_networks_are_a_prefix(pop, nets):
 
 
 def test_same_seed_same_networks_other_seed_differs(pop, nets):
-    again = pop.networks(seed=0)
+    again = biochem.generate_networks(pop, seed=0)
     assert all(_same(a, b) for a, b in zip(again, nets, strict=True))
     assert _same(biochem.planet_network(pop, 7, seed=0), nets[7])
     picked = biochem.generate_networks(pop, seed=0, indices=[5, 2])

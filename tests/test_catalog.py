@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from astropy.table import Column, MaskedColumn, Table
 
-from astrojax.data import synthetic
-from astrojax.data.catalog import (
+from astrojax.data import generator
+from astrojax.data.archives import Provenance
+from astrojax.data.archives.catalog import (
     CatalogError,
     build_catalog,
     load_catalog,
     map_table,
     star_type_from_teff,
 )
-from astrojax.data.sources import Provenance
-from astrojax.data.sources.result import FetchResult
-from astrojax.data.synthetic import PlanetPopulation
+from astrojax.data.archives.result import FetchResult
+from astrojax.data.generator import PlanetPopulation
 
 NAN = np.nan
 
@@ -101,16 +101,16 @@ def test_build_catalog_joins_both_archives_into_the_schema(fetched, tmp_path):
     trappist = cat[row["TRAPPIST-1 e"]]
     assert trappist["star_luminosity_lsun"] == pytest.approx(10**-3.26)
     assert trappist["insolation_searth"] == pytest.approx(0.66)
-    # derived with synthetic.py's physics where the archives are silent
-    lum = synthetic.stellar_luminosity(1.19, 6065.0)
+    # derived with the generator's physics where the archives are silent
+    lum = generator.stellar_luminosity(1.19, 6065.0)
     assert hd["star_luminosity_lsun"] == pytest.approx(lum)
-    assert hd["insolation_searth"] == pytest.approx(synthetic.insolation(lum, 0.04707))
+    assert hd["insolation_searth"] == pytest.approx(generator.insolation(lum, 0.04707))
     assert "star_luminosity_lsun" in hd["derived"] and "insolation_searth" in hd["derived"]
-    s_peg = synthetic.insolation(synthetic.stellar_luminosity(1.15, 5768.0), 0.0527)
+    s_peg = generator.insolation(generator.stellar_luminosity(1.15, 5768.0), 0.0527)
     assert peg["equilibrium_temperature_k"] == pytest.approx(
-        synthetic.equilibrium_temperature(s_peg, 0.3))
+        generator.equilibrium_temperature(s_peg, 0.3))
     assert np.isnan(peg["planet_radius_rearth"]) and np.isnan(peg["surface_gravity_ms2"])
-    assert hd["surface_gravity_ms2"] == pytest.approx(synthetic.surface_gravity(232.0, 15.6))
+    assert hd["surface_gravity_ms2"] == pytest.approx(generator.surface_gravity(232.0, 15.6))
     assert list(cat["star_type"]) == [2, 0, 3, 2, 3]  # G, M, F, G, F
     assert (cat["biosphere"] == -1).all() and not cat["habitable_known"].any()
     assert np.isnan(cat["surface_pressure_bar"]).all()
@@ -139,7 +139,7 @@ def test_load_catalog_gives_the_population_columns_and_masks(fetched, tmp_path):
     build_catalog(fetched, tmp_path / "out")
     catalog = load_catalog(tmp_path / "out")
     columns = catalog.columns()
-    reference = synthetic.generate_population(2).columns()
+    reference = generator.generate_population(2).columns()
     assert list(columns) == list(reference)
     for name, values in columns.items():
         assert values.shape == (5,), name

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from astrojax.data import climate
-from astrojax.data import synthetic as syn
+from astrojax.data import generator as syn
+from astrojax.data.generator import climate
 
 NUM = 256
 GRID = climate.CubeGrid()
@@ -86,7 +86,6 @@ def test_indices_pick_rows_in_order(pop, cubes):
     indices = [200, 3, 3, -1, 0, 130]
     np.testing.assert_array_equal(climate.planet_cubes(pop, GRID, seed=0, indices=indices),
                                   cubes[indices])
-    np.testing.assert_array_equal(pop.datacubes(0, indices=indices), cubes[indices])
     assert climate.planet_cubes(pop, GRID, indices=[]).shape == (0, 5, *GRID.shape)
     with pytest.raises(IndexError, match="256"):
         climate.planet_cubes(pop, GRID, indices=[NUM])

@@ -35,10 +35,40 @@ def test_default_config_is_valid():
     validate(Config(), num_devices=8)
 
 
-def test_dict_round_trip():
-    cfg = Config()
+@pytest.mark.parametrize("task", config_lib.TASK_NAMES)
+def test_dict_round_trip(task):
+    cfg = Config(task=task)
     cfg.train.steps = 7
     assert config_lib.from_dict(Config, config_lib.to_dict(cfg)) == cfg
+
+
+def test_a_config_holds_its_tasks_sections_only():
+    for task, sections in config_lib.TASK_SECTIONS.items():
+        cfg = Config(task=task)
+        assert type(cfg.model) is sections.model and type(cfg.data) is sections.data
+        assert (cfg.planets is not None) == sections.planets
+    assert not hasattr(Config(), "graph_vae") and not hasattr(Config(), "datacube")
+    assert config_lib.to_dict(Config(task="graph_linkpred"))["planets"] is None
+
+
+def test_sections_of_another_task_are_refused():
+    cfg = Config(task="lm")
+    cfg.task = "datacube"  # the sections are still the language model's
+    with pytest.raises(ConfigError, match=r"config.model: task 'datacube' takes a "
+                                          r"DatacubeConfig, got TransformerConfig"):
+        validate(cfg)
+    cfg = Config(task="graph_linkpred", planets=config_lib.PlanetsConfig())
+    with pytest.raises(ConfigError, match=r"config.planets: task 'graph_linkpred' does not read"):
+        validate(cfg)
+
+
+def test_from_dict_builds_the_tasks_sections():
+    cfg = config_lib.from_dict(Config, {"task": "datacube", "model": {"d_model": 64},
+                                        "data": {"cube_lat": 8}})
+    assert isinstance(cfg.model, config_lib.DatacubeConfig) and cfg.model.d_model == 64
+    assert cfg.data.cube_lat == 8 and cfg.planets == config_lib.PlanetsConfig()
+    with pytest.raises(ConfigError, match=r"config.model.seq_len: unknown key"):
+        config_lib.from_dict(Config, {"task": "lm", "model": {"seq_len": 64}})
 
 
 def test_from_dict_names_unknown_key():
@@ -59,6 +89,9 @@ def test_from_dict_names_unknown_key():
         ("model", "vocab_size", 64, "model.vocab_size", "byte tokenizer's 259 ids"),
         ("optim", "b2", 1.0, "optim.b2", "[0, 1)"),
         ("mesh", "tensor", 0, "mesh.tensor", "positive"),
+        ("planets", "val_fraction", 0.0, "planets.val_fraction", "(0, 1)"),
+        ("planets", "test_fraction", 0.95, "planets.test_fraction", "leaves no planet"),
+        ("planets", "num_planets", 0, "planets.num_planets", "> 0"),
     ],
 )
 def test_validate_names_key(section, field, value, key, text):
@@ -88,11 +121,25 @@ def test_batch_must_divide_data_parallel_size():
     assert err.value.key == "train.global_batch_size"
 
 
-def test_model_dims_must_divide_their_mesh_axes():
-    cfg = dataclasses.replace(Config(), mesh=config_lib.MeshConfig(data=1, fsdp=1, tensor=8))
+@pytest.mark.parametrize("task, key", [("lm", "model.num_kv_heads"),
+                                       ("datacube", "model.num_heads")])
+def test_model_dims_must_divide_their_mesh_axes_as_the_model_says(task, key, monkeypatch):
+    """The task asks the model's abstract parameters, not a list kept in config.py."""
+    from astrojax.tasks import get_task
+
+    cfg = dataclasses.replace(Config(task=task),
+                              mesh=config_lib.MeshConfig(data=1, fsdp=1, tensor=8))
+    validate(cfg, num_devices=8)  # nothing in config.py knows the parameters' axes
+    task_obj = get_task(cfg)
+    if task == "datacube":  # no store needed: the model's inputs are fixed here
+        from astrojax.models.datacube_vit import DatacubeViT
+
+        monkeypatch.setattr(type(task_obj), "build_model", lambda self, rngs: DatacubeViT(
+            cfg.model, in_channels=20, grid=(8, 16, 32), num_targets=2, rngs=rngs))
     with pytest.raises(ConfigError) as err:
-        validate(cfg, num_devices=8)
-    assert err.value.key == "model.num_heads"
+        task_obj.check_mesh(config_lib.resolve_mesh_shape(cfg.mesh, 8))
+    assert err.value.key == key
+    assert "mesh.tensor=8" in str(err.value) and "parameter" in str(err.value)
 
 
 # ---- the CLI, in subprocesses ----------------------------------------------------------------
@@ -173,8 +220,8 @@ def test_text_vocab_size_matches_the_tokenizer():
 
 def test_graph_config_errors_name_the_key():
     cfg = Config(task="graph_vae")
-    cfg.graph_vae.edge_decoder = "dot"
-    with pytest.raises(ConfigError, match=r"config.graph_vae.edge_decoder: 'dot' is not one of "
+    cfg.model.edge_decoder = "dot"
+    with pytest.raises(ConfigError, match=r"config.model.edge_decoder: 'dot' is not one of "
                                           r"inner_product, mlp"):
         validate(cfg)
     cfg = Config(task="graph_vae")
@@ -196,3 +243,17 @@ def test_cli_help_exits_0_and_lists_the_config_sections():
     assert proc.returncode == 0, proc.stderr
     assert "--workdir" in proc.stdout and "--config.SECTION.FIELD=VALUE" in proc.stdout
     assert "optim: learning_rate" in proc.stdout
+    assert "datacube: model (DatacubeConfig): patch_size" in proc.stdout
+    assert "planets: num_planets" in proc.stdout
+
+
+def test_cli_override_of_another_tasks_field_names_the_section_type():
+    proc = run_cli(*QUICK, "--config.model.hidden_dim=32")
+    assert_one_line_error(proc, "config.model.hidden_dim", "TransformerConfig", "task 'lm'",
+                          "d_model")
+
+
+def test_cli_overrides_reach_the_tasks_sections(tmp_path):
+    proc = run_cli("--config", "configs/datacube_vit.py", "--workdir", str(tmp_path / "w"),
+                   "--config.model.num_heads=5", devices=1)
+    assert_one_line_error(proc, "config.model.num_heads", "must divide", "d_model=96")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from astrojax.data.store import CubeStore
+from astrojax.data.formats.store import CubeStore
 
 ROOT = Path(__file__).resolve().parents[1]
 E1 = Path(importlib.util.find_spec("iris_sample_data").submodule_search_locations[0],
           "sample_data", "E1_north_america.nc")
-TINY = ("--config", "configs/quickstart.py", "--config.data.num_planets=16",
+TINY = ("--config", "configs/datacube_vit.py", "--config.planets.num_planets=16",
         "--config.data.cube_time_steps=4", "--config.data.cube_levels=2",
         "--config.data.cube_lat=8", "--config.data.cube_lon=16")
 
@@ -52,7 +52,7 @@ def test_build_cubes_into_the_default_cache_then_resume(tmp_path):
     store = CubeStore.open(str(url))
     assert store.complete().all() and store.stats is not None
     assert store.schema.label_names[-1] == "climate_regime"
-    from astrojax.data.synthetic import generate_population
+    from astrojax.data.generator import generate_population
 
     np.testing.assert_array_equal(store.read_labels()[:, -1],
                                   generate_population(16, 0).climate_regime)
@@ -95,8 +95,10 @@ def test_ingest_real_hadcm3_file(tmp_path):
 
 @pytest.mark.parametrize("args, needles", [
     (("frobnicate",), ("unknown command 'frobnicate'", "build-cubes, ingest-netcdf")),
-    (("build-cubes", *TINY, "--config.data.num_plants=3"),
-     ("config.data.num_plants", "unknown key", "num_planets")),
+    (("build-cubes", *TINY, "--config.planets.num_plants=3"),
+     ("config.planets.num_plants", "unknown key", "num_planets")),
+    (("build-cubes", "--config", "configs/quickstart.py"),
+     ("config.data", "build-cubes takes its grid from a datacube config", "task 'lm'")),
     (("build-cubes", *TINY, "--config.data.cube_lat=many"), ("config.data.cube_lat", "'many'")),
     (("build-cubes", "--config", "configs/nope.py"), ("configs/nope.py",)),
     (("ingest-netcdf", "/no/such/file.nc", "--store", "/tmp/never-written"),

@@ -10,15 +10,15 @@ import pytest
 from astropy.table import Table
 from test_catalog import exoplanets_org_csv, nasa_pscomppars, save
 
-from astrojax.data.sources import registry
+from astrojax.data.archives import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_SOURCE = '''
 """A stand-in source module for the CLI tests."""
 from astropy.table import Table
-from astrojax.data.sources import Provenance, SourceError
-from astrojax.data.sources.result import FetchResult
+from astrojax.data.archives import Provenance, SourceError
+from astrojax.data.archives.result import FetchResult
 
 NAME = "fake"
 DEFAULT_BASE_URL = "https://fake.example.org/"
@@ -45,7 +45,7 @@ def run_cli(*args: str, fake_dir: Path | None = None) -> subprocess.CompletedPro
         code = textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(fake_dir)!r})
-            from astrojax.data.sources import registry
+            from astrojax.data.archives import registry
             registry.SOURCES["fake"] = "fakesource"
             from astrojax.data.__main__ import run
             sys.argv = ["astrojax.data", *{list(args)!r}]
@@ -128,7 +128,7 @@ def test_build_catalog_errors_are_one_line(tmp_path):
 
 def test_registry_names_a_missing_module(monkeypatch):
     assert len(registry.source_names()) == 14 and "exoplanets_org" in registry.source_names()
-    monkeypatch.setitem(registry.SOURCES, "ghost", "astrojax.data.sources.no_such_module")
+    monkeypatch.setitem(registry.SOURCES, "ghost", "astrojax.data.archives.no_such_module")
     with pytest.raises(registry.UnknownSourceError, match="'ghost' is registered but"):
         registry.get_fetch("ghost")
     with pytest.raises(registry.UnknownSourceError, match="unknown source 'x'"):

@@ -9,26 +9,43 @@ import numpy as np
 import pytest
 from absl import flags
 
-from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig, validate
-from astrojax.data.cubes import build_synthetic_store
+from astrojax.config import (
+    Config,
+    ConfigError,
+    CubeDataConfig,
+    MeshConfig,
+    PlanetsConfig,
+    TrainConfig,
+    validate,
+)
+from astrojax.data.formats.cubes import build_synthetic_store
+from astrojax.data.formats.store import CubeSchema, CubeStore, compute_stats
+from astrojax.data.generator.climate import CubeGrid
 from astrojax.data.pipeline import CubeSource, crop_cube, cube_dataset
-from astrojax.data.store import CubeSchema, CubeStore, compute_stats
 from astrojax.models.datacube_vit import tiny_datacube_config
 from astrojax.sharding import make_mesh
 from astrojax.tasks import get_task
 from astrojax.train.loop import train_and_evaluate
 from astrojax.train.step import build_program
 
+PLANETS = PlanetsConfig(num_planets=48, val_fraction=0.25, test_fraction=0.25)  # 25/10/13
+GRID = CubeGrid(2, 2, 8, 8)
 
-def tiny_data(url: str = "") -> DataConfig:
-    return DataConfig(num_planets=48, eval_fraction=0.25, cube_time_steps=2, cube_levels=2,
-                      cube_lat=8, cube_lon=8, cube_store=url)
+
+def tiny_data(url: str = "") -> CubeDataConfig:
+    return CubeDataConfig(cube_time_steps=2, cube_levels=2, cube_lat=8, cube_lon=8,
+                          cube_store=url)
+
+
+def build_tiny_store(url: str):
+    return build_synthetic_store(PLANETS.num_planets, PLANETS.seed, GRID, url=url,
+                                 progress=False)
 
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory):
     url = str(tmp_path_factory.mktemp("cubes") / "store")
-    build_synthetic_store(tiny_data(), url=url, progress=False)
+    build_tiny_store(url)
     return url
 
 
@@ -36,8 +53,8 @@ def tiny_cube_config(url: str, **train) -> Config:
     defaults = dict(steps=6, global_batch_size=8, log_every=1, eval_every=3, eval_batches=1,
                     checkpoint_every=100)
     defaults.update(train)
-    return Config(task="datacube", data=tiny_data(url),
-                  datacube=tiny_datacube_config(patch_size=(2, 4, 4)),
+    return Config(task="datacube", data=tiny_data(url), planets=PLANETS,
+                  model=tiny_datacube_config(patch_size=(2, 4, 4)),
                   train=TrainConfig(**defaults))
 
 
@@ -165,7 +182,8 @@ def test_datacube_run_resumes_exactly_and_saves_statistics(store_url, tmp_path):
     saved = json.loads((tmp_path / "resumed" / "checkpoints" / "6" / "artifacts" /
                         "metadata").read_text())
     store = CubeStore.open(store_url)
-    np.testing.assert_allclose(saved["cube_mean"], compute_stats(store, np.arange(36)).mean)
+    np.testing.assert_allclose(saved["cube_mean"],
+                               compute_stats(store, get_task(full).split.train).mean)
     assert saved["targets"] == ["equilibrium_temperature_k", "log10_surface_pressure_bar"]
 
 
@@ -177,11 +195,11 @@ def test_missing_target_labels_are_a_clear_error(store_url, tmp_path):
                         coord_units={"time": "1", "level": "1", "lat": "degrees_north",
                                      "lon": "degrees_east"}, attrs={})
     CubeStore.create(url, schema, 4)
-    with pytest.raises(ConfigError, match="config.datacube.targets: 'equilibrium_temperature_k'"
+    with pytest.raises(ConfigError, match="config.model.targets: 'equilibrium_temperature_k'"
                                           ".*it has no labels"):
         get_task(tiny_cube_config(url)).build_model(None)
     cfg = tiny_cube_config(store_url)
-    cfg.datacube.targets = ("equilibrium_temperature_k", "albedo")
+    cfg.model.targets = ("equilibrium_temperature_k", "albedo")
     with pytest.raises(ConfigError, match="'albedo' not among the labels"):
         get_task(cfg).build_model(None)
 
@@ -198,11 +216,12 @@ def test_normalization_statistics_ignore_held_out_samples(tmp_path):
     split only. Rewriting every held-out sample leaves them unchanged; rewriting one train
     sample changes them (so the test can fail)."""
     url = str(tmp_path / "store")
-    build_synthetic_store(tiny_data(), url=url, progress=False)
+    build_tiny_store(url)
     cfg = tiny_cube_config(url)
-    before = get_task(cfg).artifacts()
+    task = get_task(cfg)
+    before = task.artifacts()
     store = CubeStore.open(url, read_only=False)
-    held_out = np.arange(36, 48)
+    held_out = np.concatenate([task.split.val, task.split.test])
     labels = store.read_labels()
     rng = np.random.default_rng(0)
     garbage = rng.normal(1e3, 1e2, (len(held_out), *store.schema.cube_shape()))
@@ -210,7 +229,7 @@ def test_normalization_statistics_ignore_held_out_samples(tmp_path):
     after = get_task(cfg).artifacts()
     for key in ("cube_mean", "cube_std", "target_mean", "target_std"):
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
-    store.write_samples(np.array([0]), garbage[:1], labels[:1])
+    store.write_samples(task.split.train[:1], garbage[:1], labels[:1])
     changed = get_task(cfg).artifacts()
     assert not np.allclose(changed["cube_mean"], before["cube_mean"])
 
@@ -218,18 +237,22 @@ def test_normalization_statistics_ignore_held_out_samples(tmp_path):
 def test_eval_probes_and_baselines_share_the_held_out_samples(store_url):
     task = get_task(tiny_cube_config(store_url, eval_batches=1))
     served = np.concatenate([b["index"] for b in task.eval_data(0, 1)])
-    np.testing.assert_array_equal(served, task.eval_indices)
-    np.testing.assert_array_equal(task.eval_indices, np.arange(36, 44))  # 1 batch of 8
+    np.testing.assert_array_equal(served, task.eval_indices())
+    np.testing.assert_array_equal(task.eval_indices(), task.split.val[:8])  # 1 batch of 8
     halves = [np.concatenate([b["index"] for b in task.eval_data(p, 2)]) for p in range(2)]
-    np.testing.assert_array_equal(np.sort(np.concatenate(halves)), task.eval_indices)
-    assert not set(task.probe_train_indices) & set(task.eval_indices)
-    assert len(task.probe_train_indices) == 32  # the 36 train samples, in whole batches
+    np.testing.assert_array_equal(np.sort(np.concatenate(halves)), task.eval_indices())
+    test = np.concatenate([b["index"] for b in task.eval_data(0, 1, split="test")])
+    np.testing.assert_array_equal(test, task.split.test[:8])
+    assert not set(task.probe_train_indices) & (set(task.split.val) | set(task.split.test))
+    assert len(task.probe_train_indices) == 24  # the 25 train samples, in whole batches
+    # The store's planets are the built-in population's, split like every task's planets.
+    np.testing.assert_array_equal(task.planet_ids[:2], ["ASTRO-0-000000 b", "ASTRO-0-000001 b"])
 
 
 @pytest.mark.slow
 def test_masked_pretraining_loss_falls(store_url, tmp_path):
     cfg = tiny_cube_config(store_url, steps=40, log_every=1, eval_every=40, eval_batches=1)
-    cfg.datacube.objective = "masked"
+    cfg.model.objective = "masked"
     cfg.optim.learning_rate = 3e-3
     cfg.optim.warmup_steps = 5
     train_and_evaluate(cfg, tmp_path / "run")
@@ -241,17 +264,17 @@ def test_masked_pretraining_loss_falls(store_url, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("objective", "contrastive", "config.datacube.objective: 'contrastive' is not one of"),
-    ("mask_ratio", 1.0, r"config.datacube.mask_ratio: must be in \(0, 1\)"),
-    ("decoder_heads", 3, "config.datacube.decoder_dim: 16 must be even and divisible"),
-    ("targets", (), "config.datacube.targets: objective 'masked.supervised' needs"),
-    ("targets", ("a", "a"), "config.datacube.targets: expected distinct label names"),
+    ("objective", "contrastive", "config.model.objective: 'contrastive' is not one of"),
+    ("mask_ratio", 1.0, r"config.model.mask_ratio: must be in \(0, 1\)"),
+    ("decoder_heads", 3, "config.model.decoder_dim: 16 must be even and divisible"),
+    ("targets", (), "config.model.targets: objective 'masked.supervised' needs"),
+    ("targets", ("a", "a"), "config.model.targets: expected distinct label names"),
 ])
 def test_objective_fields_are_validated_by_name(field, value, match):
     cfg = tiny_cube_config("")
-    setattr(cfg.datacube, field, value)
+    setattr(cfg.model, field, value)
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
-    cfg.datacube.objective = "supervised"
+    cfg.model.objective = "supervised"
     if field in ("mask_ratio", "decoder_heads"):  # only the masked objectives use them
         validate(cfg)

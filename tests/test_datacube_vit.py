@@ -16,7 +16,6 @@ from flax import nnx
 from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES, ConfigError, DatacubeConfig
 from astrojax.models.datacube_vit import (
     DatacubeViT,
-    datacube_eval_metrics,
     datacube_losses,
     num_visible,
     sinusoid_3d,
@@ -468,18 +467,3 @@ def test_losses_respect_masks():
     _, none = losses({"regression": outputs["regression"]}, targets,
                      jnp.zeros_like(target_mask))
     assert float(none["loss"]) == 0.0 and np.isfinite(float(none["mse"]))
-
-
-def test_eval_metrics_sum_over_batches():
-    """R² from statistics summed over two batches equals that of the whole set."""
-    outputs, targets, target_mask = _hand_batch()
-    halves = []
-    for rows in (slice(0, 2), slice(2, 4)):
-        halves.append(losses({k: v[rows] for k, v in outputs.items()}, targets[rows],
-                             target_mask[rows])[1])
-    result = datacube_eval_metrics(jax.tree.map(jnp.add, *halves))
-    # target 0: y = 0, 2, 1 (mean 1, SST 2), SSE 2; target 1: y = 1, 3, 2 (SST 2), SSE 21
-    np.testing.assert_allclose(result["r2"], [0.0, 1.0 - 21.0 / 2.0], atol=1e-6)
-    np.testing.assert_allclose(result["r2_mean"], (0.0 - 9.5) / 2, atol=1e-6)
-    empty = datacube_eval_metrics(dict(halves[0], count=np.zeros(2)))
-    assert np.isnan(empty["r2"]).all()

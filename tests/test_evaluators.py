@@ -1,4 +1,6 @@
-"""Baselines: the Witten-Bell n-gram model against a plain-Python reference of its formula."""
+"""Evaluators: the Witten-Bell n-gram model against a plain-Python reference of its formula,
+linear probes against scikit-learn, graph count features against the networks they count.
+(The metrics have their own file, test_metrics.py.)"""
 
 import collections
 import math
@@ -6,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from astrojax.evaluators import NGramModel
+from astrojax.evaluators import NGramModel, graph_count_features, linear_probe, ridge_probe
+from astrojax.evaluators.probes import RIDGE_PENALTIES
 
 DOCS = [np.array(d) for d in ([1, 3, 4, 3, 4, 5, 2], [1, 4, 3, 4, 2], [1, 3, 3, 5, 4, 2])]
 V = 6
@@ -70,3 +73,57 @@ def test_score_counts_what_the_lm_task_counts():
 def test_ids_out_of_range_are_refused():
     with pytest.raises(ValueError, match=r"\[0, 6\)"):
         NGramModel(2, V).fit([np.array([1, 7])])
+
+
+def test_linear_probe_separates_separable_classes_only():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    x = rng.normal(size=(600, 5)) + 4.0 * np.eye(3, 5)[y]
+    good = linear_probe(x[:400], y[:400], x[400:], y[400:], num_classes=3)
+    assert good["accuracy"] > 0.95 and good["balanced_accuracy"] > 0.95
+    noise = linear_probe(rng.normal(size=(400, 5)), y[:400], rng.normal(size=(200, 5)),
+                         y[400:], num_classes=3)
+    assert noise["accuracy"] < 0.5
+    majority = np.bincount(y[:400]).argmax()
+    assert noise["majority_accuracy"] == pytest.approx(np.mean(y[400:] == majority))
+
+
+def test_ridge_probe_matches_scikit_learn():
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)) * [1, 2, 3, 1, 1, 50] + 7
+    y = x @ [1.0, -0.5, 0.2, 0.0, 0.0, 0.01] + rng.normal(0, 1.0, 120)
+    probe = ridge_probe(x[:100], y[:100], x[100:], y[100:])
+    z = StandardScaler().fit(x[:100])
+    chosen = RidgeCV(alphas=np.array(RIDGE_PENALTIES) * 100).fit(z.transform(x[:100]), y[:100])
+    assert probe["penalty"] * 100 == pytest.approx(chosen.alpha_)
+    expected = Ridge(alpha=chosen.alpha_).fit(z.transform(x[:100]), y[:100])
+    np.testing.assert_allclose(probe["prediction"], expected.predict(z.transform(x[100:])),
+                               atol=1e-9)
+    assert probe["r2"] == pytest.approx(r2_score(y[100:], probe["prediction"]))
+    # a missing held-out label is predicted but not scored
+    y_test = y[100:].copy()
+    y_test[:5] = np.nan
+    assert ridge_probe(x[:100], y[:100], x[100:], y_test)["r2"] == pytest.approx(
+        r2_score(y[105:], probe["prediction"][5:]))
+
+
+def test_graph_count_features_count_each_graph_of_a_sub_batch():
+    from astrojax.data import graphs
+    from astrojax.data.generator import generate_population
+    from astrojax.data.generator.biochem import generate_networks
+    from astrojax.data.metabolic import NODE_FEATURES
+
+    networks = generate_networks(generate_population(3, seed=0), 0)
+    examples = [graphs.graph_example(net, 2) for net in networks]
+    batch = graphs.pad_examples(examples, graphs.Bucket(160, 400), num_graphs=4)
+    features = graph_count_features(batch)
+    assert features.shape == (5, 3 + len(NODE_FEATURES))
+    for g, (net, ex) in enumerate(zip(networks, examples, strict=True)):
+        np.testing.assert_allclose(features[g, :3], [net.num_metabolites, net.num_reactions,
+                                                     len(ex["senders"])])
+        np.testing.assert_allclose(features[g, 3:], ex["nodes"].mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(features[3], 0.0)  # an empty slot

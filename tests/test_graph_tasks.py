@@ -9,7 +9,15 @@ import libsbml
 import numpy as np
 import pytest
 
-from astrojax.config import Config, ConfigError, DataConfig, MeshConfig, TrainConfig, validate
+from astrojax.config import (
+    Config,
+    ConfigError,
+    GraphDataConfig,
+    MeshConfig,
+    PlanetsConfig,
+    TrainConfig,
+    validate,
+)
 from astrojax.models.graph_vae import tiny_graph_config
 from astrojax.sharding import make_mesh
 from astrojax.tasks import get_task
@@ -21,9 +29,11 @@ def tiny_graph_task_config(task="graph_vae", **train) -> Config:
     defaults = dict(steps=6, global_batch_size=16, log_every=1, eval_every=3, eval_batches=1,
                     checkpoint_every=100)
     defaults.update(train)
-    return Config(task=task, graph_vae=tiny_graph_config(),
-                  data=DataConfig(num_planets=160, graphs_per_sub_batch=2),
-                  train=TrainConfig(**defaults))
+    if task == "graph_linkpred":
+        return Config(task=task, model=tiny_graph_config(), train=TrainConfig(**defaults))
+    return Config(task=task, model=tiny_graph_config(),
+                  data=GraphDataConfig(graphs_per_sub_batch=2),
+                  planets=PlanetsConfig(num_planets=160), train=TrainConfig(**defaults))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,7 @@ def params_of(state):
 @pytest.mark.slow
 def test_one_compilation_per_bucket_over_an_epoch(task):
     program = build_program(task.cfg, task, make_mesh(MeshConfig(), jax.devices()[:1]))
-    epoch = (160 - 16) // 16  # train planets // global batch
+    epoch = len(task.split.train) // 16  # train planets // global batch
     batches = list(itertools.islice(iter(task.train_data(0, 1)), epoch))
     shapes = {b["nodes"].shape for b in batches}
     assert len(shapes) >= 2, f"the epoch used only {shapes}; the test needs several buckets"
@@ -95,10 +105,9 @@ def test_graph_vae_trains_and_probes(tmp_path):
 
 
 def test_held_out_planets_lose_their_held_out_links(task):
-    num_eval, first = task._num_eval, len(task._networks) - task._num_eval
-    assert len(task._heldout_splits) == num_eval
-    for net, split, example in zip(task._networks[first:], task._heldout_splits,
-                                   task._examples[first:], strict=True):
+    assert len(task.heldout_links["val"]) == len(task.split.val) > 0
+    for net, split, example in zip(task.networks["val"], task.heldout_links["val"],
+                                   task.examples["val"], strict=True):
         if split is None:
             assert len(example["heldout_pairs"]) == 0
             continue
@@ -110,15 +119,25 @@ def test_held_out_planets_lose_their_held_out_links(task):
         assert held and not held & graph and not {(b, a) for a, b in held} & graph
         total = len(split.train_pairs) + len(split.test_pairs)
         assert len(split.test_pairs) == max(1, int(0.1 * total))  # 10%, at least one
-    assert all("heldout_pairs" not in ex for ex in task._examples[:first])
+    assert all("heldout_pairs" not in ex for ex in task.examples["train"])
+
+
+def test_graph_splits_are_the_planet_split(task):
+    """Train, val and test networks are those of the planets of each split, in table order."""
+    from astrojax.data.generator.biochem import planet_network
+
+    for name in ("train", "val", "test"):
+        assert len(task.networks[name]) == len(task.split[name])
+    row = int(task.split.val[3])
+    expected = planet_network(task.table.population, row, task.cfg.planets.seed)
+    assert task.networks["val"][3].reaction_ids == expected.reaction_ids
 
 
 def tiny_linkpred_config(sbml_path, **train) -> Config:
     cfg = tiny_graph_task_config("graph_linkpred", global_batch_size=1, **train)
     cfg.data.sbml_path = str(sbml_path)
-    cfg.data.graphs_per_sub_batch = 1
     cfg.data.link_target_folds = 10
-    cfg.graph_vae.edge_decoder = "structural"
+    cfg.model.edge_decoder = "structural"
     cfg.mesh = MeshConfig(data=1, tensor=-1)
     return cfg
 
@@ -136,7 +155,7 @@ def test_link_prediction_on_e_coli_core(tmp_path):
     # E. coli core: 72 metabolites, 95 reactions, 360 unique metabolite-reaction pairs, of which
     # 36 are held out for test and 18 for validation.
     assert task.network.num_metabolites == 72 and task.network.num_reactions == 95
-    assert len(task.split.test_pairs) == 36 and len(task.split.val_pairs) == 18
+    assert len(task.links.test_pairs) == 36 and len(task.links.val_pairs) == 18
     assert task.batch["link_mask"].sum() == 360 - 36 - 18
     # Each fold's targets are missing from the graph its encoder reads, and every training
     # link is a target exactly once.
@@ -206,14 +225,14 @@ def test_structural_decoder_needs_hidden_folds_and_linkpred():
     cfg = tiny_linkpred_config("cobra:textbook")
     validate(cfg)
     cfg.data.link_target_folds = 0
-    with pytest.raises(ConfigError, match=r"config.graph_vae.edge_decoder: 'structural'"):
+    with pytest.raises(ConfigError, match=r"config.model.edge_decoder: 'structural'"):
         validate(cfg)
     cfg.data.link_target_folds = 1
     with pytest.raises(ConfigError, match=r"config.data.link_target_folds: must be 0"):
         validate(cfg)
     cfg = tiny_graph_task_config()
-    cfg.graph_vae.edge_decoder = "structural"
-    with pytest.raises(ConfigError, match=r"config.graph_vae.edge_decoder"):
+    cfg.model.edge_decoder = "structural"
+    with pytest.raises(ConfigError, match=r"config.model.edge_decoder"):
         validate(cfg)
 
 

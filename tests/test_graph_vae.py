@@ -7,7 +7,6 @@ from flax import nnx
 
 from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES
 from astrojax.data import graphs
-from astrojax.data.linkpred import average_precision, roc_auc
 from astrojax.data.metabolic import (
     NUM_EDGE_FEATURES,
     NUM_NODE_FEATURES,
@@ -16,8 +15,6 @@ from astrojax.data.metabolic import (
 )
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, kl_weight, loss_sums, tiny_graph_config
 from astrojax.sharding import logical_to_mesh_spec
-from astrojax.tasks.graph_vae import grouped_ranking_sums, ranking_metrics
-from astrojax.train.probe import linear_probe
 
 
 def random_network(rng: np.random.Generator, m: int, r: int, name: str = "net"):
@@ -267,41 +264,3 @@ def test_pad_examples_places_held_out_links_per_graph(examples):
     np.testing.assert_array_equal(batch["heldout_graph"][:4], [0, 1, 1, 3])
     assert batch["heldout_mask"].sum() == 3 and not batch["heldout_mask"][3:].any()
     assert "heldout_pairs" not in graphs.pad_examples(examples[:2], graphs.Bucket(64, 256), 2)
-
-
-def test_grouped_ranking_sums_match_per_group_numpy_metrics():
-    rng = np.random.default_rng(0)
-    group = np.array([0, 0, 0, 1, 2, 2, 3, 3])  # 3: padding rows
-    mask = group < 3
-    pos = rng.integers(0, 4, 8).astype(np.float32)  # integers: ties occur
-    neg = rng.integers(0, 4, 8).astype(np.float32)
-    sums = grouped_ranking_sums(pos, neg, group, mask, 4)
-    expected_auc = [roc_auc(pos[group == g], neg[group == g]) for g in range(3)]
-    expected_ap = [average_precision(pos[group == g], neg[group == g]) for g in range(3)]
-    assert float(sums["heldout_graphs"]) == 3
-    assert float(sums["heldout_auc_sum"]) == pytest.approx(sum(expected_auc))
-    assert float(sums["heldout_ap_sum"]) == pytest.approx(sum(expected_ap))
-
-
-def test_ranking_metrics_on_known_cases():
-    perfect = ranking_metrics(np.array([3.0, 2.0]), np.array([1.0, 0.0]))
-    assert float(perfect["auc"]) == 1.0 and float(perfect["ap"]) == 1.0
-    reversed_ = ranking_metrics(np.array([0.0, 1.0]), np.array([2.0, 3.0]))
-    assert float(reversed_["auc"]) == 0.0
-    # positives at ranks 1 and 3 of 4: AP = (1/1 + 2/3) / 2
-    mixed = ranking_metrics(np.array([4.0, 2.0]), np.array([3.0, 1.0]))
-    assert float(mixed["auc"]) == pytest.approx(0.75)
-    assert float(mixed["ap"]) == pytest.approx((1 + 2 / 3) / 2)
-    ties = ranking_metrics(np.zeros(3), np.zeros(3))
-    assert float(ties["auc"]) == 0.5
-
-
-def test_linear_probe_separates_separable_classes_only():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 600)
-    x = rng.normal(size=(600, 5)) + 4.0 * np.eye(3, 5)[y]
-    good = linear_probe(x[:400], y[:400], x[400:], y[400:], num_classes=3)
-    assert good["accuracy"] > 0.95 and good["balanced_accuracy"] > 0.95
-    noise = linear_probe(rng.normal(size=(400, 5)), y[:400], rng.normal(size=(200, 5)),
-                         y[400:], num_classes=3)
-    assert noise["accuracy"] < 0.5

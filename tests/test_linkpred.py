@@ -1,4 +1,5 @@
-"""Tests for the link-prediction split, the L3 and preferential-attachment baselines and metrics."""
+"""Tests for the link-prediction split, the training folds, the pair features and the
+closed-form baselines on them (L3, resource allocation, preferential attachment)."""
 
 import importlib.util
 import itertools
@@ -10,21 +11,23 @@ import pytest
 from astrojax.data.linkpred import (
     PAIR_FEATURES,
     LinkSplit,
-    average_precision,
-    baseline_report,
     biadjacency,
-    l3_score,
     pair_features,
     path_scores,
-    preferential_attachment,
-    resource_allocation,
-    roc_auc,
     split_links,
     target_folds,
     train_network,
     unique_pairs,
 )
 from astrojax.data.metabolic import ELEMENTS, MetabolicNetwork
+from astrojax.evaluators.graph_baselines import (
+    heldout_baselines,
+    l3_score,
+    link_baseline_report,
+    preferential_attachment,
+    resource_allocation,
+    rule_ranking,
+)
 
 
 def _network(num_metabolites, num_reactions, metabolites, reactions, coefficients, name="net"):
@@ -137,35 +140,6 @@ def test_network_too_small_to_split_raises():
         split_links(dense, val_fraction=0.25, test_fraction=0.5)
 
 
-@pytest.mark.parametrize("pos, neg, auc, ap", [
-    ([0.9, 0.8], [0.1], 1.0, 1.0),  # perfect separation
-    ([0.1], [0.9], 0.0, 0.5),  # reversed: the positive is found only with the negative
-    ([0.5, 0.5], [0.5], 0.5, 2 / 3),  # all tied: one threshold, precision 2/3
-    ([0.8, 0.4], [0.6, 0.2], 0.75, 0.5 * 1 + 0.5 * 2 / 3),
-    ([3, 1, 2], [2, 0], 4.5 / 6, (1 / 3) * 1 + (1 / 3) * 2 / 3 + (1 / 3) * 3 / 4),
-])
-def test_auc_and_ap_on_hand_computed_examples(pos, neg, auc, ap):
-    assert roc_auc(np.array(pos), np.array(neg)) == pytest.approx(auc)
-    assert average_precision(np.array(pos), np.array(neg)) == pytest.approx(ap)
-
-
-def test_metrics_reject_empty_and_nan():
-    with pytest.raises(ValueError, match="at least one positive"):
-        roc_auc(np.array([]), np.array([0.1]))
-    with pytest.raises(ValueError, match="finite"):
-        average_precision(np.array([np.nan]), np.array([0.1]))
-
-
-def test_metrics_match_sklearn():  # scikit-learn is in the dev extras: this must not skip
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    rng = np.random.default_rng(0)
-    pos, neg = rng.integers(0, 5, 40).astype(float), rng.integers(0, 4, 60).astype(float)
-    labels, scores = np.r_[np.ones(40), np.zeros(60)], np.r_[pos, neg]
-    assert roc_auc(pos, neg) == pytest.approx(roc_auc_score(labels, scores))
-    assert average_precision(pos, neg) == pytest.approx(average_precision_score(labels, scores))
-
-
 def _hand_split(train_pairs, num_metabolites, num_reactions):
     empty = np.zeros((0, 2), np.int32)
     return LinkSplit(train_pairs=np.array(train_pairs, np.int32), val_pairs=empty,
@@ -262,13 +236,31 @@ def test_l3_matches_brute_force_path_count():
 def test_textbook_baselines_give_finite_auc():
     if importlib.util.find_spec("cobra") is None:
         pytest.skip("cobra (a dev dependency) ships the SBML models")
-    from astrojax.data.sbml import packaged_model_path, read_sbml
+    from astrojax.data.formats.sbml import packaged_model_path, read_sbml
 
     split = split_links(read_sbml(packaged_model_path("cobra:textbook")), seed=0)
-    report = baseline_report(split)
+    report = link_baseline_report(split)
     assert set(report) == {f"{b}/{part}_{metric}" for b in ("preferential_attachment", "l3",
                                                             "resource_allocation")
                            for part in ("val", "test") for metric in ("auc", "ap")}
     assert all(0.0 <= value <= 1.0 and math.isfinite(value) for value in report.values())
     # Paths of length three carry signal on a real network: better than chance on test.
     assert report["l3/test_auc"] > 0.6
+
+
+def test_heldout_baselines_average_each_planets_own_ranking():
+    splits = [split_links(_random_network(seed=s), val_fraction=0.0, test_fraction=0.2, seed=s)
+              for s in range(3)]
+    report = heldout_baselines(splits)
+    assert set(report) == {f"{b}/heldout_{m}" for b in ("preferential_attachment", "l3",
+                                                        "resource_allocation")
+                           for m in ("auc", "ap")}
+    # each planet scored on its own training links: the mean of the one-planet reports
+    one = [link_baseline_report(sp) for sp in splits]
+    assert report["l3/heldout_auc"] == pytest.approx(np.mean([r["l3/test_auc"] for r in one]))
+    assert report["resource_allocation/heldout_ap"] == pytest.approx(
+        np.mean([r["resource_allocation/test_ap"] for r in one]))
+    # and not on another planet's links: its scores of these pairs differ
+    assert rule_ranking("l3", splits[1], splits[0].test_pairs, splits[0].test_negatives) != \
+        rule_ranking("l3", splits[0], splits[0].test_pairs, splits[0].test_negatives)
+    assert heldout_baselines([]) == {}

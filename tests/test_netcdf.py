@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from astrojax.data.netcdf import NetCDFError, ingest_netcdf
-from astrojax.data.store import CubeStore, StoreError, compute_stats
+from astrojax.data.formats.netcdf import NetCDFError, ingest_netcdf
+from astrojax.data.formats.store import CubeStore, StoreError, compute_stats
 
 SAMPLE_DATA = Path(importlib.util.find_spec("iris_sample_data").submodule_search_locations[0],
                    "sample_data")

@@ -1,13 +1,19 @@
 """The optimizer: weight decay is decided by what a parameter is, never by its rank."""
 
-import dataclasses
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from astrojax.config import Config, DataConfig, MeshConfig, OptimConfig, TrainConfig
+from astrojax.config import (
+    Config,
+    MeshConfig,
+    OptimConfig,
+    PlanetsConfig,
+    TextDataConfig,
+    TrainConfig,
+)
 from astrojax.models.transformer import Transformer, tiny_config
 from astrojax.sharding import make_mesh
 from astrojax.tasks import get_task
@@ -58,9 +64,8 @@ def test_mamba_and_linear_mixers_leave_ssm_parameters_alone():
 
 
 def test_other_models_have_no_decayed_norm_or_bias():
-    cfg = Config(task="graph_vae", data=DataConfig(num_planets=16))
     for task_name in ("graph_vae", "datacube"):
-        task = get_task(dataclasses.replace(cfg, task=task_name))
+        task = get_task(Config(task=task_name, planets=PlanetsConfig(num_planets=16)))
         with nnx.use_eager_sharding(False):
             model = nnx.eval_shape(lambda task=task: task.build_model(nnx.Rngs(0)))
         decayed, kept = decay_split(model)
@@ -78,7 +83,7 @@ def test_unknown_parameter_name_is_an_error_naming_it():
 def test_huge_weight_decay_shrinks_matrices_and_leaves_norm_scales_near_one():
     cfg = Config(
         model=tiny_config(max_seq_len=64, vocab_size=384),
-        data=DataConfig(num_planets=64, seq_len=64),
+        data=TextDataConfig(seq_len=64), planets=PlanetsConfig(num_planets=64),
         optim=OptimConfig(learning_rate=3e-3, warmup_steps=0, weight_decay=100.0),
         train=TrainConfig(steps=10, global_batch_size=4))
     task = get_task(cfg)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.table import MaskedColumn, Table
 
-from astrojax.data.quality import (
+from astrojax.data.archives.quality import (
     QualityConfig,
     QualityReport,
     QuantityRange,

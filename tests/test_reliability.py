@@ -18,7 +18,8 @@ import pytest
 from astrojax.config import (
     Config,
     ConfigError,
-    DataConfig,
+    PlanetsConfig,
+    TextDataConfig,
     TrainConfig,
     TransformerConfig,
     validate,
@@ -35,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_config(**train) -> Config:
     model = TransformerConfig(d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                               head_dim=8, mlp_dim=64, max_seq_len=64)
-    data = DataConfig(num_planets=128, seq_len=64)
+    data = TextDataConfig(seq_len=64)
     defaults = dict(steps=12, global_batch_size=4, log_every=1, eval_every=100, eval_batches=0,
                     checkpoint_every=2, async_checkpointing=False)
     defaults.update(train)
-    return Config(model=model, data=data, train=TrainConfig(**defaults))
+    return Config(task="lm", model=model, data=data, planets=PlanetsConfig(num_planets=128),
+                  train=TrainConfig(**defaults))
 
 
 def read_metrics(workdir: Path) -> list[dict]:
@@ -71,9 +73,9 @@ def test_non_finite_config_values_are_refused(value):
     cfg.optim.learning_rate = value
     with pytest.raises(ConfigError, match="optim.learning_rate: must be a finite number"):
         validate(cfg)
-    cfg = Config()
-    cfg.graph_vae.beta = value
-    with pytest.raises(ConfigError, match="graph_vae.beta: must be a finite number"):
+    cfg = Config(task="graph_vae")
+    cfg.model.beta = value
+    with pytest.raises(ConfigError, match="model.beta: must be a finite number"):
         validate(cfg)
 
 
@@ -210,8 +212,8 @@ def test_resuming_with_another_model_task_or_data_is_refused_before_anything_cha
                                            r"\(32 -> 48\).*new --workdir"):
         train_and_evaluate(wider, workdir, devices=jax.devices()[:1])
     other_data = tiny_config(steps=6)
-    other_data.data.num_planets = 256
-    with pytest.raises(WorkdirError, match=r"other data.*config.data.num_planets"):
+    other_data.planets.num_planets = 256
+    with pytest.raises(WorkdirError, match=r"other data.*config.planets.num_planets"):
         train_and_evaluate(other_data, workdir, devices=jax.devices()[:1])
     graph = Config(task="graph_vae", train=TrainConfig(steps=6, global_batch_size=4))
     with pytest.raises(WorkdirError, match=r"trained for task 'lm', not 'graph_vae'"):
@@ -283,8 +285,8 @@ def test_a_config_file_that_raises_shows_its_message(tmp_path):
      ("bad.xml", "Unclosed XML token")),
     (("--config", "configs/datacube_vit.py", "--config.data.cube_store=MISSING"),
      ("no cube store at", "astrojax.json is missing")),
-    (("--config", "configs/quickstart.py", "--config.data.num_planets=20"),
-     ("config.data.eval_fraction", "less than one eval batch")),
+    (("--config", "configs/quickstart.py", "--config.planets.num_planets=20"),
+     ("config.planets.val_fraction", "less than one eval batch")),
 ])
 def test_bad_input_files_and_splits_are_one_line(tmp_path, overrides, needles):
     (tmp_path / "bad.xml").write_text("<sbml")

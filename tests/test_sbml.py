@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from astrojax.data.formats.sbml import packaged_model_path, read_sbml, resolve_sbml_path
 from astrojax.data.linkpred import unique_pairs
 from astrojax.data.metabolic import (
     COMPARTMENTS,
@@ -15,7 +16,6 @@ from astrojax.data.metabolic import (
     NetworkError,
     to_graph,
 )
-from astrojax.data.sbml import packaged_model_path, read_sbml, resolve_sbml_path
 
 needs_cobra = pytest.mark.skipif(importlib.util.find_spec("cobra") is None,
                                  reason="cobra (a dev dependency) ships the SBML models")

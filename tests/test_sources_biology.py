@@ -12,7 +12,7 @@ import pytest
 from sources_testing import FakeClock
 from werkzeug import Request, Response
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     Credentials,
     HTTPStatusError,
     OfflineCacheMiss,
@@ -24,8 +24,8 @@ from astrojax.data.sources import (
     ncbi,
     uniprot,
 )
-from astrojax.data.sources import http as http_module
-from astrojax.data.sources.result import FetchResult
+from astrojax.data.archives import http as http_module
+from astrojax.data.archives.result import FetchResult
 
 DATA = Path(__file__).parent / "data" / "sources" / "biology"
 

@@ -12,16 +12,16 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     OfflineCacheMiss,
     ReplyValidationError,
     SourceConfig,
     SourceError,
 )
-from astrojax.data.sources import exoplanets_org as eod
-from astrojax.data.sources import nasa_exoplanet_archive as nea
-from astrojax.data.sources import planet_hunters as pht
-from astrojax.data.sources.result import FetchResult
+from astrojax.data.archives import exoplanets_org as eod
+from astrojax.data.archives import nasa_exoplanet_archive as nea
+from astrojax.data.archives import planet_hunters as pht
+from astrojax.data.archives.result import FetchResult
 
 DATA = Path(__file__).parent / "data" / "sources" / "exoplanets"
 VOTABLE = "text/xml;content=x-votable"

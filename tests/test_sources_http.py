@@ -15,7 +15,7 @@ import pytest
 from sources_testing import FakeClock, RawServer
 from werkzeug import Request, Response
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     ApiKeyParam,
     BasicLogin,
     CacheKey,
@@ -36,7 +36,7 @@ from astrojax.data.sources import (
     redact_url,
     sanitize_filename,
 )
-from astrojax.data.sources.validate import InvalidReply
+from astrojax.data.archives.validate import InvalidReply
 
 SOURCE = "testarchive"
 

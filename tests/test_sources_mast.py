@@ -17,7 +17,7 @@ import pytest
 from astropy.io import fits
 from werkzeug import Request, Response
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     CredentialError,
     SourceConfig,
     SourceError,
@@ -26,7 +26,7 @@ from astrojax.data.sources import (
     mast,
     tess,
 )
-from astrojax.data.sources.result import FetchResult
+from astrojax.data.archives.result import FetchResult
 
 DATA = Path(__file__).parent / "data" / "sources" / "mast"
 TIC = 307210830

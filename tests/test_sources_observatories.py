@@ -8,7 +8,7 @@ import astropy.units as u
 import pytest
 from werkzeug import Response
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     CredentialError,
     ReplyValidationError,
     SourceConfig,
@@ -18,7 +18,7 @@ from astrojax.data.sources import (
     redact,
     subaru,
 )
-from astrojax.data.sources.result import FetchResult
+from astrojax.data.archives.result import FetchResult
 
 DATA = Path(__file__).parent / "data" / "sources" / "observatories"
 FITS = b"SIMPLE  =                    T" + b" " * 50  # a FITS header card is enough here

@@ -14,7 +14,7 @@ import pytest
 from sources_testing import RawServer
 from werkzeug import Request, Response
 
-from astrojax.data.sources import (
+from astrojax.data.archives import (
     OfflineCacheMiss,
     ReplyValidationError,
     SourceConfig,
@@ -22,7 +22,7 @@ from astrojax.data.sources import (
     keck,
     tap,
 )
-from astrojax.data.sources import nasa_exoplanet_archive as nea
+from astrojax.data.archives import nasa_exoplanet_archive as nea
 
 DATA = Path(__file__).parent / "data" / "sources"
 GOOD = (DATA / "exoplanets" / "nasa_pscomppars.vot").read_bytes()

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrojax.config import DataConfig
-from astrojax.data.cubes import default_cube_store
-from astrojax.data.store import (
+from astrojax.data.formats.cubes import default_cube_store
+from astrojax.data.formats.store import (
     CubeSchema,
     CubeStats,
     CubeStore,
@@ -21,6 +20,7 @@ from astrojax.data.store import (
     compute_stats,
     store_spec,
 )
+from astrojax.data.generator.climate import CubeGrid
 
 VARIABLES = ("temperature", "humidity", "wind")
 SHAPE = (4, 2, 4, 8)  # T, L, Y, X
@@ -325,8 +325,7 @@ def test_store_without_labels(url):
 
 def test_default_cube_store_path(monkeypatch, tmp_path):
     monkeypatch.setenv("ASTROJAX_CACHE", str(tmp_path))
-    data = DataConfig(num_planets=16, population_seed=3, cube_time_steps=5, cube_levels=8,
-                      cube_lat=4, cube_lon=16)
-    assert default_cube_store(data) == os.path.join(tmp_path, "cubes", "16-3-5x8x4x16")
+    grid = CubeGrid(5, 8, 4, 16)
+    assert default_cube_store(16, 3, grid) == os.path.join(tmp_path, "cubes", "16-3-5x8x4x16")
     monkeypatch.delenv("ASTROJAX_CACHE")
-    assert Path(default_cube_store(data)).parent == Path.home() / ".cache/astrojax/cubes"
+    assert Path(default_cube_store(16, 3, grid)).parent == Path.home() / ".cache/astrojax/cubes"

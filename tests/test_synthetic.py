@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from astrojax.data import synthetic as syn
+from astrojax.data import generator as syn
 
 NUM = 4096
 

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from astrojax.config import Config, DataConfig, MeshConfig, TrainConfig, TransformerConfig
+from astrojax.config import (
+    Config,
+    MeshConfig,
+    PlanetsConfig,
+    TextDataConfig,
+    TrainConfig,
+    TransformerConfig,
+)
 from astrojax.sharding import axis_rules, make_mesh
 from astrojax.tasks import get_task
 from astrojax.train.loop import train_and_evaluate
@@ -26,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_config(**train) -> Config:
     model = TransformerConfig(d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                               head_dim=8, mlp_dim=64, max_seq_len=64)
-    data = DataConfig(num_planets=256, seq_len=64)
+    data = TextDataConfig(seq_len=64)
     defaults = dict(steps=8, global_batch_size=8, log_every=1, eval_every=4, eval_batches=1,
                     checkpoint_every=100)
     defaults.update(train)
-    return Config(model=model, data=data, train=TrainConfig(**defaults))
+    return Config(task="lm", model=model, data=data, planets=PlanetsConfig(num_planets=256),
+                  train=TrainConfig(**defaults))
 
 
 def params_of(state):
@@ -150,7 +158,7 @@ def cli(workdir, *overrides, devices=1):
                JAX_PLATFORMS="cpu")
     tiny = ["--config.model.d_model=32", "--config.model.num_layers=2",
             "--config.model.mlp_dim=64", "--config.model.head_dim=8",
-            "--config.data.num_planets=256", "--config.data.seq_len=64",
+            "--config.planets.num_planets=256", "--config.data.seq_len=64",
             "--config.train.global_batch_size=8"]
     return [sys.executable, "-m", "astrojax.train", "--config", "configs/quickstart.py",
             "--workdir", str(workdir), *tiny, *overrides], env

@@ -22,7 +22,7 @@ from absl import app, flags
 
 from astrojax import cli
 from astrojax.cli import FLAGS, fail
-from astrojax.config import Config, ConfigError, validate
+from astrojax.config import Config, ConfigError, CubeDataConfig, validate
 
 flags.DEFINE_string("store", None, "Cube store: a path or TensorStore kvstore URL.")
 flags.DEFINE_list("variables", None, "ingest-netcdf: comma-separated variables (default: all "
@@ -80,13 +80,12 @@ def _help(command: str | None) -> str:
     lines = [f"usage: python -m astrojax.data {usage}", "", text, "", "flags:",
              cli.describe_flags(sorted(_own_flags(command)), _SPELLED)]
     if command == "fetch":
-        from astrojax.data.sources.registry import source_names
+        from astrojax.data.archives.registry import source_names
 
         lines += ["", f"sources: {', '.join(source_names())}"]
     elif command == "build-cubes":
         lines += ["", cli.config_sections_help()]
     return "\n".join(lines)
-_CUBE_FIELDS = ("num_planets", "cube_time_steps", "cube_levels", "cube_lat", "cube_lon")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -122,9 +121,9 @@ def _loaded_config() -> Config:
         validate(cfg)
     except ConfigError as err:
         fail(str(err))
-    for name in _CUBE_FIELDS:
-        if getattr(cfg.data, name) < 1:
-            fail(f"config.data.{name}: must be > 0, got {getattr(cfg.data, name)}")
+    if not isinstance(cfg.data, CubeDataConfig):
+        fail(f"config.data: build-cubes takes its grid from a datacube config (task "
+             f"'datacube', e.g. configs/datacube_vit.py); task {cfg.task!r} has none")
     return cfg
 
 
@@ -133,8 +132,9 @@ def _one_line(err: Exception) -> str:
 
 
 def build_cubes(args: list[str]) -> str:
-    from astrojax.data.cubes import build_synthetic_store, default_cube_store
-    from astrojax.data.store import StoreError
+    from astrojax.data.formats.cubes import build_synthetic_store, default_cube_store
+    from astrojax.data.formats.store import StoreError
+    from astrojax.data.generator.climate import CubeGrid
 
     if args:
         fail(f"build-cubes takes no arguments, got {' '.join(args)}")
@@ -143,11 +143,15 @@ def build_cubes(args: list[str]) -> str:
     if FLAGS.variables is not None or FLAGS.time_steps is not None:
         fail("--variables and --time-steps belong to ingest-netcdf; build-cubes takes the "
               "grid from config.data.cube_*")
-    data = _loaded_config().data
-    url = FLAGS.store or data.cube_store or default_cube_store(data)
+    cfg = _loaded_config()
+    data, planets = cfg.data, cfg.planets
+    grid = CubeGrid(data.cube_time_steps, data.cube_levels, data.cube_lat, data.cube_lon)
+    url = FLAGS.store or data.cube_store or default_cube_store(planets.num_planets,
+                                                               planets.seed, grid)
     start = time.perf_counter()
     try:
-        store = build_synthetic_store(data, url, progress=True)
+        store = build_synthetic_store(planets.num_planets, planets.seed, grid, url,
+                                      progress=True)
     except StoreError as err:
         fail(_one_line(err))
     schema = store.schema
@@ -158,8 +162,8 @@ def build_cubes(args: list[str]) -> str:
 
 
 def ingest(args: list[str]) -> str:
-    from astrojax.data.netcdf import ingest_netcdf
-    from astrojax.data.store import StoreError, compute_stats
+    from astrojax.data.formats.netcdf import ingest_netcdf
+    from astrojax.data.formats.store import StoreError, compute_stats
 
     if not args:
         fail("ingest-netcdf needs at least one netCDF file")
@@ -212,8 +216,8 @@ def _fetch_options(source: str, fetch_fn) -> dict[str, str | int]:
 
 
 def fetch(args: list[str]) -> str:
-    from astrojax.data.sources import SourceConfig, SourceError, redact
-    from astrojax.data.sources.registry import UnknownSourceError, get_fetch, source_names
+    from astrojax.data.archives import SourceConfig, SourceError, redact
+    from astrojax.data.archives.registry import UnknownSourceError, get_fetch, source_names
 
     if len(args) != 1:
         given = f"got {' '.join(args)}" if args else "none given"
@@ -253,7 +257,7 @@ def fetch(args: list[str]) -> str:
 
 
 def catalog(args: list[str]) -> str:
-    from astrojax.data.catalog import CatalogError, build_catalog
+    from astrojax.data.archives.catalog import CatalogError, build_catalog
 
     if args:
         fail(f"build-catalog takes no arguments, got {' '.join(args)}; give folders with "

@@ -1,16 +1,17 @@
-"""Link prediction on one metabolic network: the VGAE edge split, baselines and ranking metrics.
+"""Link prediction on one metabolic network: the VGAE edge split, training folds, pair features.
 
 The protocol is that of Kipf & Welling (2016, "Variational Graph Auto-Encoders"): hold out a
 fraction of the edges for validation and test, pair each held-out set with as many sampled
 non-edges, train on the rest, and report ROC AUC and average precision. The network is
 bipartite, so a candidate link is a (metabolite, reaction) pair, and the edges are the unique
 pairs that share a stoichiometric entry (a metabolite on both sides of one reaction is one
-pair). The non-learned baselines, preferential attachment and two weightings of the paths of
-length three (L3 of Kovács et al. 2019, and resource allocation), are the numbers a learned model
-has to beat. The same scores, computed on the graph the model passes messages on, are its
-structural pair features (:func:`pair_features`); for training, :func:`target_folds` hides one
-fold of the training links at a time, so that the links a model learns to predict are missing
-from its graph exactly as held-out links are.
+pair). Weighted counts of the paths of length three (:func:`path_scores`: L3 of Kovács et al.
+2019, and resource allocation), computed on the graph the model passes messages on, are its
+structural pair features (:func:`pair_features`); the same scores on the training links are
+the non-learned baselines a learned model has to beat (``astrojax.evaluators.graph_baselines``,
+with the metrics in ``astrojax.evaluators.metrics``). For training, :func:`target_folds` hides
+one fold of the training links at a time, so that the links a model learns to predict are
+missing from its graph exactly as held-out links are.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import scipy.sparse as sp
 
 from astrojax.data.metabolic import MetabolicNetwork
 
-BASELINES = ("preferential_attachment", "l3", "resource_allocation")
 PAIR_FEATURES = ("log1p_l3", "log1p_resource_allocation", "log1p_paths3",
                  "log1p_metabolite_degree", "log1p_reaction_degree", "compartment_share")
 
@@ -129,34 +129,15 @@ def biadjacency(pairs: np.ndarray, num_metabolites: int, num_reactions: int) -> 
                          shape=(num_metabolites, num_reactions))
 
 
-def preferential_attachment(split: LinkSplit, pairs: np.ndarray) -> np.ndarray:
-    """``deg(m) * deg(r)`` in the training graph for each (metabolite, reaction) pair."""
-    adjacency = _train_adjacency(split)
-    metabolite_degree, reaction_degree = _degrees(adjacency)
-    return metabolite_degree[pairs[:, 0]] * reaction_degree[pairs[:, 1]]
-
-
-def l3_score(split: LinkSplit, pairs: np.ndarray) -> np.ndarray:
-    """Degree-normalised length-3 paths m-r'-m'-r in the training graph (Kovács et al. 2019).
-
-    ``sum over r', m' of 1 / sqrt(deg(r') deg(m'))``. The sum runs over walks, but for a pair
-    that is not a training edge every walk is a path (going back to m or r would need the
-    edge m-r itself).
-    """
-    return path_scores(_train_adjacency(split), pairs, exponent=0.5)
-
-
-def resource_allocation(split: LinkSplit, pairs: np.ndarray) -> np.ndarray:
-    """Length-3 paths m-r'-m'-r weighted ``1 / (deg(r') deg(m'))``: the resource-allocation
-    index (Zhou et al. 2009) along paths of three, which punishes hubs (h2o, h+, atp) harder
-    than L3 does."""
-    return path_scores(_train_adjacency(split), pairs, exponent=1.0)
+def node_degrees(adjacency: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Metabolite degrees ``[M]`` and reaction degrees ``[R]`` of a biadjacency ``[M, R]``."""
+    return np.asarray(adjacency.sum(axis=1)).ravel(), np.asarray(adjacency.sum(axis=0)).ravel()
 
 
 def path_scores(adjacency: sp.csr_matrix, pairs: np.ndarray, exponent: float) -> np.ndarray:
     """``sum over paths m-r'-m'-r of (deg(r') deg(m'))^-exponent`` in ``adjacency`` [M, R];
     exponent 0 counts the paths, 0.5 is L3, 1 resource allocation."""
-    metabolite_degree, reaction_degree = _degrees(adjacency)
+    metabolite_degree, reaction_degree = node_degrees(adjacency)
     by_reaction = adjacency @ sp.diags(_inverse_power(reaction_degree, exponent))  # m - r'
     by_metabolite = sp.diags(_inverse_power(metabolite_degree, exponent)) @ adjacency  # m'-r'
     metabolite_paths = (by_reaction @ by_metabolite.T).tocsr()  # [M, M'] via r'
@@ -171,55 +152,13 @@ def pair_features(adjacency: sp.csr_matrix, pairs: np.ndarray,
     ``adjacency`` (the graph the model sees, never one holding the pairs it must predict):
     the three path scores and both degrees, log1p-scaled, and the share of the reaction's
     metabolites that lie in the metabolite's compartment (``compartment`` [M])."""
-    metabolite_degree, reaction_degree = _degrees(adjacency)
+    metabolite_degree, reaction_degree = node_degrees(adjacency)
     one_hot = np.eye(int(compartment.max(initial=0)) + 1)[compartment]  # [M, C]
     reaction_compartments = (adjacency.T @ one_hot) / np.maximum(reaction_degree, 1)[:, None]
     share = np.sum(reaction_compartments[pairs[:, 1]] * one_hot[pairs[:, 0]], axis=1)
     columns = [path_scores(adjacency, pairs, exponent) for exponent in (0.5, 1.0, 0.0)]
     columns += [metabolite_degree[pairs[:, 0]], reaction_degree[pairs[:, 1]]]
     return np.stack([*np.log1p(columns), share], axis=1).astype(np.float32)
-
-
-def roc_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U)."""
-    pos, neg = _check_scores(pos_scores, neg_scores)
-    neg_sorted = np.sort(neg)
-    below = np.searchsorted(neg_sorted, pos, side="left")
-    tied = np.searchsorted(neg_sorted, pos, side="right") - below
-    return float((below.sum() + 0.5 * tied.sum()) / (len(pos) * len(neg)))
-
-
-def average_precision(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
-    """``sum_n (R_n - R_{n-1}) P_n`` over descending score thresholds, as in scikit-learn."""
-    pos, neg = _check_scores(pos_scores, neg_scores)
-    scores = np.concatenate([pos, neg])
-    is_positive = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    order = np.argsort(-scores, kind="stable")
-    scores, is_positive = scores[order], is_positive[order]
-    # The last index of each run of equal scores: one threshold per distinct score.
-    threshold_end = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(is_positive)[threshold_end]
-    precision = true_positives / (threshold_end + 1)
-    recall = true_positives / len(pos)
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
-
-
-def baseline_report(split: LinkSplit) -> dict[str, float]:
-    """Validation and test AUC and AP of each baseline, keyed like ``"l3/test_auc"``."""
-    report = {}
-    for name in BASELINES:
-        for part, pos, neg in (("val", split.val_pairs, split.val_negatives),
-                               ("test", split.test_pairs, split.test_negatives)):
-            if len(pos) == 0:
-                continue
-            pos_scores, neg_scores = SCORERS[name](split, pos), SCORERS[name](split, neg)
-            report[f"{name}/{part}_auc"] = roc_auc(pos_scores, neg_scores)
-            report[f"{name}/{part}_ap"] = average_precision(pos_scores, neg_scores)
-    return report
-
-
-SCORERS = {"preferential_attachment": preferential_attachment, "l3": l3_score,
-           "resource_allocation": resource_allocation}
 
 
 def _pair_codes(metabolite: np.ndarray, reaction: np.ndarray, num_reactions: int) -> np.ndarray:
@@ -251,14 +190,6 @@ def _sample_non_edges(rng: np.random.Generator, edge_codes: np.ndarray, num_pair
     return chosen[:count]
 
 
-def _train_adjacency(split: LinkSplit) -> sp.csr_matrix:
-    return biadjacency(split.train_pairs, split.num_metabolites, split.num_reactions)
-
-
-def _degrees(adjacency: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(adjacency.sum(axis=1)).ravel(), np.asarray(adjacency.sum(axis=0)).ravel()
-
-
 def _inverse_power(degree: np.ndarray, exponent: float) -> np.ndarray:
     # A node of degree 0 lies on no path, so its weight is never used; 0 avoids dividing by 0.
     return np.divide(1.0, degree**exponent, out=np.zeros_like(degree, float), where=degree > 0)
@@ -269,14 +200,3 @@ def _check_matches(net: MetabolicNetwork, split: LinkSplit) -> None:
         raise ValueError(f"{net.name} has {net.num_metabolites} metabolites and "
                          f"{net.num_reactions} reactions, but the split was made for "
                          f"{split.num_metabolites} and {split.num_reactions}")
-
-
-def _check_scores(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[np.ndarray, ...]:
-    pos = np.asarray(pos_scores, np.float64).ravel()
-    neg = np.asarray(neg_scores, np.float64).ravel()
-    if len(pos) == 0 or len(neg) == 0:
-        raise ValueError(f"need at least one positive and one negative score, got {len(pos)} "
-                         f"and {len(neg)}")
-    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(neg))):
-        raise ValueError("scores must be finite (NaN or inf found)")
-    return pos, neg

@@ -76,7 +76,7 @@ def text_dataset(
 
 # ---------------------------------------------------------------------------------- datacubes
 class CubeSource:
-    """Random access to samples of a :class:`~astrojax.data.store.CubeStore` by position.
+    """Random access to samples of a :class:`~astrojax.data.formats.store.CubeStore` by position.
 
     Picklable (Grain worker processes reopen the store read-only from its URL). Element ``i`` is
     ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "index": int32}`` for store
@@ -102,7 +102,7 @@ class CubeSource:
     def _open(self):
         # Grain reads with several threads: publish the labels before the store.
         if self._store is None:
-            from astrojax.data.store import CubeStore
+            from astrojax.data.formats.store import CubeStore
 
             store = CubeStore.open(self.url, read_only=True)
             store.complete()  # one listing of completion markers instead of one read per sample

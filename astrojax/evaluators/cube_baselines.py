@@ -1,7 +1,7 @@
 """Closed-form rules and summary-statistic models for climate datacubes: what a model must beat.
 
-The built-in cubes (``astrojax.data.climate``) are calibrated so that several labels can be
-read straight off a cube, with no learning: the area-weighted mean surface temperature *is*
+The built-in cubes (``astrojax.data.generator.climate``) are calibrated so that several labels
+can be read straight off a cube, with no learning: the area-weighted mean surface temperature *is*
 the planet's surface temperature (and so gives the climate regime through its bounds), a
 tidally locked planet is the only kind whose fields vary along longitude, and the mean
 surface humidity is the planet's relative humidity up to its ascent/descent pattern. Where an
@@ -22,9 +22,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from astrojax.data.store import CubeStore
-from astrojax.data.synthetic import CLIMATE_REGIME_BOUNDS_K, CLIMATE_REGIMES
-from astrojax.train.probe import linear_probe, ridge_probe
+from astrojax.data.formats.store import CubeStore
+from astrojax.data.generator import CLIMATE_REGIME_BOUNDS_K, CLIMATE_REGIMES
+from astrojax.evaluators.metrics import accuracy_score, r2_score
+from astrojax.evaluators.probes import linear_probe, ridge_probe
 
 # Labels that are classes (with their number of classes); every other label is regressed.
 CLASS_LABELS = {"climate_regime": len(CLIMATE_REGIMES), "tidally_locked": 2}
@@ -121,15 +122,7 @@ def rule_predictions(summaries: dict[str, np.ndarray], variables: Sequence[str],
     return out
 
 
-def r2_score(y: np.ndarray, prediction: np.ndarray) -> float:
-    """Coefficient of determination over the finite labels."""
-    y, prediction = np.asarray(y, np.float64), np.asarray(prediction, np.float64)
-    ok = np.isfinite(y)
-    sst = np.sum((y[ok] - y[ok].mean()) ** 2)
-    return float(1.0 - np.sum((y[ok] - prediction[ok]) ** 2) / sst) if sst > 0 else float("nan")
-
-
-def baseline_report(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
+def cube_baseline_report(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
                     train_labels: np.ndarray, test_labels: np.ndarray,
                     label_names: Sequence[str], variables: Sequence[str]) -> dict[str, float]:
     """Every rule and summary-statistic model on the held-out samples ``test``, fitted (where
@@ -155,8 +148,8 @@ def baseline_report(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
             out[f"majority/accuracy/{name}"] = probe["majority_accuracy"]
             if name in rules:
                 rule, predicted = rules[name]
-                out[f"{rule}/accuracy/{name}"] = float(np.mean(predicted[scored]
-                                                               == y_test[scored]))
+                out[f"{rule}/accuracy/{name}"] = accuracy_score(y_test[scored],
+                                                                predicted[scored])["accuracy"]
             continue
         ridge = ridge_probe(x_train[fit], y_train[fit], x_test, y_test)
         out[f"summary_ridge/r2/{name}"] = ridge["r2"]

@@ -445,16 +445,3 @@ def datacube_losses(outputs: dict[str, jax.Array], targets: jax.Array, target_ma
                        sum_target_sq=(y_br * y_br).sum(axis=0))
         loss = loss + cfg.regression_weight * mse
     return loss, dict(metrics, loss=loss)
-
-
-def datacube_eval_metrics(stats: dict) -> dict[str, np.ndarray | float]:
-    """R² per target (and its mean over targets with data) from summed ``datacube_losses``
-    statistics. A target with fewer than 2 values or no variance gets NaN."""
-    count = np.asarray(stats["count"], np.float64)
-    sse = np.asarray(stats["sse"], np.float64)
-    mean = np.asarray(stats["sum_target"], np.float64) / np.maximum(count, 1.0)
-    sst = np.asarray(stats["sum_target_sq"], np.float64) - count * mean**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where((count > 1) & (sst > 0), 1.0 - sse / sst, np.nan)
-    r2_mean = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
-    return dict(r2=r2, r2_mean=r2_mean)

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import Config
+from astrojax.sharding import check_divisible
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -39,8 +40,10 @@ class Task(abc.ABC):
         """An endless dataset of this process's slices of the global train batches (numpy)."""
 
     @abc.abstractmethod
-    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        """A finite, deterministic iterable of this process's slices of eval batches."""
+    def eval_data(self, process_index: int, process_count: int,
+                  split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        """A finite, deterministic iterable of this process's slices of the eval batches of
+        ``split`` ("val": the periodic evals; "test": scored once, after the last step)."""
 
     @abc.abstractmethod
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array,
@@ -61,12 +64,13 @@ class Task(abc.ABC):
         saved with every checkpoint. Default: none."""
         return {}
 
-    def baselines(self) -> dict[str, float]:
+    def baselines(self, split: str = "val") -> dict[str, float]:
         """The best closed-form rules and simplest fair models on the same held-out set that
         :meth:`finalize_eval` scores, keyed ``"RULE/METRIC"`` with the same metric names (for
         example ``"majority/accuracy"``). A learned metric is a result only beside these: the
-        loop logs them with every eval as ``eval/baseline/RULE/METRIC``. Computed once; no
-        learning from held-out data. Default: none."""
+        loop logs them with every eval as ``eval/baseline/RULE/METRIC`` (``test/baseline/...``
+        for split "test"). Computed once per split; no learning from held-out data. Default:
+        none."""
         return {}
 
     def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
@@ -79,6 +83,14 @@ class Task(abc.ABC):
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Pure: the model's embeddings of a batch (what downstream models consume)."""
         raise NotImplementedError(f"{type(self).__name__} defines no embedding")
+
+    def check_mesh(self, mesh_sizes: dict[str, int]) -> None:
+        """Raises ConfigError if the mesh cannot shard the model's parameters: asks the model
+        itself, from its abstract parameters' logical axes (no memory is allocated), and names
+        the config field whose value is the offending size."""
+        with nnx.use_eager_sharding(False):
+            abstract = nnx.eval_shape(lambda: self.build_model(nnx.Rngs(0)))
+        check_divisible(abstract, self.cfg.mesh.logical_axis_rules, mesh_sizes, self.cfg.model)
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         """How many tokens (or items) a global batch holds, for throughput."""

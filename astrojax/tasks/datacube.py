@@ -1,11 +1,12 @@
 """Climate datacubes: masked-tubelet pretraining and the labels no closed-form rule reads off.
 
 The cubes come from a TensorStore store (``data.cube_store``): the built-in population's,
-built once on first use, or any store made with ``python -m astrojax.data``. The last
-``data.eval_fraction`` of the samples is held out.
+built once on first use, or any store made with ``python -m astrojax.data``. A store's sample
+``i`` is planet row ``i`` (the built-in store holds the population in order; another store's
+samples are planets ``sample-000000``, ...), split by ``planets`` like every task's planets.
 
-Objective (``datacube.objective``): masked-tubelet reconstruction (VideoMAE), regression of the
-label columns named in ``datacube.targets`` (standardized with the train split's mean and std),
+Objective (``model.objective``): masked-tubelet reconstruction (VideoMAE), regression of the
+label columns named in ``model.targets`` (standardized with the train split's mean and std),
 or both. The default targets are the equilibrium temperature and the log surface pressure,
 because ``benchmarks/datacube_baselines.py`` measured that closed-form rules read the other
 labels off the built-in cubes (surface temperature R^2 1.000, climate regime and tidal locking
@@ -39,13 +40,16 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import ConfigError
-from astrojax.data.cubes import build_synthetic_store
+from astrojax.data.formats.cubes import build_synthetic_store
+from astrojax.data.formats.store import CubeStore, compute_stats
+from astrojax.data.generator.climate import CubeGrid
 from astrojax.data.pipeline import CubeSource, cube_dataset
-from astrojax.data.store import CubeStore, compute_stats
-from astrojax.evaluators.cube_baselines import CLASS_LABELS, baseline_report, cube_summaries
-from astrojax.models.datacube_vit import DatacubeViT, datacube_eval_metrics, datacube_losses
+from astrojax.data.planets import PlanetSplit, PlanetTable, planet_split, sample_ids
+from astrojax.evaluators.cube_baselines import CLASS_LABELS, cube_baseline_report, cube_summaries
+from astrojax.evaluators.metrics import r2_from_sums, r2_sums
+from astrojax.evaluators.probes import linear_probe, ridge_probe
+from astrojax.models.datacube_vit import DatacubeViT, datacube_losses
 from astrojax.tasks.base import Batch, Metrics, Task
-from astrojax.train.probe import linear_probe, ridge_probe
 
 log = logging.getLogger(__name__)
 PROBE_TRAIN_SAMPLES = 2048
@@ -67,17 +71,19 @@ class DatacubeTask(Task):
                                                  "`python -m astrojax.data build-cubes` and "
                                                  "pass the store")
         else:
-            store = CubeStore.open(build_synthetic_store(d, progress=False).url, read_only=True)
+            p = self.cfg.planets
+            store = build_synthetic_store(p.num_planets, p.seed, self.grid, progress=False)
+            store = CubeStore.open(store.url, read_only=True)
         return store
 
     @property
     def masked(self) -> bool:
-        return "masked" in self.cfg.datacube.objective
+        return "masked" in self.cfg.model.objective
 
     @property
     def target_names(self) -> list[str]:
         """The regressed labels (none for the purely masked objective)."""
-        return list(self.cfg.datacube.targets) if "supervised" in self.cfg.datacube.objective \
+        return list(self.cfg.model.targets) if "supervised" in self.cfg.model.objective \
             else []
 
     @functools.cached_property
@@ -85,16 +91,28 @@ class DatacubeTask(Task):
         names = list(self.store.schema.label_names)
         missing = [t for t in self.target_names if t not in names]
         if missing:
-            raise ConfigError("datacube.targets", f"{', '.join(map(repr, missing))} not among "
+            raise ConfigError("model.targets", f"{', '.join(map(repr, missing))} not among "
                               f"the labels of {self.store.url} "
                               f"({', '.join(names) if names else 'it has no labels'})")
         return [names.index(t) for t in self.target_names]
 
+    @property
+    def grid(self) -> CubeGrid:
+        d = self.cfg.data
+        return CubeGrid(d.cube_time_steps, d.cube_levels, d.cube_lat, d.cube_lon)
+
     @functools.cached_property
-    def _split(self) -> tuple[np.ndarray, np.ndarray]:
-        n = self.store.num_samples
-        num_eval = max(1, int(round(n * self.cfg.data.eval_fraction)))
-        return np.arange(n - num_eval), np.arange(n - num_eval, n)
+    def planet_ids(self) -> np.ndarray:
+        """The planets of the store's samples: the built-in population's, when the store says
+        it holds them, else ``sample-000000``, ..."""
+        attrs, n = self.store.schema.attrs, self.store.num_samples
+        if attrs.get("num_planets") == n and "population_seed" in attrs:
+            return PlanetTable.synthetic(n, int(attrs["population_seed"])).ids
+        return sample_ids(n)
+
+    @functools.cached_property
+    def split(self) -> PlanetSplit:
+        return planet_split(self.planet_ids, self.cfg.planets)
 
     def _whole_batches(self, indices: np.ndarray, max_batches: int | None = None) -> np.ndarray:
         """The samples that fill whole global batches of an unshuffled pass over ``indices``
@@ -104,26 +122,27 @@ class DatacubeTask(Task):
         if batches == 0:
             raise ConfigError("train.global_batch_size",
                               f"{batch} is more than the {len(indices)} samples of a split "
-                              f"of {self.store.url} (data.eval_fraction="
-                              f"{self.cfg.data.eval_fraction})")
+                              f"of {self.store.url} (planets.val_fraction="
+                              f"{self.cfg.planets.val_fraction}, planets.test_fraction="
+                              f"{self.cfg.planets.test_fraction})")
         if max_batches is not None:
             batches = min(batches, max_batches)
         return indices[:batches * batch]
 
-    @property
-    def eval_indices(self) -> np.ndarray:
-        """The held-out samples every eval metric, probe and baseline is computed on."""
-        return self._whole_batches(self._split[1], self.cfg.train.eval_batches)
+    def eval_indices(self, split: str = "val") -> np.ndarray:
+        """The held-out samples of ``split`` every eval metric, probe and baseline is computed
+        on."""
+        return self._whole_batches(self.split[split], self.cfg.train.eval_batches)
 
     @property
     def probe_train_indices(self) -> np.ndarray:
         """The train samples linear probes and baseline models are fitted on: the first
         PROBE_TRAIN_SAMPLES (embedding the whole train split took minutes on 2 cores)."""
-        return self._whole_batches(self._split[0][:PROBE_TRAIN_SAMPLES])
+        return self._whole_batches(self.split.train[:PROBE_TRAIN_SAMPLES])
 
     @functools.cached_property
     def _statistics(self) -> dict[str, np.ndarray]:
-        train = self._split[0]
+        train = self.split.train
         log.info("normalization statistics of the %d train samples of %s", len(train),
                  self.store.url)
         stats = compute_stats(self.store, train)
@@ -136,7 +155,7 @@ class DatacubeTask(Task):
         s = self._statistics
         return {"store": self.store.url, "variables": list(self.store.schema.variables),
                 "cube_mean": s["mean"].tolist(), "cube_std": s["std"].tolist(),
-                "statistics_samples": f"train split: {len(self._split[0])} samples",
+                "statistics_samples": f"train split: {len(self.split.train)} samples",
                 "targets": self.target_names, "target_mean": s["target_mean"].tolist(),
                 "target_std": s["target_std"].tolist()}
 
@@ -157,7 +176,7 @@ class DatacubeTask(Task):
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         v, (_, levels, _, _) = len(self.store.schema.variables), self.store.schema.shape
-        return DatacubeViT(self.cfg.datacube, in_channels=v * levels, grid=self.input_grid,
+        return DatacubeViT(self.cfg.model, in_channels=v * levels, grid=self.input_grid,
                            num_targets=len(self._target_columns), rngs=rngs)
 
     def _dataset(self, indices, process_index, process_count, **kwargs) -> grain.IterDataset:
@@ -171,11 +190,12 @@ class DatacubeTask(Task):
                                "prefetch_buffer_size": d.prefetch_buffer_size, **kwargs})
 
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
-        return self._dataset(self._split[0], process_index, process_count, shuffle=True,
+        return self._dataset(self.split.train, process_index, process_count, shuffle=True,
                              num_epochs=None)
 
-    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        ds = self._dataset(self.eval_indices, process_index, process_count, shuffle=False,
+    def eval_data(self, process_index: int, process_count: int,
+                  split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        ds = self._dataset(self.eval_indices(split), process_index, process_count, shuffle=False,
                            num_epochs=1, worker_count=0)
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 
@@ -185,7 +205,7 @@ class DatacubeTask(Task):
         del step  # constant loss
         outputs = model.masked(batch["cube"], rng) if self.masked else model(batch["cube"])
         targets = batch["targets"]
-        loss, m = datacube_losses(outputs, targets, jnp.isfinite(targets), self.cfg.datacube)
+        loss, m = datacube_losses(outputs, targets, jnp.isfinite(targets), self.cfg.model)
         return loss, {k: m[k] for k in ("reconstruction_mse", "mse") if k in m}
 
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
@@ -194,19 +214,18 @@ class DatacubeTask(Task):
         if self.masked:  # a fixed mask per batch, so evals are comparable
             key = jax.random.fold_in(jax.random.key(0), batch["index"][0])
             _, m = datacube_losses(model.masked(cube, key), targets, jnp.isfinite(targets),
-                                   self.cfg.datacube)
+                                   self.cfg.model)
             sums.update(reconstruction_sse=m["reconstruction_sse"],
                         reconstruction_count=m["reconstruction_count"])
         if self.target_names:  # the regression head on whole cubes, as it is used
-            _, m = datacube_losses({"regression": model(cube)["regression"]}, targets,
-                                   jnp.isfinite(targets), self.cfg.datacube)
+            m = r2_sums(targets, model(cube)["regression"], jnp.isfinite(targets))
             for i, name in enumerate(self.target_names):  # the loop sums scalars only
                 for stat in ("sse", "count", "sum_target", "sum_target_sq"):
                     sums[f"{stat}/{name}"] = m[stat][i]
         return sums
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
-        c = self.cfg.datacube
+        c = self.cfg.model
         out, loss = {}, 0.0
         if self.masked:
             out["reconstruction_mse"] = sums["reconstruction_sse"] / max(
@@ -216,7 +235,7 @@ class DatacubeTask(Task):
         if names:
             stats = {stat: [sums[f"{stat}/{n}"] for n in names]
                      for stat in ("sse", "count", "sum_target", "sum_target_sq")}
-            metrics = datacube_eval_metrics(stats)
+            metrics = r2_from_sums(stats)
             out["mse"] = sum(stats["sse"]) / max(sum(stats["count"]), 1.0)
             loss += c.regression_weight * out["mse"]
             out["r2_mean"] = metrics["r2_mean"]
@@ -233,25 +252,25 @@ class DatacubeTask(Task):
 
     # ---- what the model is measured against
     @functools.cached_property
-    def _summaries(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        return (cube_summaries(self.store, self.probe_train_indices),
-                cube_summaries(self.store, self.eval_indices))
+    def _train_summaries(self) -> dict[str, np.ndarray]:
+        return cube_summaries(self.store, self.probe_train_indices)
 
-    def baselines(self) -> dict[str, float]:
+    def baselines(self, split: str = "val") -> dict[str, float]:
         """Closed-form rules and summary-statistic ridge/logistic models, fitted on the probes'
-        train samples and scored on the eval samples (``cube_baselines.baseline_report``)."""
-        train, test = self._summaries
+        train samples and scored on the samples of ``split`` (``cube_baseline_report``)."""
+        test_indices = self.eval_indices(split)
+        test = cube_summaries(self.store, test_indices)
         labels = self.store.read_labels()
-        return baseline_report(train, test, labels[self.probe_train_indices],
-                               labels[self.eval_indices], self.store.schema.label_names,
-                               self.store.schema.variables)
+        return cube_baseline_report(self._train_summaries, test,
+                                    labels[self.probe_train_indices], labels[test_indices],
+                                    self.store.schema.label_names, self.store.schema.variables)
 
     def final_eval(self, embed_fn, params, shard) -> dict[str, float]:
         """Linear probes of the planet embedding for every label: fitted on the train split's
         embeddings, scored on the held-out ones (ridge with leave-one-out penalty for values,
         L2 logistic regression for classes), comparable key for key with :meth:`baselines`."""
         x_train, i_train = self._embeddings(embed_fn, params, shard, self.probe_train_indices)
-        x_test, i_test = self._embeddings(embed_fn, params, shard, self.eval_indices)
+        x_test, i_test = self._embeddings(embed_fn, params, shard, self.eval_indices())
         labels = self.store.read_labels()
         out = {}
         for j, name in enumerate(self.store.schema.label_names):

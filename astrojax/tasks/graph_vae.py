@@ -1,6 +1,6 @@
 """Graph VAE tasks: learn the built-in planets' metabolic networks, or predict links in a real one.
 
-``graph_vae`` trains on one synthetic network per planet (``data.synthetic`` + ``data.biochem``)
+``graph_vae`` trains on one synthetic network per planet (``data.generator.biochem``)
 and, after the last step, fits a linear probe of the biosphere class on the graph latents. Each
 held-out planet's network loses ``data.link_test_fraction`` of its links to a held-out set,
 absent from the graph the encoder reads, so its held-out AUC/AP/accuracy measure prediction,
@@ -24,28 +24,35 @@ from flax import nnx
 
 from astrojax.config import ConfigError
 from astrojax.data import graphs
+from astrojax.data.formats.sbml import read_sbml, resolve_sbml_path
+from astrojax.data.generator import BIOSPHERE_CLASSES
 from astrojax.data.linkpred import (
-    BASELINES,
     PAIR_FEATURES,
-    SCORERS,
     LinkSplit,
-    average_precision,
-    baseline_report,
     biadjacency,
     keep_pairs,
     pair_features,
-    roc_auc,
     split_links,
     target_folds,
     train_network,
     unique_pairs,
 )
-from astrojax.data.metabolic import NODE_FEATURES, NUM_EDGE_FEATURES, NUM_NODE_FEATURES
-from astrojax.data.sbml import read_sbml, resolve_sbml_path
-from astrojax.data.synthetic import BIOSPHERE_CLASSES, generate_population
+from astrojax.data.metabolic import NUM_EDGE_FEATURES, NUM_NODE_FEATURES
+from astrojax.data.planets import SPLITS, GraphSource, PlanetTable, planet_split
+from astrojax.evaluators.graph_baselines import (
+    graph_count_features,
+    heldout_baselines,
+    link_baseline_report,
+)
+from astrojax.evaluators.metrics import (
+    accuracy_from_sums,
+    accuracy_sums,
+    ranking_from_sums,
+    ranking_sums,
+)
+from astrojax.evaluators.probes import linear_probe
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, loss_sums
 from astrojax.tasks.base import Batch, Metrics, Task
-from astrojax.train.probe import linear_probe
 
 # Graph-level label arrays ride along in batches (-1 for jraph's padding graph).
 _LABELS = ("biosphere", "climate_regime", "habitable")
@@ -74,16 +81,12 @@ class _GraphTask(Task):
     throughput_key = "graphs"
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-        return GraphVAE(self.cfg.graph_vae, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, rngs=rngs)
-
-    @property
-    def num_sub_batches(self) -> int:
-        return self.cfg.train.global_batch_size // self.cfg.data.graphs_per_sub_batch
+        return GraphVAE(self.cfg.model, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, rngs=rngs)
 
     def loss(self, model: nnx.Module, batch: Batch, rng: jax.Array,
              step: jax.Array) -> tuple[jax.Array, Metrics]:
         sums = summed_loss_stats(model, batch, rng, sample=True)
-        return elbo_loss(self.cfg.graph_vae, sums, step)
+        return elbo_loss(self.cfg.model, sums, step)
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         return int(np.sum(batch["graph_mask"]))
@@ -92,48 +95,60 @@ class _GraphTask(Task):
 class GraphVAETask(_GraphTask):
     """The graph VAE on one synthetic metabolic network per planet.
 
-    The last ``data.eval_fraction`` of the population (by planet index) is held out for eval.
+    Trains on the networks of the train split's planets (``planets``); evaluates on the val
+    split's, and once on test after the last step.
     """
 
+    @property
+    def num_sub_batches(self) -> int:
+        return self.cfg.train.global_batch_size // self.cfg.data.graphs_per_sub_batch
+
     @functools.cached_property
-    def _population(self):
+    def table(self) -> PlanetTable:
+        p = self.cfg.planets
+        return PlanetTable.synthetic(p.num_planets, p.seed)
+
+    @functools.cached_property
+    def split(self):
+        return planet_split(self.table.ids, self.cfg.planets)
+
+    @functools.cached_property
+    def networks(self) -> dict[str, list]:
+        """Each split's planets' metabolic networks, in table order."""
+        return {name: GraphSource(self.table, self.split[name]).networks() for name in SPLITS}
+
+    @functools.cached_property
+    def heldout_links(self) -> dict[str, list[LinkSplit | None]]:
+        """Per planet of a held-out split, its links split into those the encoder sees and a
+        held-out set (with as many non-links); None for a network too small to hold a link
+        out. Seeded by planet, so a planet's held-out links do not depend on the split."""
         d = self.cfg.data
-        return generate_population(d.num_planets, seed=d.population_seed)
+        return {name: [_heldout_split(net, d.link_test_fraction, d.link_split_seed + int(row))
+                       for net, row in zip(self.networks[name], self.split[name], strict=True)]
+                for name in ("val", "test")}
 
     @functools.cached_property
-    def _networks(self):
-        return self._population.networks(self.cfg.data.population_seed)
-
-    @functools.cached_property
-    def _num_eval(self) -> int:
-        return max(1, int(round(len(self._networks) * self.cfg.data.eval_fraction)))
-
-    @functools.cached_property
-    def _heldout_splits(self) -> list[LinkSplit | None]:
-        """Per held-out planet, its links split into those the encoder sees and a held-out set
-        (with as many non-links); None for a network too small to hold a link out."""
-        d = self.cfg.data
-        first = len(self._networks) - self._num_eval
-        return [_heldout_split(net, d.link_test_fraction, d.link_split_seed + first + i)
-                for i, net in enumerate(self._networks[first:])]
-
-    @functools.cached_property
-    def _examples(self) -> list[graphs.Example]:
+    def examples(self) -> dict[str, list[graphs.Example]]:
         """Training planets whole; held-out planets without their held-out links, which ride
         along as ``heldout_pairs``/``heldout_negatives`` (node indices)."""
-        steps = self.cfg.graph_vae.random_walk_steps
-        first = len(self._networks) - self._num_eval
-        examples = [graphs.graph_example(net, steps) for net in self._networks[:first]]
-        for net, split in zip(self._networks[first:], self._heldout_splits, strict=True):
-            if split is None:
+        steps = self.cfg.model.random_walk_steps
+        out = {"train": [graphs.graph_example(net, steps) for net in self.networks["train"]]}
+        for name in ("val", "test"):
+            out[name] = self._heldout_examples(name, steps)
+        return out
+
+    def _heldout_examples(self, split: str, steps: int) -> list[graphs.Example]:
+        examples = []
+        for net, held in zip(self.networks[split], self.heldout_links[split], strict=True):
+            if held is None:
                 example = graphs.graph_example(net, steps)
                 example["heldout_pairs"] = example["heldout_negatives"] = np.zeros((0, 2),
                                                                                    np.int32)
             else:
-                example = graphs.graph_example(train_network(net, split), steps)
+                example = graphs.graph_example(train_network(net, held), steps)
                 offset = np.array([0, net.num_metabolites], np.int32)
-                example["heldout_pairs"] = split.test_pairs + offset
-                example["heldout_negatives"] = split.test_negatives + offset
+                example["heldout_pairs"] = held.test_pairs + offset
+                example["heldout_negatives"] = held.test_negatives + offset
             examples.append(example)
         return examples
 
@@ -142,29 +157,33 @@ class GraphVAETask(_GraphTask):
         """The configured buckets, or ones derived from the sizes of all the networks."""
         if self.cfg.data.graph_buckets:
             return tuple(sorted(graphs.Bucket(*b) for b in self.cfg.data.graph_buckets))
-        return graphs.default_buckets(graphs.example_sizes(self._examples),
-                                      self.cfg.data.graphs_per_sub_batch, self.num_sub_batches)
+        sizes = np.concatenate([graphs.example_sizes(self.examples[name]) for name in SPLITS
+                                if len(self.split[name])])
+        return graphs.default_buckets(sizes, self.cfg.data.graphs_per_sub_batch,
+                                      self.num_sub_batches)
 
-    def _labels(self, offset: int):
-        pop = self._population
-        return lambda i: {name: np.int32(getattr(pop, name)[offset + i]) for name in _LABELS}
+    def _labels(self, rows: np.ndarray):
+        pop = self.table.population
+        return lambda i: {name: np.int32(getattr(pop, name)[rows[i]]) for name in _LABELS}
 
-    def _dataset(self, start: int, stop: int, process_index: int, process_count: int,
-                 **kwargs) -> grain.IterDataset:
-        d = self.cfg.data
+    def _dataset(self, split: str, process_index: int, process_count: int, *,
+                 limit: int | None = None, **kwargs) -> grain.IterDataset:
+        examples, rows = self.examples[split], self.split[split]
+        if limit is not None:
+            examples, rows = examples[:limit], rows[:limit]
         return graphs.graph_dataset(
-            self._examples[start:stop], graphs_per_batch=self.cfg.train.global_batch_size,
+            examples, graphs_per_batch=self.cfg.train.global_batch_size,
             num_shards=self.num_sub_batches, buckets=self.buckets,
             process_index=process_index, process_count=process_count,
-            extra=self._labels(start), seed=d.shuffle_seed, **kwargs)
+            extra=self._labels(rows), seed=self.cfg.data.shuffle_seed, **kwargs)
 
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
-        return self._dataset(0, len(self._examples) - self._num_eval, process_index,
-                             process_count, shuffle=True, num_epochs=None)
+        return self._dataset("train", process_index, process_count, shuffle=True,
+                             num_epochs=None)
 
-    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        ds = self._dataset(len(self._examples) - self._num_eval, len(self._examples),
-                           process_index, process_count, shuffle=False, num_epochs=1)
+    def eval_data(self, process_index: int, process_count: int,
+                  split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        ds = self._dataset(split, process_index, process_count, shuffle=False, num_epochs=1)
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
@@ -177,31 +196,20 @@ class GraphVAETask(_GraphTask):
         """The loss terms on the held-out planets' visible links (``link_accuracy`` is their
         reconstruction) and, on their held-out links, ``heldout_link_accuracy`` (logit sign,
         one non-link per link) and the per-planet mean ``heldout_auc`` and ``heldout_ap``."""
-        loss, parts = elbo_loss(self.cfg.graph_vae, sums, self.cfg.graph_vae.kl_warmup_steps)
-        graphs_scored = max(sums["heldout_graphs"], 1.0)
+        loss, parts = elbo_loss(self.cfg.model, sums, self.cfg.model.kl_warmup_steps)
         return {"loss": float(loss), **{k: float(v) for k, v in parts.items() if k != "kl_beta"},
-                "heldout_link_accuracy": sums["heldout_correct"]
-                / max(2 * sums["heldout_links"], 1.0),
-                "heldout_auc": sums["heldout_auc_sum"] / graphs_scored,
-                "heldout_ap": sums["heldout_ap_sum"] / graphs_scored}
+                **accuracy_from_sums(sums, prefix="heldout_link_"),
+                **ranking_from_sums(sums, prefix="heldout_")}
 
-    def baselines(self) -> dict[str, float]:
+    def baselines(self, split: str = "val") -> dict[str, float]:
         """Per-planet mean AUC and AP of L3, resource allocation and preferential attachment on
         the held-out links of the planets the eval batches hold, each on its planet's visible
         links (``l3/heldout_auc``, ...)."""
         t = self.cfg.train
-        num_batches = min(t.eval_batches, self._num_eval // t.global_batch_size)
-        splits = [sp for sp in self._heldout_splits[:num_batches * t.global_batch_size]
-                  if sp is not None]
-        if not splits:
-            return {}
-        out = {}
-        for rule in BASELINES:
-            scores = [(SCORERS[rule](sp, sp.test_pairs), SCORERS[rule](sp, sp.test_negatives))
-                      for sp in splits]
-            out[f"{rule}/heldout_auc"] = float(np.mean([roc_auc(*s) for s in scores]))
-            out[f"{rule}/heldout_ap"] = float(np.mean([average_precision(*s) for s in scores]))
-        return out
+        num_batches = min(t.eval_batches, len(self.split[split]) // t.global_batch_size)
+        return heldout_baselines([sp for sp in
+                                  self.heldout_links[split][:num_batches * t.global_batch_size]
+                                  if sp is not None])
 
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Posterior mean of each graph latent, ``[sub-batches, graphs + 1, graph_latent_dim]``."""
@@ -212,9 +220,8 @@ class GraphVAETask(_GraphTask):
         """Linear probes of the biosphere class: on the graph latents, and, as the baseline a
         learned embedding must beat, on simple counts (metabolites, reactions, edges, mean node
         features) of the same graphs."""
-        num_train = len(self._examples) - self._num_eval
-        train = self._probe_set(embed_fn, params, shard, 0, min(num_train, PROBE_TRAIN_GRAPHS))
-        test = self._probe_set(embed_fn, params, shard, num_train, len(self._examples))
+        train = self._probe_set(embed_fn, params, shard, "train", PROBE_TRAIN_GRAPHS)
+        test = self._probe_set(embed_fn, params, shard, "val")
         classes = len(BIOSPHERE_CLASSES)
         latent = linear_probe(train[0], train[2], test[0], test[2], classes)
         counts = linear_probe(train[1], train[2], test[1], test[2], classes)
@@ -224,33 +231,21 @@ class GraphVAETask(_GraphTask):
                 "probe/counts_baseline_balanced_accuracy": counts["balanced_accuracy"],
                 "probe/majority_accuracy": latent["majority_accuracy"]}
 
-    def _probe_set(self, embed_fn, params, shard, start: int, stop: int):
-        """Graph latents, count features and biosphere labels of graphs ``[start, stop)`` (those
-        that fill whole batches; on several processes, this process's share)."""
+    def _probe_set(self, embed_fn, params, shard, split: str, limit: int | None = None):
+        """Graph latents, count features and biosphere labels of the first ``limit`` graphs of
+        ``split`` (those that fill whole batches; on several processes, this process's
+        share)."""
         latents, counts, labels = [], [], []
-        ds = self._dataset(start, stop, jax.process_index(), jax.process_count(),
+        ds = self._dataset(split, jax.process_index(), jax.process_count(), limit=limit,
                            shuffle=False, num_epochs=1)
         for local in ds:
             out = np.asarray(jax.device_get(embed_fn(params, shard(local)))["graph_mean"])
             for s in range(len(local["nodes"])):
                 mask = local["graph_mask"][s]
                 latents.append(out[s][mask])
-                counts.append(_count_features({k: v[s] for k, v in local.items()})[mask])
+                counts.append(graph_count_features({k: v[s] for k, v in local.items()})[mask])
                 labels.append(local["biosphere"][s][mask])
         return np.concatenate(latents), np.concatenate(counts), np.concatenate(labels)
-
-
-def _count_features(sub_batch: dict[str, np.ndarray]) -> np.ndarray:
-    """Per graph of a padded sub-batch: metabolite, reaction and edge counts and the mean of
-    each node feature, ``[graphs + 1, 3 + NUM_NODE_FEATURES]``."""
-    num_graphs = len(sub_batch["n_node"])
-    graph = sub_batch["node_graph"]
-    n_node = np.maximum(sub_batch["n_node"], 1)[:, None]
-    sums = np.zeros((num_graphs, NUM_NODE_FEATURES))
-    np.add.at(sums, graph, sub_batch["nodes"])
-    metabolites = sums[:, NODE_FEATURES.index("is_metabolite")]
-    return np.concatenate([metabolites[:, None], (sub_batch["n_node"] - metabolites)[:, None],
-                           sub_batch["n_edge"][:, None], sums / n_node], axis=1)
 
 
 def heldout_sums(model: GraphVAE, batch: Batch) -> dict[str, jax.Array]:
@@ -259,37 +254,12 @@ def heldout_sums(model: GraphVAE, batch: Batch) -> dict[str, jax.Array]:
     z_nz = model.encode(batch).node_mean
     pos = model.link_logits(z_nz, batch["heldout_pairs"])
     neg = model.link_logits(z_nz, batch["heldout_negatives"])
-    mask = batch["heldout_mask"]
-    correct = jnp.where(mask, (pos > 0).astype(jnp.float32) + (neg < 0), 0.0)
-    grouped = grouped_ranking_sums(pos, neg, batch["heldout_graph"], mask,
-                                   batch["graph_mask"].shape[0])
-    return {"heldout_correct": jnp.sum(correct),
-            "heldout_links": jnp.sum(mask).astype(jnp.float32), **grouped}
-
-
-def grouped_ranking_sums(pos_l, neg_l, group_l, mask_l, num_groups: int) -> dict[str, jax.Array]:
-    """Per group (graph), the AUC and AP of its positives against its negatives (row ``i`` of
-    ``pos_l`` and ``neg_l`` both belong to group ``group_l[i]``), as in :func:`ranking_metrics`;
-    summed over the groups that have at least one real pair, with their count."""
-    same = (group_l[:, None] == group_l[None, :]) & mask_l[:, None] & mask_l[None, :]
-    beats = (pos_l[:, None] > neg_l[None, :]) + 0.5 * (pos_l[:, None] == neg_l[None, :])
-    count_g = _segment_sum(mask_l.astype(jnp.float32), group_l, num_groups)
-    wins_g = _segment_sum(jnp.sum(jnp.where(same, beats, 0.0), 1), group_l, num_groups)
-    scores = jnp.concatenate([pos_l, neg_l])
-    same_all = jnp.concatenate([same, same], axis=1)  # [positives, positives + negatives]
-    is_pos = jnp.concatenate([jnp.ones_like(pos_l), jnp.zeros_like(neg_l)])
-    at_least = same_all & (scores[None, :] >= pos_l[:, None])
-    precision = jnp.sum(at_least * is_pos, 1) / jnp.maximum(jnp.sum(at_least, 1), 1)
-    ap_g = _segment_sum(jnp.where(mask_l, precision, 0.0), group_l, num_groups)
-    scored = count_g > 0
-    return {"heldout_auc_sum": jnp.sum(jnp.where(scored, wins_g / jnp.maximum(count_g**2, 1),
-                                                 0.0)),
-            "heldout_ap_sum": jnp.sum(jnp.where(scored, ap_g / jnp.maximum(count_g, 1), 0.0)),
-            "heldout_graphs": jnp.sum(scored).astype(jnp.float32)}
-
-
-def _segment_sum(x, segments, num_segments):
-    return jax.ops.segment_sum(x, segments, num_segments=num_segments)
+    mask, graph = batch["heldout_mask"], batch["heldout_graph"]
+    labels = jnp.concatenate([jnp.ones_like(mask), jnp.zeros_like(mask)])
+    return {**accuracy_sums(labels, jnp.concatenate([pos, neg]) > 0,
+                            jnp.concatenate([mask, mask]), prefix="heldout_link_"),
+            **ranking_sums(pos, neg, graph, graph, mask, mask,
+                           num_groups=batch["graph_mask"].shape[0], prefix="heldout_")}
 
 
 def _heldout_split(net, fraction: float, seed: int) -> LinkSplit | None:
@@ -300,22 +270,6 @@ def _heldout_split(net, fraction: float, seed: int) -> LinkSplit | None:
     if num_links < 2 or net.num_metabolites * net.num_reactions - num_links < num_heldout:
         return None
     return split_links(net, val_fraction=0.0, test_fraction=num_heldout / num_links, seed=seed)
-
-
-def ranking_metrics(pos: jax.Array, neg: jax.Array) -> dict[str, jax.Array]:
-    """ROC AUC (ties count one half) and average precision of positive against negative scores.
-
-    AP is the mean, over positives, of the precision among all pairs scored at least as high
-    (the step-wise definition of scikit-learn's ``average_precision_score``).
-    """
-    greater = (pos[:, None] > neg[None, :]).astype(jnp.float32)
-    ties = (pos[:, None] == neg[None, :]).astype(jnp.float32)
-    auc = jnp.mean(greater + 0.5 * ties)
-    scores = jnp.concatenate([pos, neg])
-    is_pos = jnp.concatenate([jnp.ones_like(pos), jnp.zeros_like(neg)])
-    at_least = scores[None, :] >= pos[:, None]  # [positives, all pairs]
-    precision = jnp.sum(at_least * is_pos, 1) / jnp.sum(at_least, 1)
-    return {"auc": auc, "ap": jnp.mean(precision)}
 
 
 class LinkPredictionTask(_GraphTask):
@@ -332,12 +286,12 @@ class LinkPredictionTask(_GraphTask):
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         pair = len(PAIR_FEATURES) if self._structural else 0
-        return GraphVAE(self.cfg.graph_vae, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, pair,
+        return GraphVAE(self.cfg.model, NUM_NODE_FEATURES, NUM_EDGE_FEATURES, pair,
                         rngs=rngs)
 
     @property
     def _structural(self) -> bool:
-        return self.cfg.graph_vae.edge_decoder == "structural"
+        return self.cfg.model.edge_decoder == "structural"
 
     @functools.cached_property
     def network(self):
@@ -347,24 +301,25 @@ class LinkPredictionTask(_GraphTask):
         return read_sbml(resolve_sbml_path(self.cfg.data.sbml_path))
 
     @functools.cached_property
-    def split(self):
+    def links(self) -> LinkSplit:
+        """The network's links split into train, val and test (with as many non-links)."""
         d = self.cfg.data
         return split_links(self.network, val_fraction=d.link_val_fraction,
                            test_fraction=d.link_test_fraction, seed=d.link_split_seed)
 
-    def baselines(self) -> dict[str, float]:
+    def baselines(self, split: str = "val") -> dict[str, float]:
         """L3, resource allocation and preferential attachment on the training graph, scored
         on the same validation and test pairs (keys such as ``l3/test_auc``)."""
-        return baseline_report(self.split)
+        return link_baseline_report(self.links) if split == "val" else {}
 
     @functools.cached_property
     def batch(self) -> dict[str, np.ndarray]:
         """The training graph, padded, with the evaluation pairs as node-index pairs (and, for
         the structural decoder, their scores on the training graph)."""
-        batch = self._graph_batch(self.split.train_pairs, self.split.train_pairs)
-        adjacency = biadjacency(self.split.train_pairs, *self._sizes)
+        batch = self._graph_batch(self.links.train_pairs, self.links.train_pairs)
+        adjacency = biadjacency(self.links.train_pairs, *self._sizes)
         for name in ("val_pairs", "val_negatives", "test_pairs", "test_negatives"):
-            pairs = np.asarray(getattr(self.split, name), np.int32)
+            pairs = np.asarray(getattr(self.links, name), np.int32)
             batch[name] = pairs + self._offset
             if self._structural:
                 batch[f"{name}_features"] = pair_features(adjacency, pairs,
@@ -378,7 +333,7 @@ class LinkPredictionTask(_GraphTask):
         d = self.cfg.data
         if d.link_target_folds == 0:
             return [self.batch]
-        folds = target_folds(self.split, d.link_target_folds, negatives_per_link=1,
+        folds = target_folds(self.links, d.link_target_folds, negatives_per_link=1,
                              seed=d.link_split_seed)
         return [{k: v[None] for k, v in self._graph_batch(graph, targets, negatives).items()}
                 for graph, targets, negatives in folds]
@@ -396,14 +351,14 @@ class LinkPredictionTask(_GraphTask):
     def _bucket(self) -> graphs.Bucket:
         """One bucket for every batch (the training graph is the largest): one compilation."""
         return graphs.exact_bucket(graphs.graph_example(
-            train_network(self.network, self.split), self.cfg.graph_vae.random_walk_steps))
+            train_network(self.network, self.links), self.cfg.model.random_walk_steps))
 
     def _graph_batch(self, graph_pairs: np.ndarray, targets: np.ndarray,
                      negatives: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The network restricted to ``graph_pairs``, padded, learning ``targets`` (against
         ``negatives``, one per target, when given)."""
         net = keep_pairs(self.network, graph_pairs, f"{self.network.name} (graph)")
-        example = graphs.graph_example(net, self.cfg.graph_vae.random_walk_steps)
+        example = graphs.graph_example(net, self.cfg.model.random_walk_steps)
         example["links"] = (targets + self._offset).astype(np.int32)
         batch = graphs.pad_examples([example], self._bucket, num_graphs=1)
         if negatives is None:
@@ -424,8 +379,11 @@ class LinkPredictionTask(_GraphTask):
             raise ValueError("graph_linkpred trains on one graph: run it on one process")
         return grain.MapDataset.source(self.train_batches).repeat(None).to_iter_dataset()
 
-    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        return [self.batch]
+    def eval_data(self, process_index: int, process_count: int,
+                  split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        """The network's own link split gives every eval both its val and its test links
+        (``val_auc``, ``test_auc``, ...), so split "test" adds nothing."""
+        return [self.batch] if split == "val" else []
 
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
         z_nz = model.encode(_graph_part({k: v[0] for k, v in batch.items()})).node_mean
@@ -435,9 +393,8 @@ class LinkPredictionTask(_GraphTask):
                                           batch[f"{name}_features"][0] if self._structural
                                           else None)
                         for name in (f"{split}_pairs", f"{split}_negatives"))
-            out.update({f"{split}_{k}": v for k, v in ranking_metrics(pos, neg).items()})
-        return {**out, "count": jnp.ones((), jnp.float32)}
+            out.update(ranking_sums(pos, neg, prefix=f"{split}_"))
+        return out
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
-        count = max(sums.pop("count"), 1.0)
-        return {k: v / count for k, v in sums.items()}
+        return {**ranking_from_sums(sums, prefix="val_"), **ranking_from_sums(sums, prefix="test_")}

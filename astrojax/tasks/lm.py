@@ -15,9 +15,9 @@ from flax import nnx
 
 from astrojax.config import ConfigError
 from astrojax.data.pipeline import text_dataset
-from astrojax.data.synthetic import generate_population
+from astrojax.data.planets import SPLITS, PlanetTable, TextSource, planet_split
 from astrojax.data.tokenizer import ByteTokenizer
-from astrojax.evaluators import NGramModel
+from astrojax.evaluators import NGramModel, language_model_from_sums
 from astrojax.models.transformer import Transformer
 from astrojax.tasks.base import Batch, Metrics, Task
 
@@ -44,11 +44,11 @@ def next_token_stats(logits_btv: jax.Array, batch: Batch) -> dict[str, jax.Array
 class LanguageModelTask(Task):
     """Trains the transformer to write the built-in planets' descriptions.
 
-    The last ``data.eval_fraction`` of the population (by planet index) is held out for eval.
-    Baselines on the same held-out targets: the uniform distribution over the tokenizer's ids,
-    a unigram model and an 8-gram (Witten-Bell) model counted on the training texts. Order 8
-    had the lowest held-out loss of orders 1-16 on the quickstart data, which favours the
-    baseline, not the transformer.
+    Trains on the descriptions of the train split's planets (``planets``); evaluates on the val
+    split's, and once on test after the last step. Baselines on the same held-out targets: the
+    uniform distribution over the tokenizer's ids, a unigram model and an 8-gram (Witten-Bell)
+    model counted on the training texts. Order 8 had the lowest held-out loss of orders 1-16 on
+    the quickstart data, which favours the baseline, not the transformer.
     """
 
     ngram_order = 8
@@ -60,11 +60,21 @@ class LanguageModelTask(Task):
         return Transformer(self.cfg.model, rngs=rngs)
 
     @functools.cached_property
-    def _texts(self) -> tuple[list[str], list[str]]:
-        d = self.cfg.data
-        texts = generate_population(d.num_planets, seed=d.population_seed).descriptions()
-        num_eval = max(1, int(round(len(texts) * d.eval_fraction)))
-        return texts[:-num_eval], texts[-num_eval:]
+    def table(self) -> PlanetTable:
+        p = self.cfg.planets
+        return PlanetTable.synthetic(p.num_planets, p.seed)
+
+    @functools.cached_property
+    def split(self):
+        return planet_split(self.table.ids, self.cfg.planets)
+
+    @functools.cached_property
+    def _texts(self) -> dict[str, list[str]]:
+        return {name: TextSource(self.table, self.split[name]).texts() for name in SPLITS}
+
+    def texts(self, split: str) -> list[str]:
+        """The descriptions of the planets in ``split``, in table order."""
+        return self._texts[split]
 
     def _dataset(self, texts, process_index, process_count, **kwargs) -> grain.IterDataset:
         d, t = self.cfg.data, self.cfg.train
@@ -74,20 +84,24 @@ class LanguageModelTask(Task):
             tokenizer=self.tokenizer, **kwargs)
 
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
-        return self._dataset(self._texts[0], process_index, process_count,
+        return self._dataset(self.texts("train"), process_index, process_count,
                              seed=self.cfg.data.shuffle_seed, shuffle=True, num_epochs=None)
 
-    def eval_data(self, process_index: int, process_count: int) -> Iterable[dict[str, np.ndarray]]:
-        ds = self._dataset(self._texts[1], process_index, process_count,
-                           shuffle=False, num_epochs=1)
-        batches = list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
-        if self.cfg.train.eval_batches and not batches:
-            raise ConfigError("data.eval_fraction",
-                              f"the {len(self._texts[1])} held-out texts "
-                              f"({self.cfg.data.eval_fraction} of data.num_planets="
-                              f"{self.cfg.data.num_planets}) fill less than one eval batch of "
-                              f"{self.cfg.train.global_batch_size} x {self.cfg.data.seq_len} "
-                              "tokens; hold out more planets or set train.eval_batches=0")
+    def eval_data(self, process_index: int, process_count: int,
+                  split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        texts = self.texts(split)
+        batches = []
+        if texts:
+            ds = self._dataset(texts, process_index, process_count, shuffle=False, num_epochs=1)
+            batches = list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
+        if self.cfg.train.eval_batches and not batches and (split == "val" or texts):
+            p = self.cfg.planets
+            raise ConfigError(f"planets.{split}_fraction",
+                              f"the {len(texts)} {split} texts ({getattr(p, f'{split}_fraction')}"
+                              f" of planets.num_planets={p.num_planets}) fill less than one eval "
+                              f"batch of {self.cfg.train.global_batch_size} x "
+                              f"{self.cfg.data.seq_len} tokens; hold out more planets or set "
+                              "train.eval_batches=0")
         return batches
 
     def _forward(self, model: nnx.Module, batch: Batch) -> jax.Array:
@@ -105,13 +119,13 @@ class LanguageModelTask(Task):
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
         return next_token_stats(self._forward(model, batch), batch)
 
-    def baselines(self) -> dict[str, float]:
-        batches = self.eval_data(0, 1)  # the whole held-out set, as the eval steps see it
+    def baselines(self, split: str = "val") -> dict[str, float]:
+        batches = self.eval_data(0, 1, split)  # the whole held-out set, as the evals see it
         if not batches:
             return {}
         rows = np.concatenate([b["tokens"] for b in batches])
         segments = np.concatenate([b["segment_ids"] for b in batches])
-        docs = [self.tokenizer.encode(text) for text in self._texts[0]]
+        docs = [self.tokenizer.encode(text) for text in self.texts("train")]
         out = {"uniform/loss": float(np.log(self.tokenizer.vocab_size))}
         for name, order in (("unigram", 1), (f"ngram{self.ngram_order}", self.ngram_order)):
             model = NGramModel(order, self.tokenizer.vocab_size).fit(docs)
@@ -120,7 +134,4 @@ class LanguageModelTask(Task):
         return out
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
-        count = max(sums["count"], 1.0)
-        loss = sums["nll_sum"] / count
-        return {"loss": loss, "accuracy": sums["correct"] / count,
-                "perplexity": float(np.exp(min(loss, 50.0))), "bits_per_byte": loss / np.log(2)}
+        return language_model_from_sums(sums)

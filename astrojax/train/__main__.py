@@ -66,8 +66,8 @@ def main(argv: list[str]) -> None:
     import jax  # after flag parsing: a bad flag should not wait for JAX to start
 
     from astrojax.config import validate
+    from astrojax.data.formats.store import StoreError
     from astrojax.data.metabolic import NetworkError
-    from astrojax.data.store import StoreError
     from astrojax.tasks import get_task
     from astrojax.train.loop import TrainingError, train_and_evaluate
     from astrojax.train.workdir import WorkdirError

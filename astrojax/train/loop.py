@@ -64,6 +64,7 @@ class RunResult:
     step: int
     train: dict[str, Any]
     eval: dict[str, Any]
+    test: dict[str, Any]  # the test split's metrics after the last step (empty until then)
     stopped_by: str | None
     wall_seconds: float
     compile_seconds: float
@@ -157,6 +158,7 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     devices = jax.devices() if devices is None else devices
     config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
+    task.check_mesh(config_lib.resolve_mesh_shape(cfg.mesh, len(devices)))
     is_main = jax.process_index() == 0
     with contextlib.ExitStack() as run:
         if is_main:
@@ -193,6 +195,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         cleanup.callback(progress.close)
         train_record: dict[str, Any] = {}
         eval_record: dict[str, Any] = {}
+        test_record: dict[str, Any] = {}
         compile_seconds = 0.0
         baselines: dict[str, float] | None = None  # computed at the first eval
         step = saved_step = start_step
@@ -244,14 +247,29 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
                     eval_record = {**eval_record,
                                    **writer.write(step, final, prefix="eval/")}
                     progress.update(step, eval_record)
+                test_record = _test(program, task, state.params, writer, step)
         if stop.requested:
             log.warning("stopped by %s at step %d; checkpoint saved", stop.requested, step)
     wall = time.perf_counter() - start_time
     log.info("done: step %d in %.1f s (first step incl. compilation %.1f s)", step, wall,
              compile_seconds)
-    return RunResult(step=step, train=train_record, eval=eval_record,
+    return RunResult(step=step, train=train_record, eval=eval_record, test=test_record,
                      stopped_by=stop.requested, wall_seconds=wall,
                      compile_seconds=compile_seconds, state=state)
+
+
+def _test(program: step_lib.Program, task, params, writer: MetricsWriter,
+          step: int) -> dict[str, Any]:
+    """The test split scored once, after the last step, beside its baselines (``test/...``);
+    nothing when the task has no test batches (train.eval_batches=0, an empty test split)."""
+    if not task.cfg.train.eval_batches:
+        return {}
+    batches = task.eval_data(jax.process_index(), jax.process_count(), split="test")
+    if not batches:
+        return {}
+    metrics = evaluate(program, params, batches)
+    baselines = {f"baseline/{k}": v for k, v in task.baselines("test").items()}
+    return writer.write(step, {**metrics, **baselines}, prefix="test/")
 
 
 def _save(checkpointer: Checkpointer, *args, **kwargs) -> None:

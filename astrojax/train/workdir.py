@@ -20,7 +20,8 @@ import filelock
 
 log = logging.getLogger(__name__)
 
-# Keys that may change when a run resumes (logged as a warning). Any other change of data.*,
+# Keys that may change when a run resumes (logged as a warning). Any other change of data.* or
+# planets.*,
 # a change of task, or a change of any parameter's shape is refused. A moved cube store is
 # allowed: if its contents differ, the saved normalization statistics say so (a warning).
 DATA_KEYS_THAT_MAY_CHANGE = ("data.worker_count", "data.prefetch_buffer_size",
@@ -114,7 +115,7 @@ def check_resume(step: int, saved: dict[str, Any], current: dict[str, Any],
         model_keys = [k for k in changed if k.split(".")[0] not in ("train", "optim", "mesh")]
         raise WorkdirError(f"{where} has other parameter shapes than this config "
                            f"({listing(model_keys) or 'the model differs'}): {hint}")
-    data_keys = [k for k in changed if k.startswith("data.") and
+    data_keys = [k for k in changed if k.startswith(("data.", "planets.")) and
                  k not in DATA_KEYS_THAT_MAY_CHANGE]
     if data_keys:
         raise WorkdirError(f"{where} was trained on other data ({listing(data_keys)}); its "
