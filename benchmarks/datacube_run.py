@@ -99,6 +99,7 @@ def main() -> None:
                   and not k.startswith("eval/baseline/")},
         "baselines": {k.removeprefix("eval/baseline/"): v for k, v in final.items()
                       if k.startswith("eval/baseline/")},
+        "test": result.test,
         "evals": [{k: v for k, v in r.items() if not k.startswith("eval/baseline/")}
                   for r in evals],
         "train_curve": [{k: r[k] for k in ("step", "loss", "reconstruction_mse", "mse",

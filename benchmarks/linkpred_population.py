@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     out = {"backend": jax.default_backend(), "config": "graph_vae.py",
            "machine": "shared 2-core CPU", "steps": result.step, "wall_seconds": wall,
            "eval_planets": cfg.train.eval_batches * cfg.train.global_batch_size,
-           "eval": {k.removeprefix("eval/"): v for k, v in result.eval.items()}}
+           "eval": {k.removeprefix("eval/"): v for k, v in result.eval.items()},
+           "test": {k.removeprefix("test/"): v for k, v in result.test.items()}}
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -41,6 +41,9 @@ def time_quickstart(workdir: Path) -> dict:
         "final_eval_accuracy": evals[-1]["eval/accuracy"] if evals else None,
         # the same held-out targets scored by closed-form rules and an n-gram model
         "eval_baselines": baselines,
+        # the test split, scored once after the last step beside its own baselines
+        "test": {k.removeprefix("test/"): v for r in rows for k, v in r.items()
+                 if k.startswith("test/")},
         "median_logged_tokens_per_second": sorted(r["tokens_per_second"] for r in train)[
             len(train) // 2],
         "_rows": rows,

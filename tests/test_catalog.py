@@ -179,3 +179,25 @@ def test_star_types_and_errors(tmp_path):
                       tmp_path / "out")
     with pytest.raises(CatalogError, match="not a fetch output folder"):
         build_catalog([tmp_path / "nothing"], tmp_path / "out")
+
+
+def test_a_catalogue_loads_into_the_planet_table_with_its_masks(fetched, tmp_path):
+    from astrojax.data.planets import CatalogueSource, PlanetTable, split_planets
+
+    build_catalog(fetched, tmp_path / "out")
+    table = PlanetTable.from_catalog(tmp_path / "out")
+    assert len(table) == 5 and table.seed is None
+    assert "Kepler-22 b" in table.ids.tolist()
+    values, known = table.column("planet_radius_rearth")
+    assert known.tolist() == [True, True, True, False, True]
+    # A catalogue row as a model reads it: unknown values are 0 beside a False mask, never NaN.
+    rows = table.rows(["51 Peg b", "Kepler-22 b"])
+    row = CatalogueSource(table, rows, ("planet_radius_rearth", "surface_pressure_bar"))[0]
+    assert row["planet"] == rows[0]
+    assert row["known"].tolist() == [False, False] and row["values"].tolist() == [0.0, 0.0]
+    kepler = CatalogueSource(table, rows, ("planet_radius_rearth",))[1]
+    assert kepler["known"].tolist() == [True]
+    assert kepler["values"][0] == pytest.approx(values[rows[1]])
+    # Catalogue planets split by the same rule as the built-in ones.
+    split = split_planets(table.ids, 0.2, 0.2)
+    assert sorted(np.concatenate([split.train, split.val, split.test]).tolist()) == list(range(5))

@@ -236,12 +236,12 @@ def test_normalization_statistics_ignore_held_out_samples(tmp_path):
 
 def test_eval_probes_and_baselines_share_the_held_out_samples(store_url):
     task = get_task(tiny_cube_config(store_url, eval_batches=1))
-    served = np.concatenate([b["index"] for b in task.eval_data(0, 1)])
+    served = np.concatenate([b["planet"] for b in task.eval_data(0, 1)])
     np.testing.assert_array_equal(served, task.eval_indices())
     np.testing.assert_array_equal(task.eval_indices(), task.split.val[:8])  # 1 batch of 8
-    halves = [np.concatenate([b["index"] for b in task.eval_data(p, 2)]) for p in range(2)]
+    halves = [np.concatenate([b["planet"] for b in task.eval_data(p, 2)]) for p in range(2)]
     np.testing.assert_array_equal(np.sort(np.concatenate(halves)), task.eval_indices())
-    test = np.concatenate([b["index"] for b in task.eval_data(0, 1, split="test")])
+    test = np.concatenate([b["planet"] for b in task.eval_data(0, 1, split="test")])
     np.testing.assert_array_equal(test, task.split.test[:8])
     assert not set(task.probe_train_indices) & (set(task.split.val) | set(task.split.test))
     assert len(task.probe_train_indices) == 24  # the 25 train samples, in whole batches

@@ -183,6 +183,11 @@ def test_cli_end_to_end(tmp_path):
     assert baseline["eval/baseline/uniform/loss"] == pytest.approx(np.log(259))
     assert (baseline["eval/baseline/ngram8/loss"] < baseline["eval/baseline/unigram/loss"]
             < baseline["eval/baseline/uniform/loss"])
+    # after the last step, the test split once, beside its own baselines
+    tests = [r for r in rows if "test/loss" in r]
+    assert len(tests) == 1 and tests[0]["step"] == 4
+    assert tests[0]["test/baseline/ngram8/loss"] < tests[0]["test/baseline/unigram/loss"]
+    assert tests[0]["test/loss"] != evals[-1]["eval/loss"]  # other planets
     assert (tmp_path / "checkpoints" / "4").is_dir()
     assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 4
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

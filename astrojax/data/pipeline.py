@@ -79,10 +79,11 @@ class CubeSource:
     """Random access to samples of a :class:`~astrojax.data.formats.store.CubeStore` by position.
 
     Picklable (Grain worker processes reopen the store read-only from its URL). Element ``i`` is
-    ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "index": int32}`` for store
-    sample ``index = indices[i]``; targets are the label columns ``target_columns``
-    standardized with ``target_mean``/``target_std`` (K may be 0); ``index`` lets evaluations
-    join a batch with any other label of the same sample.
+    ``{"cube": [V, T, L, Y, X] float32, "targets": [K] float32, "planet": int32}`` for store
+    sample ``planet = indices[i]`` (a store's sample ``i`` is row ``i`` of its planet table, see
+    :mod:`astrojax.data.planets`); targets are the label columns ``target_columns``
+    standardized with ``target_mean``/``target_std`` (K may be 0); ``planet`` lets evaluations
+    join a batch with any other modality or label of the same planet.
     """
 
     def __init__(self, url: str, indices: Sequence[int], *, target_columns: Sequence[int],
@@ -124,7 +125,7 @@ class CubeSource:
         labels = self._labels[index][:, self.target_columns]
         targets = (labels - self.target_mean) / self.target_std
         return {"cube": store.read_samples(index), "targets": targets.astype(np.float32),
-                "index": index.astype(np.int32)}
+                "planet": index.astype(np.int32)}
 
 
 class ReadCubes(grain.transforms.Map):
@@ -214,7 +215,7 @@ def cube_dataset(
     worker_count: int = 0,
     prefetch_buffer_size: int = 2,
 ) -> grain.IterDataset:
-    """Batches of ``{"cube": [B, V, T', L, Y', X'], "targets": [B, K], "index": [B]}``.
+    """Batches of ``{"cube": [B, V, T', L, Y', X'], "targets": [B, K], "planet": [B]}``.
 
     This process reads every ``process_count``-th sample from ``process_index`` (default: the
     JAX process, as ``grain.sharding.ShardByJaxProcess``; the source is first cut to a multiple

@@ -177,16 +177,23 @@ class PlanetSource:
         raise NotImplementedError
 
 
-class TextSource(PlanetSource):
-    """A planet's description (``{"text": str}``); the built-in population only, since a
-    catalogue row lacks what the description states."""
+class _GeneratedSource(PlanetSource):
+    """A modality the generator draws for the built-in population (a catalogue row has none)."""
+
+    what = "this modality"
 
     def __init__(self, table: PlanetTable, rows: Sequence[int]):
         if table.seed is None:
-            raise ValueError(f"{table.origin}: descriptions exist for the built-in population "
+            raise ValueError(f"{table.origin}: {self.what} exist for the built-in population "
                              "only")
         super().__init__(rows)
         self.table = table
+
+
+class TextSource(_GeneratedSource):
+    """A planet's description (``{"text": str}``)."""
+
+    what = "descriptions"
 
     def read(self, row: int) -> dict:
         from astrojax.data.generator import describe_planet
@@ -199,16 +206,11 @@ class TextSource(PlanetSource):
         return [self.read(int(row))["text"] for row in self.rows]
 
 
-class GraphSource(PlanetSource):
+class GraphSource(_GeneratedSource):
     """A planet's metabolic network (``{"network": MetabolicNetwork}``) from the generator's
     biochemistry (random stream 2, seeded like the population)."""
 
-    def __init__(self, table: PlanetTable, rows: Sequence[int]):
-        if table.seed is None:
-            raise ValueError(f"{table.origin}: metabolic networks exist for the built-in "
-                             "population only")
-        super().__init__(rows)
-        self.table = table
+    what = "metabolic networks"
 
     def read(self, row: int) -> dict:
         from astrojax.data.generator.biochem import planet_network

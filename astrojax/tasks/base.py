@@ -8,6 +8,7 @@ logs and checkpoints around them. New model families register a task and reuse t
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Iterable
 
 import grain
@@ -16,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import Config
+from astrojax.data.planets import PlanetSplit, PlanetTable, planet_split
 from astrojax.sharding import check_divisible
 
 Batch = dict[str, jax.Array]
@@ -95,3 +97,17 @@ class Task(abc.ABC):
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         """How many tokens (or items) a global batch holds, for throughput."""
         return int(np.size(batch[self.throughput_key]))
+
+
+class PlanetTask(Task):
+    """A task over the built-in planet population, read through the one table and split
+    (``config.planets``; :mod:`astrojax.data.planets`)."""
+
+    @functools.cached_property
+    def table(self) -> PlanetTable:
+        p = self.cfg.planets
+        return PlanetTable.synthetic(p.num_planets, p.seed)
+
+    @functools.cached_property
+    def split(self) -> PlanetSplit:
+        return planet_split(self.table.ids, self.cfg.planets)

@@ -212,7 +212,7 @@ class DatacubeTask(Task):
         cube, targets = batch["cube"], batch["targets"]
         sums = {"examples": jnp.asarray(cube.shape[0], jnp.float32)}
         if self.masked:  # a fixed mask per batch, so evals are comparable
-            key = jax.random.fold_in(jax.random.key(0), batch["index"][0])
+            key = jax.random.fold_in(jax.random.key(0), batch["planet"][0])
             _, m = datacube_losses(model.masked(cube, key), targets, jnp.isfinite(targets),
                                    self.cfg.model)
             sums.update(reconstruction_sse=m["reconstruction_sse"],
@@ -297,7 +297,7 @@ class DatacubeTask(Task):
         embeddings, order = [], []
         for local in ds:
             batch = shard(local)
-            values = (embed_fn(params, batch)["embedding"], batch["index"])
+            values = (embed_fn(params, batch)["embedding"], batch["planet"])
             values = (multihost_utils.process_allgather(values, tiled=True)
                       if jax.process_count() > 1 else jax.device_get(values))
             embeddings.append(np.asarray(values[0], np.float64))

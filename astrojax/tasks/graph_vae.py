@@ -38,7 +38,7 @@ from astrojax.data.linkpred import (
     unique_pairs,
 )
 from astrojax.data.metabolic import NUM_EDGE_FEATURES, NUM_NODE_FEATURES
-from astrojax.data.planets import SPLITS, GraphSource, PlanetTable, planet_split
+from astrojax.data.planets import SPLITS, GraphSource
 from astrojax.evaluators.graph_baselines import (
     graph_count_features,
     heldout_baselines,
@@ -52,7 +52,7 @@ from astrojax.evaluators.metrics import (
 )
 from astrojax.evaluators.probes import linear_probe
 from astrojax.models.graph_vae import GraphVAE, elbo_loss, loss_sums
-from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.tasks.base import Batch, Metrics, PlanetTask, Task
 
 # Graph-level label arrays ride along in batches (-1 for jraph's padding graph).
 _LABELS = ("biosphere", "climate_regime", "habitable")
@@ -92,7 +92,7 @@ class _GraphTask(Task):
         return int(np.sum(batch["graph_mask"]))
 
 
-class GraphVAETask(_GraphTask):
+class GraphVAETask(_GraphTask, PlanetTask):
     """The graph VAE on one synthetic metabolic network per planet.
 
     Trains on the networks of the train split's planets (``planets``); evaluates on the val
@@ -102,15 +102,6 @@ class GraphVAETask(_GraphTask):
     @property
     def num_sub_batches(self) -> int:
         return self.cfg.train.global_batch_size // self.cfg.data.graphs_per_sub_batch
-
-    @functools.cached_property
-    def table(self) -> PlanetTable:
-        p = self.cfg.planets
-        return PlanetTable.synthetic(p.num_planets, p.seed)
-
-    @functools.cached_property
-    def split(self):
-        return planet_split(self.table.ids, self.cfg.planets)
 
     @functools.cached_property
     def networks(self) -> dict[str, list]:

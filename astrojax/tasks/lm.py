@@ -15,11 +15,11 @@ from flax import nnx
 
 from astrojax.config import ConfigError
 from astrojax.data.pipeline import text_dataset
-from astrojax.data.planets import SPLITS, PlanetTable, TextSource, planet_split
+from astrojax.data.planets import SPLITS, TextSource
 from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators import NGramModel, language_model_from_sums
 from astrojax.models.transformer import Transformer
-from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.tasks.base import Batch, Metrics, PlanetTask
 
 
 def next_token_stats(logits_btv: jax.Array, batch: Batch) -> dict[str, jax.Array]:
@@ -41,7 +41,7 @@ def next_token_stats(logits_btv: jax.Array, batch: Batch) -> dict[str, jax.Array
     }
 
 
-class LanguageModelTask(Task):
+class LanguageModelTask(PlanetTask):
     """Trains the transformer to write the built-in planets' descriptions.
 
     Trains on the descriptions of the train split's planets (``planets``); evaluates on the val
@@ -58,15 +58,6 @@ class LanguageModelTask(Task):
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         return Transformer(self.cfg.model, rngs=rngs)
-
-    @functools.cached_property
-    def table(self) -> PlanetTable:
-        p = self.cfg.planets
-        return PlanetTable.synthetic(p.num_planets, p.seed)
-
-    @functools.cached_property
-    def split(self):
-        return planet_split(self.table.ids, self.cfg.planets)
 
     @functools.cached_property
     def _texts(self) -> dict[str, list[str]]:
