@@ -189,12 +189,12 @@ def test_strided_conv3d_matches_lax_conv(x_shape, strides):
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(ConfigError, match="datacube.position_embedding.*'rope'"):
+    with pytest.raises(ConfigError, match="model.position_embedding.*'rope'"):
         DatacubeViT(tiny_datacube_config(position_embedding="rope"), 6, GRID, 1,
                     rngs=nnx.Rngs(0))
-    with pytest.raises(ConfigError, match="datacube.num_heads"):
+    with pytest.raises(ConfigError, match="model.num_heads"):
         DatacubeViT(tiny_datacube_config(num_heads=3), 6, GRID, 1, rngs=nnx.Rngs(0))
-    with pytest.raises(ConfigError, match="datacube.patch_size.*single token"):
+    with pytest.raises(ConfigError, match="model.patch_size.*single token"):
         DatacubeViT(tiny_datacube_config(patch_size=(4, 8, 16)), 6, GRID, 1, rngs=nnx.Rngs(0))
     model = abstract(tiny_datacube_config())
     with pytest.raises(ValueError, match=r"\(time, lat, lon\) = \(4, 8, 16\)"):
@@ -449,8 +449,6 @@ def test_losses_respect_masks():
     outputs, targets, target_mask = _hand_batch()
     loss, m = losses(outputs, targets, target_mask, 0.5, 2.0)
     # squared errors: target 0: 1, 0, 1, (masked); target 1: (masked NaN), 16, 4, 1
-    np.testing.assert_allclose(m["sse"], [2.0, 21.0])
-    np.testing.assert_allclose(m["count"], [3.0, 3.0])
     np.testing.assert_allclose(m["mse"], 23.0 / 6.0, rtol=1e-6)
     # hidden cells: squared errors 0, 4, 0, 1, 4, 0, 0, 0
     np.testing.assert_allclose(m["reconstruction_sse"], 9.0)

@@ -386,26 +386,26 @@ class DatacubeViT(nnx.Module):
 
 def _check_config(cfg: DatacubeConfig, grid: tuple[int, int, int]) -> None:
     if cfg.position_embedding not in POSITION_EMBEDDINGS:
-        raise ConfigError("datacube.position_embedding",
+        raise ConfigError("model.position_embedding",
                           f"unknown value {cfg.position_embedding!r}; expected one of "
                           f"{', '.join(POSITION_EMBEDDINGS)}")
     if len(cfg.patch_size) != 3 or any(int(p) < 1 for p in cfg.patch_size):
-        raise ConfigError("datacube.patch_size",
+        raise ConfigError("model.patch_size",
                           f"expected three positive (time, lat, lon) extents, got {cfg.patch_size}")
     if len(grid) != 3 or any(int(g) < 1 for g in grid):
         raise ValueError(f"grid must be three positive (time, lat, lon) sizes, got {grid}")
     if cfg.d_model % cfg.num_heads:
-        raise ConfigError("datacube.num_heads",
+        raise ConfigError("model.num_heads",
                           f"{cfg.num_heads} does not divide d_model={cfg.d_model}")
     if cfg.d_model % 2 or cfg.d_model < 6:
-        raise ConfigError("datacube.d_model", f"must be even and >= 6 (three sinusoid parts), "
+        raise ConfigError("model.d_model", f"must be even and >= 6 (three sinusoid parts), "
                           f"got {cfg.d_model}")
     if "masked" in cfg.objective:
         if math.prod(token_grid(grid, cfg.patch_size)) < 2:
-            raise ConfigError("datacube.patch_size", f"{cfg.patch_size} makes a single token of "
+            raise ConfigError("model.patch_size", f"{cfg.patch_size} makes a single token of "
                               f"the grid {grid}: nothing to mask")
         if cfg.decoder_dim % cfg.decoder_heads or cfg.decoder_dim < 6:
-            raise ConfigError("datacube.decoder_dim", f"{cfg.decoder_dim} must be >= 6 and "
+            raise ConfigError("model.decoder_dim", f"{cfg.decoder_dim} must be >= 6 and "
                               f"divisible by decoder_heads={cfg.decoder_heads}")
 
 
@@ -421,9 +421,9 @@ def datacube_losses(outputs: dict[str, jax.Array], targets: jax.Array, target_ma
     tubelets' cells, weighted by ``reconstruction_weight``. ``regression`` (when present):
     masked MSE of the standardized ``targets`` ``[b, r]`` (masked entries may hold anything,
     NaN included), weighted by ``regression_weight``. Besides the batch means, ``metrics`` holds
-    additive statistics to sum over batches: per-target ``sse``, ``count``, ``sum_target``,
-    ``sum_target_sq`` (for R²) and ``reconstruction_sse``, ``reconstruction_count``; see
-    ``datacube_eval_metrics``.
+    the reconstruction's additive statistics ``reconstruction_sse`` and
+    ``reconstruction_count`` (the regression's R² statistics are
+    :func:`astrojax.evaluators.metrics.r2_sums`).
     """
     loss = jnp.zeros((), jnp.float32)
     metrics = {}
@@ -438,10 +438,7 @@ def datacube_losses(outputs: dict[str, jax.Array], targets: jax.Array, target_ma
         mask_br = target_mask.astype(bool)
         y_br = jnp.where(mask_br, targets.astype(jnp.float32), 0.0)
         err2_br = jnp.where(mask_br, (pred_br - y_br) ** 2, 0.0)
-        count_r = mask_br.sum(axis=0).astype(jnp.float32)
-        sse_r = err2_br.sum(axis=0)
-        mse = sse_r.sum() / jnp.maximum(count_r.sum(), 1.0)
-        metrics.update(mse=mse, sse=sse_r, count=count_r, sum_target=y_br.sum(axis=0),
-                       sum_target_sq=(y_br * y_br).sum(axis=0))
+        mse = err2_br.sum() / jnp.maximum(mask_br.sum().astype(jnp.float32), 1.0)
+        metrics.update(mse=mse)
         loss = loss + cfg.regression_weight * mse
     return loss, dict(metrics, loss=loss)

@@ -15,6 +15,7 @@ import dataclasses
 import jax
 import jax.ad_checkpoint  # noqa: F401  (makes jax.checkpoint_policies available)
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from astrojax.config import TransformerConfig
@@ -163,3 +164,26 @@ class Transformer(nnx.Module):
 def count_params(model: nnx.Module) -> int:
     """Total number of parameter elements (nnx.Param leaves) in ``model``."""
     return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss
+
+
+def next_token_stats(logits_btv: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Summed negative log-likelihood, correct predictions and count of real next-token targets.
+
+    A target counts when it continues the same packed document as its input (same non-zero
+    segment id), so document boundaries and padding are never predicted.
+    """
+    tokens_bt, segments_bt = batch["tokens"], batch["segment_ids"]
+    targets = tokens_bt[:, 1:]
+    logits = logits_btv[:, :-1].astype(jnp.float32)
+    mask = (segments_bt[:, 1:] == segments_bt[:, :-1]) & (segments_bt[:, 1:] != 0)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = jnp.argmax(logits, axis=-1) == targets
+    return {
+        "nll_sum": jnp.sum(jnp.where(mask, nll, 0.0)),
+        "correct": jnp.sum(mask & correct).astype(jnp.float32),
+        "count": jnp.sum(mask).astype(jnp.float32),
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import logging
 from collections.abc import Iterable
 
 import grain
@@ -16,10 +17,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from astrojax.config import Config
+from astrojax.config import Config, ConfigError
 from astrojax.data.planets import PlanetSplit, PlanetTable, planet_split
 from astrojax.sharding import check_divisible
 
+log = logging.getLogger(__name__)
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
@@ -85,6 +87,22 @@ class Task(abc.ABC):
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Pure: the model's embeddings of a batch (what downstream models consume)."""
         raise NotImplementedError(f"{type(self).__name__} defines no embedding")
+
+    def fills_eval_batch(self, split: str, size: int) -> bool:
+        """Whether ``split``'s ``size`` items fill one global eval batch. A val split that does
+        not is a ConfigError (the periodic evals need it); a test split that does not is
+        skipped with a warning (``test/...`` is then missing from metrics.jsonl)."""
+        batch = self.cfg.train.global_batch_size
+        if size >= batch or not self.cfg.train.eval_batches:
+            return True
+        message = (f"the {size} planets of the {split} split fill less than one eval batch of "
+                   f"{batch} (planets.num_planets={self.cfg.planets.num_planets}, "
+                   f"planets.{split}_fraction={getattr(self.cfg.planets, f'{split}_fraction')})")
+        if split == "val":
+            raise ConfigError(f"planets.{split}_fraction", f"{message}; hold out more planets "
+                                                          "or set train.eval_batches=0")
+        log.warning("%s: not scored", message)
+        return False
 
     def check_mesh(self, mesh_sizes: dict[str, int]) -> None:
         """Raises ConfigError if the mesh cannot shard the model's parameters: asks the model

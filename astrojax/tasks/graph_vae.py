@@ -174,6 +174,8 @@ class GraphVAETask(_GraphTask, PlanetTask):
 
     def eval_data(self, process_index: int, process_count: int,
                   split: str = "val") -> Iterable[dict[str, np.ndarray]]:
+        if not self.fills_eval_batch(split, len(self.split[split])):
+            return []
         ds = self._dataset(split, process_index, process_count, shuffle=False, num_epochs=1)
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 

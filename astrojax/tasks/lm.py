@@ -10,7 +10,6 @@ import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from astrojax.config import ConfigError
@@ -18,27 +17,8 @@ from astrojax.data.pipeline import text_dataset
 from astrojax.data.planets import SPLITS, TextSource
 from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators import NGramModel, language_model_from_sums
-from astrojax.models.transformer import Transformer
+from astrojax.models.transformer import Transformer, next_token_stats
 from astrojax.tasks.base import Batch, Metrics, PlanetTask
-
-
-def next_token_stats(logits_btv: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-    """Summed negative log-likelihood, correct predictions and count of real next-token targets.
-
-    A target counts when it continues the same packed document as its input (same non-zero
-    segment id), so document boundaries and padding are never predicted.
-    """
-    tokens_bt, segments_bt = batch["tokens"], batch["segment_ids"]
-    targets = tokens_bt[:, 1:]
-    logits = logits_btv[:, :-1].astype(jnp.float32)
-    mask = (segments_bt[:, 1:] == segments_bt[:, :-1]) & (segments_bt[:, 1:] != 0)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    correct = jnp.argmax(logits, axis=-1) == targets
-    return {
-        "nll_sum": jnp.sum(jnp.where(mask, nll, 0.0)),
-        "correct": jnp.sum(mask & correct).astype(jnp.float32),
-        "count": jnp.sum(mask).astype(jnp.float32),
-    }
 
 
 class LanguageModelTask(PlanetTask):
