@@ -125,7 +125,7 @@ def check_divisible(abstract_model: nnx.Module | nnx.State, rules: Rules,
 
 # Which config field names a logical axis most likely stands for, to name the right one when
 # several fields share a value (num_layers = num_heads = 4). Only for the error message.
-_FIELD_HINTS = {"kv_heads": ("kv_heads",), "heads": ("heads",), "mlp": ("mlp",),
+_FIELD_HINTS = {"kv_heads": ("kv_heads", "heads"), "heads": ("heads",), "mlp": ("mlp",),
                 "vocab": ("vocab",), "embed": ("d_model", "hidden_dim", "_dim")}
 
 
@@ -141,9 +141,12 @@ def _field_of_size(section: Any, size: int, logical: str) -> str | None:
              and not isinstance(getattr(section, f.name), bool)
              and getattr(section, f.name) == size]
     hints = _FIELD_HINTS.get(logical, ())
-    fitting = [n for n in names if any(h in n for h in hints)
-               and not (logical == "heads" and "kv_heads" in n)]
-    return (fitting or names or [None])[0]
+    for hint in hints:  # the closest hint first: kv_heads -> num_kv_heads, else num_heads
+        fitting = [n for n in names if hint in n
+                   and not (logical == "heads" and "kv_heads" in n)]
+        if fitting:
+            return fitting[0]
+    return names[0] if names else None
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

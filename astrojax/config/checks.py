@@ -1,12 +1,8 @@
-"""Typed run configuration: nested dataclasses, conversion, and start-up validation.
+"""Conversion (dicts to the sections and back) and start-up validation of a config.
 
-A config file in ``configs/`` defines ``get_config()`` returning a :class:`Config`. The CLI loads
-it with ``ml_collections.config_flags`` so that any field can be overridden from the command
-line (``--config.train.steps=200``); library users build the same dataclasses in Python.
 :func:`validate` checks everything that can be checked before JAX does any work and raises
-:class:`ConfigError` naming the offending key and what it accepts.
+:class:`~astrojax.config.sections.ConfigError` naming the offending key and what it accepts.
 """
-
 
 import dataclasses
 import json
@@ -15,303 +11,36 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-DTYPES = ("float32", "bfloat16", "float16")
-REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
-PACKING_MODES = ("pack", "pad")
-# Kept here (not imported from the models) so that config errors come before JAX starts;
-# tests check they match the attention registry.
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
-SEQUENCE_MIXERS = ("attention", "linear", "mamba")
-EDGE_DECODERS = ("inner_product", "mlp", "structural")
-POSITION_EMBEDDINGS = ("sinusoidal", "learned")
-BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
-DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
-TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
-
-# Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
-# the logical axes on the left; this table is the single place that decides the layout.
-DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
-    ("batch", ("data", "fsdp")),
-    ("sequence", "context"),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("mlp", "tensor"),
-    ("layers", None),
-    ("norm", None),
-    # The graph models' widths (residual, attention, MLP): small, and message passing gathers
-    # along nodes, so only the data is split.
-    ("graph_embed", None),
-    ("graph_heads", None),
-    ("graph_mlp", None),
+from astrojax.config.sections import (
+    ATTENTION_IMPLS,
+    BAD_CHECKPOINT_POLICIES,
+    CONTEXT_IMPLS,
+    DATACUBE_OBJECTIVES,
+    DTYPES,
+    EDGE_DECODERS,
+    MESH_AXES,
+    PACKING_MODES,
+    POSITION_EMBEDDINGS,
+    REMAT_POLICIES,
+    SEQUENCE_MIXERS,
+    TASK_NAMES,
+    TASK_SECTIONS,
+    TEXT_VOCAB_SIZE,
+    Config,
+    ConfigError,
+    CubeDataConfig,
+    DatacubeConfig,
+    GraphDataConfig,
+    GraphVAEConfig,
+    LinkPredDataConfig,
+    LoaderConfig,
+    MeshConfig,
+    OptimConfig,
+    PlanetsConfig,
+    TextDataConfig,
+    TrainConfig,
+    TransformerConfig,
 )
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid. ``key`` is its dotted path, e.g. ``train.steps``."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"config.{key}: {message}")
-
-
-@dataclasses.dataclass
-class MeshConfig:
-    """Device mesh: axis sizes (-1 = whatever devices remain; at most one -1)."""
-
-    data: int = -1
-    fsdp: int = 1
-    # Splits the transformer's sequences (the "sequence" logical axis; task lm only): the
-    # residual stream is sharded along it and attention runs as ring attention (impl auto or
-    # ring) or gathers keys and values (xla, blockwise). Pallas and cuDNN cannot split it.
-    context: int = 1
-    tensor: int = 1
-    logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_LOGICAL_AXIS_RULES
-
-
-@dataclasses.dataclass
-class TransformerConfig:
-    """Decoder-only Llama-style transformer."""
-
-    vocab_size: int = 384  # byte tokenizer uses 259 ids; padded up to a multiple of 128
-    d_model: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    head_dim: int = 32
-    mlp_dim: int = 384
-    max_seq_len: int = 256
-    rope_theta: float = 10_000.0
-    norm_eps: float = 1e-6
-    tie_embeddings: bool = True
-    attention_impl: str = "auto"
-    # > 0: each token sees itself and the previous sliding_window tokens, sliding_window + 1
-    # keys in all. Hugging Face (Mistral, Qwen2) counts the token itself: its sliding_window=W
-    # means W keys (kv > q - W), i.e. ours W - 1; transformer.sliding_window_from_hf converts.
-    sliding_window: int = 0
-    # Sequence mixer of each layer, cycled over the stack: ("mamba", "attention") alternates.
-    mixers: tuple[str, ...] = ("attention",)
-    scan_layers: bool = True
-    remat_policy: str = "none"
-    param_dtype: str = "float32"
-    dtype: str = "float32"
-
-
-@dataclasses.dataclass
-class GraphVAEConfig:
-    """Graph VAE on metabolic networks: graph transformer encoder, node and graph latents."""
-
-    hidden_dim: int = 64
-    num_layers: int = 3
-    num_heads: int = 4
-    mlp_dim: int = 128
-    node_latent_dim: int = 16
-    graph_latent_dim: int = 32
-    random_walk_steps: int = 8  # positional encoding: return probabilities after 2..2k steps
-    edge_decoder: str = "inner_product"
-    # Weight of the KL terms once warmed up. At 1.0 sampled 16-d node latents are too noisy to
-    # decode links (link accuracy stays at chance); 0.01 trades a little KL for decodable links.
-    beta: float = 0.01
-    kl_warmup_steps: int = 100  # beta rises linearly from 0 over these steps
-    feature_weight: float = 1.0  # weight of the node-feature reconstruction loss
-    summary_weight: float = 1.0  # weight of the graph-summary reconstruction (graph latent)
-    dtype: str = "float32"
-
-
-@dataclasses.dataclass
-class DatacubeConfig:
-    """3D convolution stem + tubelet ViT over climate datacubes (variables x time x level x
-    lat x lon); levels and variables are the channels.
-
-    ``objective``: "masked" is masked-tubelet reconstruction (VideoMAE: the encoder sees
-    ``1 - mask_ratio`` of the tubelets, a light decoder reconstructs the others, loss on the
-    masked ones only); "supervised" regresses the label columns named in ``targets`` from the
-    whole cube; "masked+supervised" adds both losses (the regression then reads the visible
-    tokens). ``targets`` should be labels no closed-form rule reads off the cube
-    (benchmarks/datacube_baselines.py measures which)."""
-
-    patch_size: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
-    stem_channels: int = 32  # channels of the full-resolution conv features (x2 at half res)
-    d_model: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    mlp_dim: int = 256
-    position_embedding: str = "sinusoidal"
-    attention_impl: str = "auto"
-    dtype: str = "float32"
-    param_dtype: str = "float32"
-    objective: str = "masked+supervised"
-    targets: tuple[str, ...] = ("equilibrium_temperature_k", "log10_surface_pressure_bar")
-    mask_ratio: float = 0.75  # fraction of tubelets hidden from the encoder (masked objectives)
-    decoder_dim: int = 64
-    decoder_layers: int = 1
-    decoder_heads: int = 4
-    reconstruction_weight: float = 1.0
-    regression_weight: float = 1.0
-
-
-@dataclasses.dataclass
-class PlanetsConfig:
-    """The built-in planet population and the one train / val / test split every task honours.
-
-    A planet's split depends only on its id and ``split_seed`` (a hash of both), so growing the
-    population, or adding a modality, never moves a planet from one split to another. The
-    periodic evals score the val split; after the last step the run is scored on test too.
-    With ``data.cube_store`` set, the store's samples are the planets (``num_planets`` and
-    ``seed`` then only describe the built-in store)."""
-
-    num_planets: int = 4096
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
-
-
-@dataclasses.dataclass
-class LoaderConfig:
-    """How Grain reads a task's data (every task's ``data`` section has these)."""
-
-    shuffle_seed: int = 0
-    worker_count: int = 0
-    prefetch_buffer_size: int = 2
-
-
-@dataclasses.dataclass
-class TextDataConfig(LoaderConfig):
-    """Task lm: the planets' descriptions as byte tokens."""
-
-    seq_len: int = 256
-    packing: str = "pack"
-
-
-@dataclasses.dataclass
-class GraphDataConfig(LoaderConfig):
-    """Task graph_vae: one metabolic network per planet, batched in padded sub-batches.
-
-    A global batch of train.global_batch_size graphs is cut into sub-batches of
-    graphs_per_sub_batch graphs, each padded to a bucket (nodes, edges); () derives the buckets
-    from the data. Sub-batches are split over the data axes, so their number must be divisible
-    by the data-parallel size; results do not depend on the number of devices."""
-
-    graphs_per_sub_batch: int = 4
-    graph_buckets: tuple[tuple[int, int], ...] = ()
-    link_test_fraction: float = 0.1  # each held-out planet's links hidden from the encoder
-    link_split_seed: int = 0
-
-
-@dataclasses.dataclass
-class LinkPredDataConfig(LoaderConfig):
-    """Task graph_linkpred: link prediction on one real network."""
-
-    # An SBML file, or "cobra:textbook" for a model that ships inside an installed package.
-    sbml_path: str = ""
-    link_val_fraction: float = 0.05
-    link_test_fraction: float = 0.1
-    link_split_seed: int = 0
-    # 0 trains on reconstructing the links the encoder sees (VGAE); k >= 2 deals the training
-    # links into k folds and each step predicts one fold hidden from the graph.
-    link_target_folds: int = 0
-
-
-@dataclasses.dataclass
-class CubeDataConfig(LoaderConfig):
-    """Task datacube. cube_store is a store path or TensorStore kvstore URL (file://, gs://,
-    s3://, memory://); "" builds the built-in population's cubes once into the cache directory
-    ($ASTROJAX_CACHE, default ~/.cache/astrojax) on the grid below (that of built cubes)."""
-
-    cube_store: str = ""
-    cube_time_steps: int = 8
-    cube_levels: int = 4
-    cube_lat: int = 16
-    cube_lon: int = 32
-    cube_crop: tuple[int, int, int] = (0, 0, 0)  # random (time, lat, lon) crop; 0 = whole axis
-
-
-@dataclasses.dataclass
-class OptimConfig:
-    """AdamW with linear warmup, cosine decay and global-norm clipping."""
-
-    learning_rate: float = 3e-3
-    end_learning_rate_fraction: float = 0.1
-    warmup_steps: int = 20
-    decay_steps: int = -1  # -1: decay over train.steps; set it to extend a run without a jump
-    weight_decay: float = 0.1
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    grad_clip_norm: float = 1.0
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Length of the run and how often it evaluates, logs and checkpoints."""
-
-    steps: int = 300
-    global_batch_size: int = 16
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 100
-    eval_batches: int = 4
-    checkpoint_every: int = 100
-    max_checkpoints_to_keep: int = 3
-    async_checkpointing: bool = True
-    distributed: bool = False
-    # A step whose loss or gradient is NaN or Inf is skipped (the state stays as it was); after
-    # this many in a row the run stops with an error naming the last finite checkpoint.
-    max_nonfinite_steps: int = 5
-    # A newest checkpoint that cannot be read: "fail" stops with one line naming it and the one
-    # before; "fallback" (for unattended jobs) moves it aside and resumes from the one before.
-    on_bad_checkpoint: str = "fail"
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSections:
-    """The section types of one task's config: its model, its data, and whether it reads the
-    planet population (``planets``)."""
-
-    model: type
-    data: type
-    planets: bool = True
-
-
-# What each task's config holds. Kept here (not in astrojax.tasks) so that configs load and
-# validate before JAX starts; tests check it matches the task registry.
-TASK_SECTIONS: dict[str, TaskSections] = {
-    "lm": TaskSections(TransformerConfig, TextDataConfig),
-    "graph_vae": TaskSections(GraphVAEConfig, GraphDataConfig),
-    "graph_linkpred": TaskSections(GraphVAEConfig, LinkPredDataConfig, planets=False),
-    "datacube": TaskSections(DatacubeConfig, CubeDataConfig),
-}
-TASK_NAMES = tuple(TASK_SECTIONS)
-
-
-@dataclasses.dataclass
-class Config:
-    """One run: which task, and the sections it uses. ``model`` and ``data`` are the task's own
-    (``TASK_SECTIONS``); ``planets`` is None for a task that does not read the population.
-    Build it as ``Config(task="datacube")``: missing sections get the task's defaults."""
-
-    task: str = "lm"
-    model: Any = None
-    data: Any = None
-    planets: PlanetsConfig | None = None
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
-
-    def __post_init__(self) -> None:
-        sections = TASK_SECTIONS.get(self.task)
-        if sections is None:
-            return  # validate() names the bad task
-        if self.model is None:
-            self.model = sections.model()
-        if self.data is None:
-            self.data = sections.data()
-        if self.planets is None and sections.planets:
-            self.planets = PlanetsConfig()
-
 
 # ----------------------------------------------------------------------------------------------
 # Conversion
@@ -616,9 +345,6 @@ _SECTION_CHECKS = {
     OptimConfig: _check_optim, TrainConfig: _check_train,
 }
 
-MESH_AXES = ("data", "fsdp", "context", "tensor")
-
-
 def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
     """Mesh axis sizes with -1 filled in; raises ConfigError if they cannot fit ``num_devices``."""
     sizes = {axis: getattr(mesh, axis) for axis in MESH_AXES}
@@ -641,9 +367,6 @@ def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:
         raise ConfigError("mesh", f"{shape} needs {fixed} devices, but {num_devices} are "
                                   f"available (set one axis to -1 to fill)")
     return sizes
-
-
-CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
 
 
 def _check_mesh(cfg: Config, sizes: dict[str, int]) -> None:

@@ -1,0 +1,55 @@
+"""Typed run configuration: nested dataclasses, conversion, and start-up validation.
+
+A config file in ``configs/`` defines ``get_config()`` returning a :class:`Config`. The CLI loads
+it with ``ml_collections.config_flags`` so that any field can be overridden from the command
+line (``--config.train.steps=200``); library users build the same dataclasses in Python.
+:func:`validate` checks everything that can be checked before JAX does any work and raises
+:class:`ConfigError` naming the offending key and what it accepts.
+
+The sections are in :mod:`astrojax.config.sections`, conversion and validation in
+:mod:`astrojax.config.checks`; everything is importable from here.
+"""
+
+from astrojax.config.checks import from_dict, resolve_mesh_shape, to_dict, validate
+from astrojax.config.sections import (
+    ATTENTION_IMPLS,
+    BAD_CHECKPOINT_POLICIES,
+    CONTEXT_IMPLS,
+    DATACUBE_OBJECTIVES,
+    DEFAULT_LOGICAL_AXIS_RULES,
+    DTYPES,
+    EDGE_DECODERS,
+    MESH_AXES,
+    PACKING_MODES,
+    POSITION_EMBEDDINGS,
+    REMAT_POLICIES,
+    SEQUENCE_MIXERS,
+    TASK_NAMES,
+    TASK_SECTIONS,
+    TEXT_VOCAB_SIZE,
+    Config,
+    ConfigError,
+    CubeDataConfig,
+    DatacubeConfig,
+    GraphDataConfig,
+    GraphVAEConfig,
+    LinkPredDataConfig,
+    LoaderConfig,
+    MeshConfig,
+    OptimConfig,
+    PlanetsConfig,
+    TaskSections,
+    TextDataConfig,
+    TrainConfig,
+    TransformerConfig,
+)
+
+__all__ = [
+    "ATTENTION_IMPLS", "BAD_CHECKPOINT_POLICIES", "CONTEXT_IMPLS", "Config", "ConfigError",
+    "CubeDataConfig", "DATACUBE_OBJECTIVES", "DEFAULT_LOGICAL_AXIS_RULES", "DTYPES",
+    "DatacubeConfig", "EDGE_DECODERS", "GraphDataConfig", "GraphVAEConfig", "LinkPredDataConfig",
+    "LoaderConfig", "MESH_AXES", "MeshConfig", "OptimConfig", "PACKING_MODES",
+    "POSITION_EMBEDDINGS", "PlanetsConfig", "REMAT_POLICIES", "SEQUENCE_MIXERS", "TASK_NAMES",
+    "TASK_SECTIONS", "TEXT_VOCAB_SIZE", "TaskSections", "TextDataConfig", "TrainConfig",
+    "TransformerConfig", "from_dict", "resolve_mesh_shape", "to_dict", "validate",
+]
