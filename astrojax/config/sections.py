@@ -18,6 +18,7 @@ SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
+LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
@@ -144,6 +145,42 @@ class DatacubeConfig:
     decoder_heads: int = 4
     reconstruction_weight: float = 1.0
     regression_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class FusionConfig:
+    """The multimodal fusion model: each modality's encoder yields tokens with a modality
+    embedding, a cross-modal transformer fuses the tokens of the modalities a planet has (a
+    missing modality's tokens are masked out, never zero-filled), and heads read the fused
+    planet token.
+
+    ``row_columns``: the catalogue columns the row encoder reads (values with known masks).
+    ``spectrum_bins`` / ``spectrum_patch``: the spectrum grid and how many bins make a token.
+    ``embedding_inputs``: other modalities given as one embedding vector each (name, width),
+    e.g. a graph or cube encoder's output. ``classes``: label name -> number of classes (2
+    is a binary label with one logit). ``retrieval_targets``: values regressed with a Gaussian
+    NLL (mean and log variance). ``loss_weighting``: "fixed" (``loss_weights``, default 1) or
+    "uncertainty" (Kendall et al. 2018: a learned log variance per loss term).
+    ``modality_dropout``: in training, each present modality but the catalogue row is hidden
+    with this probability, so missing inputs are routine."""
+
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    row_columns: tuple[str, ...] = ()
+    spectrum_bins: int = 0  # 0: no spectrum encoder
+    spectrum_patch: int = 8
+    spectrum_layers: int = 1
+    embedding_inputs: tuple[tuple[str, int], ...] = ()
+    classes: tuple[tuple[str, int], ...] = (("habitable", 2), ("biosignature", 2))
+    retrieval_targets: tuple[str, ...] = ()
+    loss_weighting: str = "fixed"
+    loss_weights: tuple[tuple[str, float], ...] = ()
+    modality_dropout: float = 0.2
+    attention_impl: str = "auto"
+    dtype: str = "float32"
+    param_dtype: str = "float32"
 
 
 @dataclasses.dataclass

@@ -28,8 +28,10 @@ def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 # A_log and D, learned position tables, mask tokens and pooling queries are not. A name that
 # matches neither list is an error, so a new kind of parameter is decided on, not guessed.
 DECAYED = re.compile(r"w_.*|kernel|embedding(_.*)?")
+# Learned tokens (mask, missing-value, planet tokens), modality embeddings and the learned
+# uncertainty weights' log variances are vectors that stand for something, not weights.
 NOT_DECAYED = re.compile(r"scale(_.*)?|bias(_.*)?|b_.*|a_log(_.*)?|d_e|pos_.*|query(_.*)?|"
-                         r"mask_token(_.*)?")
+                         r"(.*_)?token(_.*)?|modality(_.*)?|log_var(_.*)?")
 
 
 def param_name(path) -> str:

@@ -1,0 +1,170 @@
+"""The fusion model: masking of absent modalities, static shapes, losses, learning."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from astrojax.config import FusionConfig
+from astrojax.models.fusion import FusionModel, fusion_losses, loss_terms, modality_keep
+from astrojax.train.optim import decay_mask
+
+B, C, S = 6, 5, 32
+
+
+def tiny(**overrides) -> FusionConfig:
+    base = FusionConfig(d_model=16, num_layers=1, num_heads=2, mlp_dim=32,
+                        row_columns=tuple(f"c{i}" for i in range(C)), spectrum_bins=S,
+                        spectrum_patch=8, embedding_inputs=(("graph", 4),),
+                        classes=(("habitable", 2), ("biosphere", 4)),
+                        retrieval_targets=("log_p",), attention_impl="xla")
+    return dataclasses.replace(base, **overrides)
+
+
+def build(cfg: FusionConfig) -> FusionModel:
+    with nnx.use_eager_sharding(False):
+        return FusionModel(cfg, rngs=nnx.Rngs(0))
+
+
+def batch(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"row_values": rng.normal(size=(B, C)).astype(np.float32),
+            "row_known": rng.random((B, C)) < 0.8,
+            "spectrum_depth": rng.normal(size=(B, S)).astype(np.float32),
+            "spectrum_sigma": rng.uniform(0.1, 1.0, (B, S)).astype(np.float32),
+            "spectrum_known": rng.random((B, S)) < 0.9,
+            "has_spectrum": np.array([True, False, True, False, True, True]),
+            "graph": rng.normal(size=(B, 4)).astype(np.float32),
+            "has_graph": np.array([False, True, True, False, False, True])}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build(tiny())
+
+
+def test_outputs_and_shapes(model):
+    out = model(batch())
+    assert out["embedding"].shape == (B, 16)
+    assert out["logits/habitable"].shape == (B,) and out["logits/biosphere"].shape == (B, 4)
+    assert out["mean/log_p"].shape == out["logvar/log_p"].shape == (B,)
+    tokens, segments = model.tokens(batch())
+    assert tokens.shape == (B, 1 + C + S // 8 + 1, 16)
+    assert model.modalities() == ("row", "spectrum", "graph")
+    np.testing.assert_array_equal(segments[:, 1 + C], batch()["has_spectrum"])
+
+
+def test_an_absent_modality_changes_nothing(model):
+    """Whatever an absent spectrum or graph holds, the predictions are the same; a present
+    one matters."""
+    a, b = batch(0), batch(0)
+    rng = np.random.default_rng(9)
+    for key in ("spectrum_depth", "spectrum_sigma", "graph"):
+        b[key] = rng.normal(size=b[key].shape).astype(np.float32) * 100
+    absent = ~a["has_spectrum"] & ~a["has_graph"]
+    out_a, out_b = model(a), model(b)
+    np.testing.assert_allclose(out_a["logits/habitable"][absent],
+                               out_b["logits/habitable"][absent], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out_a["logits/habitable"][~absent],
+                           out_b["logits/habitable"][~absent])
+
+
+def test_unknown_catalogue_values_are_never_read(model):
+    a, b = batch(1), batch(1)
+    b["row_values"] = np.where(b["row_known"], b["row_values"], 1e6).astype(np.float32)
+    np.testing.assert_allclose(model(a)["embedding"], model(b)["embedding"], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_keep_hides_a_modality_like_absence(model):
+    a = batch(2)
+    hidden = dict(a, has_graph=np.zeros(B, bool))
+    keep = {"graph": jnp.zeros(B, bool)}
+    np.testing.assert_allclose(model(a, keep)["embedding"], model(hidden)["embedding"],
+                               rtol=1e-5, atol=1e-6)
+    masks = modality_keep(jax.random.key(0), model.modalities(), 1000, 0.25)
+    assert set(masks) == {"spectrum", "graph"}  # the catalogue row is never dropped
+    assert abs(float(jnp.mean(masks["graph"])) - 0.75) < 0.05
+
+
+def test_one_compilation_for_every_mix_of_modalities(model):
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward(state, batch):
+        return nnx.merge(graphdef, state)(batch)["embedding"]
+
+    for seed in range(3):
+        b = batch(seed)
+        b["has_spectrum"] = np.random.default_rng(seed).random(B) < 0.5
+        forward(state, b)
+    assert forward._cache_size() == 1
+
+
+def test_loss_terms_match_direct_formulas():
+    outputs = {"logits/habitable": jnp.array([2.0, -1.0, 0.5]),
+               "logits/biosphere": jnp.array([[1.0, 0.0, 0.0, 0.0]] * 3),
+               "mean/log_p": jnp.array([0.0, 1.0, 2.0]),
+               "logvar/log_p": jnp.array([0.0, np.log(4.0), 0.0])}
+    labels = {"habitable": jnp.array([1, 0, 1]), "habitable_known": jnp.array([1, 1, 0]),
+              "biosphere": jnp.array([0, 3, 1]), "biosphere_known": jnp.array([1, 1, 1]),
+              "log_p": jnp.array([1.0, 3.0, 99.0]), "log_p_known": jnp.array([1, 1, 0])}
+    terms, counts = loss_terms(outputs, labels, (("habitable", 2), ("biosphere", 4)),
+                               ("log_p",))
+    bce = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0))])
+    np.testing.assert_allclose(terms["habitable"], bce, rtol=1e-6)
+    lse = np.log(np.e + 3)
+    np.testing.assert_allclose(terms["biosphere"], np.mean([lse - 1, lse, lse]), rtol=1e-6)
+    nll = np.mean([0.5 * (0 + 1.0), 0.5 * (np.log(4.0) + 4.0 / 4.0)])
+    np.testing.assert_allclose(terms["log_p"], nll, rtol=1e-6)
+    assert float(counts["habitable"]) == 2.0
+
+
+def test_uncertainty_weights_are_learned_and_not_decayed():
+    model = build(tiny(loss_weighting="uncertainty"))
+    out = model(batch())
+    labels = {"habitable": jnp.ones(B), "habitable_known": jnp.ones(B),
+              "biosphere": jnp.zeros(B, jnp.int32), "biosphere_known": jnp.ones(B),
+              "log_p": jnp.zeros(B), "log_p_known": jnp.ones(B)}
+    loss, metrics = fusion_losses(model, out, labels, tiny(loss_weighting="uncertainty"))
+    # at initialisation every log variance is 0: the weighted sum is the plain sum
+    np.testing.assert_allclose(loss, sum(metrics.values()), rtol=1e-6)
+    mask = decay_mask(nnx.state(model, nnx.Param))
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(mask)}
+    for name in ("log_var_t", "planet_token_d", "missing_token_cd", "modality_md"):
+        assert not any(v for k, v in flat.items() if name in k), name
+    assert any(v for k, v in flat.items() if "w_value_cd" in k)
+
+
+@pytest.mark.slow
+def test_it_learns_a_label_only_one_modality_carries():
+    """Habitable is the sign of the graph input's first entry; the model learns it, and the
+    planets without a graph stay near chance."""
+    cfg = tiny(classes=(("habitable", 2),), retrieval_targets=(), modality_dropout=0.0)
+    model = build(cfg)
+    optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+
+    def labelled(seed):
+        b = batch(seed)
+        b["has_graph"] = np.ones(B, bool)
+        return b, {"habitable": (b["graph"][:, 0] > 0).astype(np.float32),
+                   "habitable_known": np.ones(B, np.float32)}
+
+    @nnx.jit
+    def step(model, optimizer, b, labels):
+        def loss_fn(model):
+            return fusion_losses(model, model(b), labels, cfg)[0]
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer, *labelled(i))) for i in range(150)]
+    assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
+    b, labels = labelled(1000)
+    accuracy = np.mean((np.asarray(model(b)["logits/habitable"]) > 0) == labels["habitable"])
+    assert accuracy >= 5 / 6
