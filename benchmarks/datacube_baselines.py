@@ -49,7 +49,12 @@ def main() -> None:
 
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    from astrojax.evaluators.cube_baselines import CLASS_LABELS, rule_predictions, summary_features
+    from astrojax.evaluators.cube_baselines import (
+        CLASS_LABELS,
+        cube_summaries,
+        rule_predictions,
+        summary_features,
+    )
     from astrojax.evaluators.metrics import accuracy_score, r2_score
     from astrojax.tasks import get_task
 
@@ -61,7 +66,8 @@ def main() -> None:
     names, variables = task.store.schema.label_names, task.store.schema.variables
     baselines = task.baselines()
     seconds = time.perf_counter() - start
-    train, test = task._summaries  # the summaries baselines() just computed
+    train = task._train_summaries  # the summaries baselines() just computed
+    test = cube_summaries(task.store, task.eval_indices())
     labels = task.store.read_labels()
     y_train, y_test = labels[task.probe_train_indices], labels[task.eval_indices()]
     x_train, x_test = summary_features(train), summary_features(test)
