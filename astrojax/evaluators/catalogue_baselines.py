@@ -7,7 +7,8 @@ of Kopparapu's own calculator (hzcalc, April 2014): the effective stellar flux o
 ``S_eff = S_sun + a T + b T^2 + c T^3 + d T^4`` with ``T = Teff - 5780 K``, fitted for
 2600 K <= Teff <= 7200 K (outside it we hold Teff at the nearer end). The *conservative* zone
 lies between the runaway greenhouse (inner) and the maximum greenhouse (outer) limits; a planet
-is inside when its insolation (in Earth's) lies between them. The margin
+is inside when its insolation (in Earth's) lies between them; the *optimistic* zone runs from
+recent Venus to early Mars. The margin
 ``min(ln(S_inner / S), ln(S / S_outer))`` (positive inside) ranks planets for a ROC curve.
 
 **Single-input rules** (:func:`single_input_aucs`) score one input (NaN where unknown) against a
@@ -43,6 +44,7 @@ KOPPARAPU_2014 = {
 }
 KOPPARAPU_TEFF_RANGE_K = (2600.0, 7200.0)
 CONSERVATIVE_LIMITS = ("runaway_greenhouse", "maximum_greenhouse")  # inner, outer
+OPTIMISTIC_LIMITS = ("recent_venus", "early_mars")
 RULES = ("threshold", "interval", "binned")
 
 
@@ -57,12 +59,14 @@ def habitable_zone_flux(teff_k: ArrayLike, limit: str) -> np.ndarray:
     return s_sun + a * t + b * t**2 + c * t**3 + d * t**4
 
 
-def habitable_zone_margin(teff_k: ArrayLike, insolation_searth: ArrayLike) -> np.ndarray:
-    """``min(ln(S_inner / S), ln(S / S_outer))`` for the conservative zone: positive inside,
-    the distance in ln flux to the nearer edge; NaN where Teff or S is unknown (NaN)."""
+def habitable_zone_margin(teff_k: ArrayLike, insolation_searth: ArrayLike,
+                          limits: tuple[str, str] = CONSERVATIVE_LIMITS) -> np.ndarray:
+    """``min(ln(S_inner / S), ln(S / S_outer))`` for the zone between ``limits`` (inner, outer;
+    the conservative zone by default): positive inside, the distance in ln flux to the nearer
+    edge; NaN where Teff or S is unknown (NaN)."""
     s = np.asarray(insolation_searth, np.float64)
-    inner = habitable_zone_flux(teff_k, CONSERVATIVE_LIMITS[0])
-    outer = habitable_zone_flux(teff_k, CONSERVATIVE_LIMITS[1])
+    inner = habitable_zone_flux(teff_k, limits[0])
+    outer = habitable_zone_flux(teff_k, limits[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.minimum(np.log(inner / s), np.log(s / outer))
 
@@ -172,11 +176,16 @@ def habitable_zone_report(teff_k: ArrayLike, insolation_searth: ArrayLike,
                           labels: ArrayLike) -> dict[str, float]:
     """The conservative habitable zone as a baseline for one binary label: the yes/no rule's
     AUC (its balanced accuracy) and the margin's AUC (unknowns ranked last), with the share of
-    planets the rule can place at all (Teff and S known)."""
+    planets the rule can place at all (Teff and S known) and the share inside; and the
+    optimistic zone's (recent Venus to early Mars) yes/no AUC beside them."""
     margin = habitable_zone_margin(teff_k, insolation_searth)
     known = np.isfinite(margin)
     inside = conservative_habitable_zone(teff_k, insolation_searth)
     low = margin[known].min() - 1.0 if known.any() else 0.0
+    with np.errstate(invalid="ignore"):
+        optimistic = np.nan_to_num(habitable_zone_margin(teff_k, insolation_searth,
+                                                         OPTIMISTIC_LIMITS), nan=-1.0) > 0.0
     return {"inside_auc": score_auc(inside.astype(np.float64), labels),
             "margin_auc": score_auc(np.where(known, margin, low), labels),
-            "coverage": float(known.mean()), "inside_share": float(inside.mean())}
+            "coverage": float(known.mean()), "inside_share": float(inside.mean()),
+            "optimistic_inside_auc": score_auc(optimistic.astype(np.float64), labels)}

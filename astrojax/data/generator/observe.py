@@ -334,7 +334,8 @@ class AssumedAtmosphere:
     """The atmosphere a modeller assumes for a planet known only from its catalogue row:
     Earth's without life (1 bar of N2 with 400 ppm CO2, no O2, an ocean over 70% of the surface
     at Earth's surface relative humidity, Earth's Bond albedo before ice); the climate solver
-    adds the water vapour and the ice."""
+    adds the water vapour and the ice. Simplified: one assumption for every planet, sub-Neptunes
+    above the radius valley included, where a modeller would assume an H2 envelope."""
 
     dry_pressure_bar: float = 1.0
     x_co2: float = 4e-4
