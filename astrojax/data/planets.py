@@ -1,8 +1,9 @@
 """The planet is the unit: the planet table, its one train / val / test split, and the
 per-modality sources keyed by planet.
 
-- :class:`PlanetTable`: one row per planet, from the built-in population or a fetched catalogue,
-  in one schema (the generator's columns) with a known mask per column (a catalogue lacks
+- :class:`PlanetTable`: one row per planet, from the built-in population (as it is, or as a
+  catalogue would publish it: ``observed``) or a fetched catalogue, in one schema (the
+  generator's columns) with a known mask per column (a catalogue lacks
   atmospheres, climate and life; the population knows everything). Row ``i`` of a table is
   planet ``ids[i]``.
 - :func:`split_planets`: the one split. A planet's split is a hash of its id and a seed, so it
@@ -62,6 +63,22 @@ class PlanetTable:
         known = {name: np.ones(len(population), bool) for name in population.column_names()}
         return cls(population.name.astype(str), population, known,
                    f"built-in population (seed {seed}, {num_planets} planets)", seed)
+
+    @classmethod
+    def observed(cls, num_planets: int, seed: int = 0, model=None) -> PlanetTable:
+        """The built-in population as an archive would publish it
+        (``generator.observe.observe_catalogue`` with ``model``, a ``CatalogueModel``): measured
+        values with gaps, masked like ``from_catalog``'s; nothing of atmospheres, climate or
+        life. Ids are the planets' names, so the split is the built-in table's. ``seed`` is
+        left None: generated modalities come from ``PlanetTable.synthetic``."""
+        from astrojax.data.generator.observe import CatalogueModel, observe_catalogue
+
+        catalogue = observe_catalogue(generate_population(num_planets, seed), seed,
+                                      CatalogueModel() if model is None else model)
+        population, known = catalogue.as_population()
+        return cls(population.name.astype(str), population, known,
+                   f"observed catalogue of the built-in population (seed {seed}, "
+                   f"{num_planets} planets)")
 
     @classmethod
     def from_catalog(cls, path: str | Path) -> PlanetTable:

@@ -10,8 +10,17 @@
 - ``graph_baselines``: link-prediction rules (L3, resource allocation, preferential
   attachment) and graph count features.
 - ``cube_baselines``: closed-form rules and summary-statistic models of climate datacubes.
+- ``catalogue_baselines``: the conservative habitable zone (Kopparapu et al. 2014) and the best
+  closed-form rule on any single catalogue input.
 """
 
+from astrojax.evaluators.catalogue_baselines import (
+    conservative_habitable_zone,
+    habitable_zone_flux,
+    habitable_zone_margin,
+    habitable_zone_report,
+    single_input_aucs,
+)
 from astrojax.evaluators.cube_baselines import CLASS_LABELS, cube_baseline_report, cube_summaries
 from astrojax.evaluators.graph_baselines import (
     BASELINES,
@@ -45,8 +54,10 @@ from astrojax.evaluators.probes import linear_probe, ridge_probe
 __all__ = [
     "BASELINES", "CLASS_LABELS", "NGramModel", "SCORERS", "accuracy_from_sums", "accuracy_score",
     "accuracy_sums", "average_precision", "calibration_from_sums", "calibration_sums",
-    "cube_baseline_report", "cube_summaries", "flatten_sums", "graph_count_features",
-    "heldout_baselines", "l3_score", "language_model_from_sums", "linear_probe",
-    "link_baseline_report", "preferential_attachment", "r2_from_sums", "r2_score", "r2_sums",
-    "ranking_from_sums", "ranking_sums", "resource_allocation", "ridge_probe", "roc_auc",
+    "conservative_habitable_zone", "cube_baseline_report", "cube_summaries", "flatten_sums",
+    "graph_count_features", "habitable_zone_flux", "habitable_zone_margin",
+    "habitable_zone_report", "heldout_baselines", "l3_score", "language_model_from_sums",
+    "linear_probe", "link_baseline_report", "preferential_attachment", "r2_from_sums",
+    "r2_score", "r2_sums", "ranking_from_sums", "ranking_sums", "resource_allocation",
+    "ridge_probe", "roc_auc", "single_input_aucs",
 ]

@@ -58,11 +58,14 @@ from astrojax.data.archives.quality import (
 )
 from astrojax.data.archives.result import FetchResult
 from astrojax.data.generator import PlanetPopulation
+from astrojax.data.generator.physics import (  # noqa: F401  (STAR_TYPE_UPPER_TEFF_K: re-exported)
+    ASSUMED_BOND_ALBEDO,
+    STAR_TYPE_UPPER_TEFF_K,
+    star_type_from_teff,
+)
 
 CATALOG_FILE, QUARANTINE_FILE = "catalog.ecsv", "quarantine.ecsv"
 REPORT_JSON, REPORT_MD = "quality_report.json", "quality_report.md"
-ASSUMED_BOND_ALBEDO = 0.3
-STAR_TYPE_UPPER_TEFF_K = (3900.0, 5300.0, 6000.0, 7500.0)  # upper bounds of M, K, G, F
 
 # Schema column -> its unit (absent: dimensionless or not a measured quantity).
 SCHEMA_UNITS: dict[str, u.UnitBase] = {
@@ -235,13 +238,6 @@ def _merge(tables: list[tuple[str, Table]]) -> Table:
         merged[f"{col}_err"] = Column([r.get(f"{col}_err", np.nan) for r in rows],
                                       dtype=np.float64, unit=SCHEMA_UNITS.get(col))
     return merged
-
-
-def star_type_from_teff(teff_k: np.ndarray) -> np.ndarray:
-    """Index into ``generator.STAR_TYPES`` (M, K, G, F) from Teff; -1 outside 2000-7500 K."""
-    teff = np.asarray(teff_k, dtype=np.float64)
-    index = np.searchsorted(STAR_TYPE_UPPER_TEFF_K, np.nan_to_num(teff, nan=-1.0), side="right")
-    return np.where(np.isfinite(teff) & (teff >= 2000.0) & (index < 4), index, -1)
 
 
 def _derive(merged: Table) -> None:

@@ -34,6 +34,10 @@ _OCEAN_VAPOUR_BAR = 400.0  # water inventory, as vapour pressure, of a fully oce
 _TAU_CO2, _TAU_CH4, _TAU_H2O, _TAU_BASE = 0.174, 0.029, 0.1918, 0.08
 _REF_CO2, _REF_CH4, _REF_H2O = 1e-4, 1e-6, 1e-3
 _CLIMATE_MAX_ITERATIONS, _CLIMATE_TOLERANCE_K = 300, 1e-9
+# What archives assume for a planet's equilibrium temperature when its albedo is unknown (the
+# catalogue and the observed synthetic catalogue derive T_eq from insolation with it).
+ASSUMED_BOND_ALBEDO = 0.3
+STAR_TYPE_UPPER_TEFF_K = (3900.0, 5300.0, 6000.0, 7500.0)  # upper bounds of M, K, G, F
 
 
 
@@ -110,6 +114,13 @@ def liquid_water_possible(surface_temperature_k: ArrayLike, pressure_bar: ArrayL
     t, p = np.asarray(surface_temperature_k), np.asarray(pressure_bar)
     return ((np.asarray(water_fraction) > 0) & (p >= MIN_LIQUID_PRESSURE_BAR)
             & (t > FREEZING_K) & (t < boiling_point_k(p)))
+
+
+def star_type_from_teff(teff_k: ArrayLike) -> np.ndarray:
+    """Index into STAR_TYPES (M, K, G, F) from Teff; -1 outside 2000-7500 K or unknown (NaN)."""
+    teff = np.asarray(teff_k, dtype=np.float64)
+    index = np.searchsorted(STAR_TYPE_UPPER_TEFF_K, np.nan_to_num(teff, nan=-1.0), side="right")
+    return np.where(np.isfinite(teff) & (teff >= 2000.0) & (index < 4), index, -1)
 
 
 def climate_regime(surface_temperature_k: ArrayLike) -> np.ndarray:
