@@ -6,6 +6,7 @@
 - :mod:`~astrojax.data.generator.text`: the templated descriptions.
 - :mod:`~astrojax.data.generator.climate`: climate datacubes (random stream 3).
 - :mod:`~astrojax.data.generator.biochem`: metabolic networks (random stream 2).
+- :mod:`~astrojax.data.generator.spectra`: transmission spectra on JWST grids (random stream 4).
 
 The modalities import the core modules, never the reverse; this package's namespace holds the
 core only, so generating a population does not import the cube or network generators.
