@@ -20,6 +20,7 @@ from astrojax.data.generator.spectra import (
     spectral_grid,
     spectrum_inputs,
     spectrum_labels,
+    transmission_metric,
 )
 from astrojax.data.planets import JointSource, PlanetTable, SpectrumSource, TextSource
 
@@ -242,6 +243,23 @@ def test_labels(population, wide):
     assert np.all(x["n2o"][population.biosphere == 3] > -7.1)
 
 
+def test_the_transmission_metric_ranks_observable_planets(population, wide):
+    inputs, depth, _, _ = wide
+    tsm = transmission_metric(population)
+    i = 7  # by hand: Kempton et al. (2018), eq. 1, a rocky planet (scale 0.190)
+    assert population.planet_radius_rearth[i] < 1.5
+    t_eq = population.star_teff_k[i] * np.sqrt(inputs.star_radius_over_a[i]) / np.sqrt(2)
+    assert tsm[i] == pytest.approx(0.190 * population.planet_radius_rearth[i] ** 3 * t_eq
+                                   / population.planet_mass_mearth[i]
+                                   / population.star_radius_rsun[i] ** 2
+                                   * 10 ** (-inputs.j_mag[i] / 5))
+    prism = model_depth(inputs, "nirspec_prism")
+    snr = np.sqrt((((prism - prism.min(axis=1, keepdims=True))
+                    / noise_sigma(inputs, "nirspec_prism", 10)) ** 2).sum(axis=1))
+    top = tsm >= np.quantile(tsm, 0.75)
+    assert np.median(snr[top]) > 1.5 * np.median(snr[~top])
+
+
 # ------------------------------------------------------------------------------ the source
 def test_spectrum_source_is_keyed_by_planet_and_joins():
     table = PlanetTable.synthetic(300, seed=0)
@@ -254,6 +272,9 @@ def test_spectrum_source_is_keyed_by_planet_and_joins():
         np.testing.assert_allclose(element["depth"], depth[i], rtol=1e-6)
         np.testing.assert_allclose(element["sigma"], sigma[i], rtol=1e-6)
         assert element["known"].all() and element["known"].shape == wavelength.shape
+    per_row = SpectrumSource(table, rows, n_transits=np.array([1, 10, 30]))
+    np.testing.assert_array_equal(per_row[1]["sigma"], source[1]["sigma"])
+    assert np.all(per_row[0]["sigma"] > source[0]["sigma"])
     joint = JointSource(TextSource(table, rows), source)
     assert set(joint[1]) == {"planet", "text", "depth", "sigma", "known"}
     catalogue = PlanetTable(table.ids, table.population, table.known, "a catalogue")

@@ -554,3 +554,24 @@ def spectrum_labels(population: PlanetPopulation, instrument="nirspec_prism", se
     log10_x = np.log10(np.maximum(np.stack([inputs.mixing_ratio(m) for m in MOLECULES], 1),
                                   1e-12))
     return SpectrumLabels(log10_x=log10_x, imprint_snr=snr, present=snr >= PRESENCE_SNR)
+
+
+# Kempton et al. (2018), table 1: the scale factor of each radius bin (R_earth upper bounds).
+_TSM_SCALE = ((1.5, 0.190), (2.75, 1.26), (4.0, 1.28), (10.0, 1.15))
+
+
+def transmission_metric(population: PlanetPopulation, seed: int = 0, indices=None) -> np.ndarray:
+    """Kempton et al. (2018)'s transmission spectroscopy metric, from what a catalogue holds
+    (radius, mass, the star's radius and T_eff, the orbit) and the host's J magnitude drawn
+    here: scale x R_p^3 T_eq / (M_p R_s^2) x 10^(-J / 5), T_eq for zero albedo and full
+    redistribution. Observers rank JWST targets by it; a fusion dataset can give spectra to
+    the planets an observer would have chosen."""
+    rows = _rows(population, indices)
+    inputs = spectrum_inputs(population, seed, rows)
+    radius = inputs.planet_radius_rearth
+    t_eq = inputs.star_teff_k * np.sqrt(inputs.star_radius_over_a) * 0.25**0.25
+    bounds, scales = zip(*_TSM_SCALE, strict=True)
+    scale = np.array(scales)[np.minimum(np.searchsorted(bounds, radius), len(scales) - 1)]
+    mass = np.asarray(population.planet_mass_mearth, np.float64)[rows]
+    return (scale * radius**3 * t_eq / (mass * inputs.star_radius_rsun**2)
+            * 10.0 ** (-inputs.j_mag / 5.0))
