@@ -15,9 +15,9 @@ A spectrum file has one row per wavelength bin and columns, found by name (case-
 
 Units come from the file (an ECSV column's ``unit``, read by astropy; in a text header a
 suffix ``_ppm``, ``_um``, ... or ``(ppm)`` / ``[ppm]`` after the name), else from the caller
-(``depth_unit=``, ``wavelength_unit=``), else they are detected: depths all below 0.5 are
+(``depth_unit=``, ``wavelength_unit=``), else they are detected: depths all below 0.1 are
 fractions, all above 10 are ppm, anything else is refused until declared (percent is never
-guessed). :attr:`ObservedSpectrum.depth_unit` and ``unit_origin`` say what was used.
+guessed: 0.05 could be either; declare it). :attr:`ObservedSpectrum.depth_unit` and ``unit_origin`` say what was used.
 
 A text file has ``#`` comment lines, then a header line naming the columns (or the header as
 the last comment line before the data), then whitespace- or comma-separated rows. Every
@@ -246,7 +246,7 @@ def read_spectrum(path: str | Path, depth_unit: str | None = None,
             unit_of[col["depth"]]
     elif depth_unit is not None:
         scale, origin, unit = _depth_scale(path, "depth_unit=", depth_unit), "argument", depth_unit
-    elif np.all(np.abs(depth) < 0.5):
+    elif np.all(np.abs(depth) < 0.1):  # Rp / Rs < 0.32: any planet's depth as a fraction
         scale, origin, unit = 1.0, "detected", "fraction"
     elif np.all(depth > 10.0):
         scale, origin, unit = 1e-6, "detected", "ppm"
