@@ -182,7 +182,9 @@ class Instrument:
 
 
 INSTRUMENTS = {
-    # STScI's PRISM dispersion curve: R ~ 30 at its minimum near 1.1 um, ~100 at 3 um, ~300 at 5.
+    # Knots approximating STScI's PRISM dispersion curve (R ~ 30 at its minimum near 1.1 um,
+    # ~100 at 3 um, ~300 at 5); throughputs, floors and bright limits (J) are round, assumed
+    # numbers of the published order (PRISM saturates near J = 10.5, SOSS SUBSTRIP256 near 8).
     "nirspec_prism": Instrument(
         "nirspec_prism", (0.6, 5.3),
         ((0.6, 85), (0.8, 50), (1.0, 35), (1.2, 30), (1.5, 35), (2.0, 55), (2.5, 75), (3.0, 101),
