@@ -12,9 +12,10 @@ per-modality sources keyed by planet.
 - Sources: Grain random-access sources over chosen rows, one per modality, each element
   ``{"planet": row, ...}`` so that a task can join modalities by planet (:class:`JointSource`).
   :class:`TextSource` (descriptions), :class:`GraphSource` (metabolic networks),
-  :class:`CatalogueSource` (a row of catalogue parameters with its known mask), and the cube
-  source :class:`astrojax.data.pipeline.CubeSource` (a cube store's sample ``i`` is planet row
-  ``i``: the built-in store holds the population in order).
+  :class:`SpectrumSource` (transmission spectra), :class:`CatalogueSource` (a row of catalogue
+  parameters with its known mask), and the cube source
+  :class:`astrojax.data.pipeline.CubeSource` (a cube store's sample ``i`` is planet row ``i``:
+  the built-in store holds the population in order).
 
 Tasks compose these: a task builds the table, splits it, and reads its modalities' sources for
 the rows of each split. Nothing here depends on the models or the train package.
@@ -239,6 +240,33 @@ class GraphSource(_GeneratedSource):
         from astrojax.data.generator.biochem import generate_networks
 
         return generate_networks(self.table.population, self.table.seed, indices=self.rows)
+
+
+class SpectrumSource(_GeneratedSource):
+    """A planet's transmission spectrum, ``{"depth": [bins] float32, "sigma": [bins] float32,
+    "known": [bins] bool}``: transit depths (fractions) on ``instrument``'s grid after
+    ``n_transits`` (one number or one per row) from the generator
+    (:mod:`astrojax.data.generator.spectra`, random stream 4, seeded like the population), one
+    noise draw (``realisation``) or none (``noise=False``). Generated together at
+    construction; every bin is known (a real spectrum resampled onto the grid may lack some).
+    ``wavelength_um`` holds the bin centres."""
+
+    what = "transmission spectra"
+
+    def __init__(self, table: PlanetTable, rows: Sequence[int], instrument="nirspec_prism",
+                 n_transits=1, noise: bool = True, realisation: int = 0):
+        super().__init__(table, rows)
+        from astrojax.data.generator.spectra import planet_spectra
+
+        depth, sigma, self.wavelength_um = planet_spectra(
+            table.population, instrument, n_transits, table.seed, self.rows, noise, realisation)
+        self.depth, self.sigma = depth.astype(np.float32), sigma.astype(np.float32)
+        self._position = {int(row): i for i, row in enumerate(self.rows)}
+
+    def read(self, row: int) -> dict:
+        i = self._position[row]
+        return {"depth": self.depth[i], "sigma": self.sigma[i],
+                "known": np.ones(self.depth.shape[1], bool)}
 
 
 class CatalogueSource(PlanetSource):

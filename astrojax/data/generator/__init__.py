@@ -8,6 +8,7 @@
 - :mod:`~astrojax.data.generator.biochem`: metabolic networks (random stream 2).
 - :mod:`~astrojax.data.generator.observe`: what an observer could know (random stream 5): the
   catalogue rows with errors and gaps, modality masks, the labels, the modeller's climate.
+- :mod:`~astrojax.data.generator.spectra`: transmission spectra on JWST grids (random stream 4).
 
 The modalities import the core modules, never the reverse; this package's namespace holds the
 core only, so generating a population does not import the cube or network generators.
