@@ -238,3 +238,23 @@ def test_language_model_metrics_from_summed_batches():
 def test_finalizers_name_a_missing_statistic():
     with pytest.raises(KeyError, match="bin_count"):
         calibration_from_sums({"ece_sum": 1.0})
+
+
+def test_binned_ranking_matches_the_exact_auc_and_ap_over_uneven_batches():
+    from astrojax.evaluators.metrics import ranking_from_histograms, score_histogram_sums
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(900) < 0.2
+    scores = rng.normal(size=900) + 1.5 * labels
+    totals = {}
+    for lo, hi in ((0, 100), (100, 101), (101, 650), (650, 900)):
+        sums = score_histogram_sums(labels[lo:hi], scores[lo:hi])
+        totals = {k: totals.get(k, 0) + np.asarray(v) for k, v in sums.items()}
+    binned = ranking_from_histograms(totals)
+    assert binned["auc"] == pytest.approx(roc_auc(scores[labels], scores[~labels]), abs=2e-3)
+    assert binned["ap"] == pytest.approx(
+        average_precision(scores[labels], scores[~labels]), abs=5e-3)
+    jitted = jax.jit(lambda y, s: score_histogram_sums(y, s, jnp.ones_like(s, bool)))(
+        jnp.asarray(labels), jnp.asarray(scores, jnp.float32))
+    np.testing.assert_allclose(jitted["pos_hist"], totals["pos_hist"])
+    assert np.isnan(ranking_from_histograms(score_histogram_sums(np.zeros(5), scores[:5]))["auc"])

@@ -255,6 +255,45 @@ def calibration_from_sums(sums: Sums, prefix: str = "") -> dict[str, float]:
     return {f"{prefix}ece": float(gap.sum() / max(count.sum(), 1.0))}
 
 
+# ---- binned ranking (a whole eval set's AUC and AP from additive histograms)
+
+SCORE_RANGE = (-12.0, 12.0)  # logits; beyond it scores share the outer bins
+
+
+def score_histogram_sums(labels, scores, mask=None, *, num_bins: int = 480,
+                         score_range: tuple[float, float] = SCORE_RANGE,
+                         prefix: str = "") -> Sums:
+    """Histograms of positive and negative ``scores`` (logits, or any monotone score) over
+    ``num_bins`` equal bins of ``score_range``: ``pos_hist``, ``neg_hist`` ``[num_bins]``. Summed
+    over batches they give the AUC and AP of the whole set (:func:`ranking_from_histograms`),
+    exact up to ties within a bin (0.05 logits by default)."""
+    xp = _xp(labels, scores, mask)
+    s = _floats(xp, scores)
+    mask = _mask(xp, mask, s.shape)
+    low, high = score_range
+    bin_of = xp.clip(xp.floor((s - low) / (high - low) * num_bins).astype(int), 0, num_bins - 1)
+    one_hot = _floats(xp, (bin_of[..., None] == xp.arange(num_bins)) & mask[..., None]
+                      ).reshape(-1, num_bins)
+    positive = _floats(xp, xp.asarray(labels) > 0.5).reshape(-1, 1)
+    return _prefixed(prefix, {"pos_hist": (one_hot * positive).sum(0),
+                              "neg_hist": (one_hot * (1.0 - positive)).sum(0)})
+
+
+def ranking_from_histograms(sums: Sums, prefix: str = "") -> dict[str, float]:
+    """``auc`` (ties within a bin count one half) and ``ap`` (precision at each bin's lower
+    edge, weighted by the bin's positives) from :func:`score_histogram_sums`; NaN when a class
+    is absent."""
+    pos, neg = _vector(sums, f"{prefix}pos_hist"), _vector(sums, f"{prefix}neg_hist")
+    if pos.sum() == 0 or neg.sum() == 0:
+        return {f"{prefix}auc": float("nan"), f"{prefix}ap": float("nan")}
+    neg_below = np.cumsum(neg) - neg  # negatives in lower bins
+    auc = float(np.sum(pos * (neg_below + 0.5 * neg)) / (pos.sum() * neg.sum()))
+    pos_at_least = np.cumsum(pos[::-1])[::-1]  # positives scored in this bin or higher
+    all_at_least = pos_at_least + np.cumsum(neg[::-1])[::-1]
+    precision = np.where(all_at_least > 0, pos_at_least / np.maximum(all_at_least, 1), 0.0)
+    return {f"{prefix}auc": auc, f"{prefix}ap": float(np.sum(pos * precision) / pos.sum())}
+
+
 # ---- language models
 
 
