@@ -18,6 +18,7 @@ from astrojax.config.sections import (
     DATACUBE_OBJECTIVES,
     DTYPES,
     EDGE_DECODERS,
+    LOSS_WEIGHTINGS,
     MESH_AXES,
     PACKING_MODES,
     POSITION_EMBEDDINGS,
@@ -30,6 +31,8 @@ from astrojax.config.sections import (
     ConfigError,
     CubeDataConfig,
     DatacubeConfig,
+    FusionConfig,
+    FusionDataConfig,
     GraphDataConfig,
     GraphVAEConfig,
     LinkPredDataConfig,
@@ -314,6 +317,40 @@ def _check_cube_data(cfg: Config, d: CubeDataConfig, p: str) -> None:
                                            f"axis), got {d.cube_crop!r}")
 
 
+def _check_fusion(cfg: Config, f: FusionConfig, p: str) -> None:
+    for name in ("d_model", "num_layers", "num_heads", "mlp_dim", "spectrum_patch"):
+        _positive(f"{p}{name}", getattr(f, name))
+    _positive(f"{p}spectrum_layers", f.spectrum_layers, allow_zero=True)
+    _positive(f"{p}spectrum_bins", f.spectrum_bins, allow_zero=True)
+    if f.d_model % f.num_heads:
+        raise ConfigError(f"{p}num_heads", f"{f.num_heads} must divide {p}d_model={f.d_model}")
+    _one_of(f"{p}attention_impl", f.attention_impl, ATTENTION_IMPLS)
+    _one_of(f"{p}dtype", f.dtype, DTYPES)
+    _one_of(f"{p}param_dtype", f.param_dtype, DTYPES)
+    _one_of(f"{p}loss_weighting", f.loss_weighting, LOSS_WEIGHTINGS)
+    if not 0.0 <= f.modality_dropout < 1.0:
+        raise ConfigError(f"{p}modality_dropout", f"must be in [0, 1), got {f.modality_dropout}")
+    if not f.classes and not f.retrieval_targets:
+        raise ConfigError(f"{p}classes", "the model needs at least one label to predict "
+                                         "(classes or retrieval_targets)")
+    for i, entry in enumerate(f.classes):
+        if len(entry) != 2 or not isinstance(entry[1], int) or entry[1] < 2:
+            raise ConfigError(f"{p}classes[{i}]", f"expected (label, number of classes >= 2), "
+                                                  f"got {entry!r}")
+    known = {name for name, _ in f.classes} | set(f.retrieval_targets)
+    for i, entry in enumerate(f.loss_weights):
+        if len(entry) != 2 or entry[0] not in known or not entry[1] >= 0:
+            raise ConfigError(f"{p}loss_weights[{i}]", f"expected (one of {sorted(known)}, "
+                                                       f"weight >= 0), got {entry!r}")
+
+
+def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
+    _check_loader(d, p)
+    if not 0.0 <= d.spectrum_rate <= 1.0:
+        raise ConfigError(f"{p}spectrum_rate", f"must be in [0, 1], got {d.spectrum_rate}")
+    _positive(f"{p}n_transits", d.n_transits)
+
+
 def _check_optim(cfg: Config, o: OptimConfig, p: str) -> None:
     _positive(f"{p}learning_rate", o.learning_rate)
     if not 0.0 <= o.end_learning_rate_fraction <= 1.0:
@@ -343,6 +380,7 @@ _SECTION_CHECKS = {
     TextDataConfig: _check_text_data, GraphDataConfig: _check_graph_data,
     LinkPredDataConfig: _check_linkpred_data, CubeDataConfig: _check_cube_data,
     OptimConfig: _check_optim, TrainConfig: _check_train,
+    FusionConfig: _check_fusion, FusionDataConfig: _check_fusion_data,
 }
 
 def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:

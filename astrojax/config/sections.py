@@ -261,6 +261,18 @@ class CubeDataConfig(LoaderConfig):
 
 
 @dataclasses.dataclass
+class FusionDataConfig(LoaderConfig):
+    """Task fusion: the observed catalogue rows (always) and transmission spectra for a share
+    ``spectrum_rate`` of the transiting planets, on ``instrument``'s grid (a name of
+    ``astrojax.data.generator.spectra.INSTRUMENTS``, or several joined by "+") after
+    ``n_transits`` transits."""
+
+    spectrum_rate: float = 0.3
+    instrument: str = "nirspec_prism"
+    n_transits: int = 3
+
+
+@dataclasses.dataclass
 class OptimConfig:
     """AdamW with linear warmup, cosine decay and global-norm clipping."""
 
@@ -314,6 +326,7 @@ TASK_SECTIONS: dict[str, TaskSections] = {
     "graph_vae": TaskSections(GraphVAEConfig, GraphDataConfig),
     "graph_linkpred": TaskSections(GraphVAEConfig, LinkPredDataConfig, planets=False),
     "datacube": TaskSections(DatacubeConfig, CubeDataConfig),
+    "fusion": TaskSections(FusionConfig, FusionDataConfig),
 }
 TASK_NAMES = tuple(TASK_SECTIONS)
 

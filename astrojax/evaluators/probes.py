@@ -46,7 +46,8 @@ def _fit(x, y, num_classes: int, l2: float, iterations: int):
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                  y_test: np.ndarray, num_classes: int, *, l2: float = 1e-3,
                  iterations: int = 200) -> dict[str, float]:
-    """Fits on ``(x_train, y_train)`` and scores on ``(x_test, y_test)``; labels are class ids."""
+    """Fits on ``(x_train, y_train)`` and scores on ``(x_test, y_test)``; labels are class ids.
+    ``logits`` ``[len(x_test), num_classes]`` come with the scores (for ranking metrics)."""
     x_train, x_test = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
     y_train, y_test = np.asarray(y_train, np.int64), np.asarray(y_test, np.int64)
     if len(x_train) == 0 or len(x_test) == 0:
@@ -59,7 +60,7 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     majority = np.bincount(y_train, minlength=num_classes).argmax()
     return {**accuracy_score(y_test, logits.argmax(-1), num_classes),
             "majority_accuracy": accuracy_score(y_test, np.full_like(y_test, majority))[
-                "accuracy"]}
+                "accuracy"], "logits": logits}
 
 
 RIDGE_PENALTIES = tuple(10.0 ** np.arange(-4.0, 3.5, 0.5))

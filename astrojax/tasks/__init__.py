@@ -5,6 +5,7 @@ from __future__ import annotations
 from astrojax.config import Config, ConfigError
 from astrojax.tasks.base import Task
 from astrojax.tasks.datacube import DatacubeTask
+from astrojax.tasks.fusion import FusionTask
 from astrojax.tasks.graph_vae import GraphVAETask, LinkPredictionTask
 from astrojax.tasks.lm import LanguageModelTask
 
@@ -13,6 +14,7 @@ TASKS: dict[str, type[Task]] = {
     "graph_vae": GraphVAETask,
     "graph_linkpred": LinkPredictionTask,
     "datacube": DatacubeTask,
+    "fusion": FusionTask,
 }
 
 
@@ -23,5 +25,5 @@ def get_task(cfg: Config) -> Task:
     return TASKS[cfg.task](cfg)
 
 
-__all__ = ["TASKS", "Task", "DatacubeTask", "GraphVAETask", "LanguageModelTask",
+__all__ = ["TASKS", "Task", "DatacubeTask", "FusionTask", "GraphVAETask", "LanguageModelTask",
            "LinkPredictionTask", "get_task"]

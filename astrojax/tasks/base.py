@@ -57,7 +57,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def eval_sums(self, model: nnx.Module, batch: Batch) -> Metrics:
-        """Pure: additive statistics of one eval batch (sums and counts)."""
+        """Pure: additive statistics of one eval batch (sums and counts; scalars or vectors,
+        which the loop adds elementwise)."""
 
     @abc.abstractmethod
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:

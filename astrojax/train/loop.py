@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from astrojax import config as config_lib
 from astrojax import sharding
@@ -72,12 +73,15 @@ class RunResult:
 
 
 def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
-    """Eval metrics of ``params`` over ``batches`` (this process's slices)."""
-    totals: dict[str, float] = {}
+    """Eval metrics of ``params`` over ``batches`` (this process's slices). The task's
+    ``eval_sums`` are added up over the batches: scalars as floats, vectors (histograms, per-class
+    counts) elementwise as float64 arrays."""
+    totals: dict[str, Any] = {}
     for local_batch in batches:
         sums = jax.device_get(program.eval_step(params, program.shard(local_batch)))
         for name, value in sums.items():
-            totals[name] = totals.get(name, 0.0) + float(value)
+            value = np.asarray(value, np.float64)
+            totals[name] = totals.get(name, 0.0) + (float(value) if value.ndim == 0 else value)
     return program.task.finalize_eval(totals) if totals else {}
 
 

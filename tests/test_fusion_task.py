@@ -1,0 +1,83 @@
+"""The fusion task: observed inputs only, one split, metrics beside baselines, a run end to end."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from astrojax.config import Config, ConfigError, FusionConfig, PlanetsConfig, TrainConfig
+from astrojax.data.generator.observe import CATALOGUE_COLUMNS
+from astrojax.tasks import get_task
+from astrojax.train.loop import train_and_evaluate
+
+MODEL = FusionConfig(d_model=16, num_layers=1, num_heads=2, mlp_dim=32, spectrum_patch=8,
+                     spectrum_layers=1,
+                     classes=(("habitable", 2), ("biosignature", 2), ("biosphere", 4)),
+                     retrieval_targets=("log10_surface_pressure_bar",),
+                     loss_weighting="uncertainty", attention_impl="xla")
+
+
+def tiny(**train) -> Config:
+    defaults = dict(steps=30, global_batch_size=8, log_every=10, eval_every=30, eval_batches=2,
+                    checkpoint_every=100)
+    defaults.update(train)
+    cfg = Config(task="fusion", model=dataclasses.replace(MODEL),
+                 planets=PlanetsConfig(num_planets=256), train=TrainConfig(**defaults))
+    cfg.data.spectrum_rate = 0.5
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task(tiny())
+
+
+def test_inputs_are_what_an_observer_has(task):
+    a = task.arrays
+    assert task.model_config.row_columns == CATALOGUE_COLUMNS
+    assert a["row_values"].shape == (256, len(CATALOGUE_COLUMNS))
+    assert not np.any(a["row_values"][~a["row_known"]])  # unknown values are 0, never read
+    # a spectrum only where the planet has one; the grid padded to whole patches
+    bins = task.model_config.spectrum_bins
+    assert bins % 8 == 0 and a["spectrum_depth"].shape == (256, bins)
+    np.testing.assert_array_equal(a["spectrum_known"].any(1), a["has_spectrum"])
+    assert 0.2 < a["has_spectrum"].mean() < 0.5  # half of the ~80% transiting
+    # no column of the hidden truth among the inputs
+    inputs = {k for k in a if k.startswith(("row_", "spectrum_", "has_"))}
+    assert not any("pressure" in k or "x_" in k or "habitable" in k for k in inputs)
+
+
+def test_statistics_come_from_the_train_split(task):
+    values, known = task._row_transformed()
+    j = CATALOGUE_COLUMNS.index("star_teff_k")
+    train = task.split.train
+    expected = values[train, j][known[train, j]].mean()
+    assert task.statistics["row_mean"][j] == pytest.approx(expected)
+    assert task.statistics["row_mean"][j] != pytest.approx(values[known[:, j], j].mean(),
+                                                           rel=1e-9)
+
+
+def test_unknown_labels_and_mismatched_grids_are_named():
+    cfg = tiny()
+    cfg.model.classes = (("habitability", 2),)
+    with pytest.raises(ConfigError, match="config.model.classes: 'habitability' is not a label"):
+        get_task(cfg).model_config  # noqa: B018
+    cfg = tiny()
+    cfg.model.spectrum_bins = 100
+    with pytest.raises(ConfigError, match="config.model.spectrum_bins: 100 does not fit"):
+        get_task(cfg).model_config  # noqa: B018
+
+
+@pytest.mark.slow
+def test_a_fusion_run_reports_every_label_beside_its_baselines(tmp_path):
+    result = train_and_evaluate(tiny(), tmp_path, devices=jax.devices()[:2])
+    ev, test = result.eval, result.test
+    for name in ("habitable", "biosignature"):
+        for metric in ("auc", "ap", "ece", "accuracy"):
+            assert 0.0 <= ev[f"eval/{metric}/{name}"] <= 1.0, (metric, name)
+        assert 0.0 <= ev[f"eval/baseline/row_logistic/auc/{name}"] <= 1.0
+        assert 0.0 <= ev[f"eval/baseline/habitable_zone/auc/{name}"] <= 1.0
+        assert f"test/auc/{name}" in test
+    assert "eval/balanced_accuracy/biosphere" in ev
+    assert np.isfinite(ev["eval/r2/log10_surface_pressure_bar"])
