@@ -116,7 +116,7 @@ def cube_labels(population: PlanetPopulation, indices=None) -> tuple[tuple[str, 
     clouds boil off (airless: no wind). The climate regime (a class) is
     ``population.climate_regime``, a function of the surface temperature.
     """
-    rows = _rows(population, indices)
+    rows = population.rows(indices)
     values = [population.surface_temperature_k, population.equilibrium_temperature_k,
               np.log10(population.surface_pressure_bar), population.relative_humidity,
               tidally_locked(population)]
@@ -132,7 +132,7 @@ def planet_cubes(population: PlanetPopulation, grid: CubeGrid = CubeGrid(), seed
         raise TypeError(f"grid must be a CubeGrid, got {type(grid).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    rows = _rows(population, indices)
+    rows = population.rows(indices)
     out = np.empty((len(rows), len(CUBE_VARIABLES), *grid.shape), np.float32)
     for start in range(0, len(rows), CHUNK_PLANETS):
         chunk = rows[start:start + CHUNK_PLANETS]
@@ -142,19 +142,6 @@ def planet_cubes(population: PlanetPopulation, grid: CubeGrid = CubeGrid(), seed
             if sub.size:
                 out[start + sub] = _group_cubes({k: v[sub] for k, v in par.items()}, grid, locked)
     return out
-
-
-def _rows(population: PlanetPopulation, indices) -> np.ndarray:
-    n = len(population)
-    if indices is None:
-        return np.arange(n)
-    rows = np.asarray(indices).reshape(-1)
-    if rows.size and not np.issubdtype(rows.dtype, np.integer):
-        raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
-    bad = rows[(rows < -n) | (rows >= n)]
-    if bad.size:
-        raise IndexError(f"planet index {bad[0]} out of range for a population of {n}")
-    return rows.astype(np.int64) % max(n, 1)
 
 
 # ---------------------------------------------------------------- per-planet parameters

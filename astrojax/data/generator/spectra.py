@@ -294,19 +294,6 @@ class SpectrumInputs:
         return -2.5 * np.log10(flux / _J_ZERO_W_M2_UM)
 
 
-def _rows(population: PlanetPopulation, indices) -> np.ndarray:
-    n = len(population)
-    if indices is None:
-        return np.arange(n)
-    rows = np.asarray(indices).reshape(-1)
-    if rows.size and not np.issubdtype(rows.dtype, np.integer):
-        raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
-    bad = rows[(rows < -n) | (rows >= n)]
-    if bad.size:
-        raise IndexError(f"planet index {bad[0]} out of range for a population of {n}")
-    return rows.astype(np.int64) % max(n, 1)
-
-
 def _block_draws(seed: int, planet_index: np.ndarray, count: int, *extra: int,
                  normal: bool = False) -> np.ndarray:
     """``[len(planet_index), count]`` draws, planet i's from its block's generator (uniform, or
@@ -335,7 +322,7 @@ def _log_uniform(u, low_log10, high_log10):
 def spectrum_inputs(population: PlanetPopulation, seed: int = 0, indices=None) -> SpectrumInputs:
     """The planets' spectrum inputs: their columns plus the draws of ``STREAM`` (trace gases,
     cloud deck, distance), for ``indices`` (default all), in that order."""
-    rows = _rows(population, indices)
+    rows = population.rows(indices)
 
     def col(name):
         return np.asarray(getattr(population, name), np.float64)[rows]
@@ -505,7 +492,7 @@ def noise_draws(population: PlanetPopulation, instrument="nirspec_prism", seed: 
     """Standard normal ``[n, bins]`` of ``realisation``; each instrument's bins draw from their
     own generator (seeded with its name), so a concatenated grid repeats the single ones."""
     grid = spectral_grid(instrument)
-    planets = np.asarray(population.planet_index)[_rows(population, indices)]
+    planets = np.asarray(population.planet_index)[population.rows(indices)]
     parts = [_block_draws(int(seed), planets, int(np.sum(grid.instrument == k)), 1,
                           int(realisation), zlib.crc32(name.encode()), normal=True)
              for k, name in enumerate(grid.instruments)]
@@ -568,7 +555,7 @@ def transmission_metric(population: PlanetPopulation, seed: int = 0, indices=Non
     here: scale x R_p^3 T_eq / (M_p R_s^2) x 10^(-J / 5), T_eq for zero albedo and full
     redistribution. Observers rank JWST targets by it; a fusion dataset can give spectra to
     the planets an observer would have chosen."""
-    rows = _rows(population, indices)
+    rows = population.rows(indices)
     inputs = spectrum_inputs(population, seed, rows)
     radius = inputs.planet_radius_rearth
     t_eq = inputs.star_teff_k * np.sqrt(inputs.star_radius_over_a) * 0.25**0.25
