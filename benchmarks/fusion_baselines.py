@@ -214,6 +214,19 @@ def rank_report(labels: np.ndarray, scores: np.ndarray, yes_no: bool = False) ->
     return out
 
 
+def bootstrap_auc_se(labels: np.ndarray, probs: np.ndarray, seed: int,
+                     resamples: int = 1000) -> float:
+    """The standard deviation of the AUC over bootstrap resamples of the planets: how far a
+    model must clear this AUC on one split before the difference means anything."""
+    rng = np.random.default_rng(seed)
+    y, aucs = labels.astype(bool), []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].any() and not y[i].all():
+            aucs.append(score_auc(probs[i], y[i]))
+    return float(np.std(aucs))
+
+
 def threshold_rule(row: np.ndarray, names, y: np.ndarray) -> tuple[str, float, bool, float]:
     """The (input, direction, unknowns high?) whose threshold ranks train planets best."""
     best = None
@@ -267,7 +280,8 @@ def catalogue_binary(data: Data, seed: int) -> tuple[dict, dict, dict]:
                 "best_single_input_binned": {"input": name, **binary_report(ys, p_rule)},
                 "best_single_input_threshold": {
                     "input": t_name, **rank_report(ys, ranked(t_column[rows], t_sign, t_high))},
-                "gbm_row": binary_report(ys, gbm[s]),
+                "gbm_row": {**binary_report(ys, gbm[s]),
+                            "auc_bootstrap_se": bootstrap_auc_se(ys, gbm[s], seed)},
                 "gbm_row_sklearn_defaults": binary_report(ys, defaults[s]),
                 "base_rate": binary_report(ys, np.full(len(rows), ytr.mean()))}
             probs[(s, label)] = {"gbm_row": gbm[s], f"best single input ({name})": p_rule}
@@ -453,6 +467,9 @@ def print_tables(r: dict) -> None:
             cells = [" / ".join(fmt(spec[name][s][lb]["planets_with_a_spectrum"][base]["auc"])
                                 for s in HELD_OUT) for lb in BINARY]
             print(f"| {name} | {n} | {base} | " + " | ".join(cells) + " |")
+    print("\nbootstrap standard error of the row trees' AUC (val / test): " + "; ".join(
+        f"{lb} " + " / ".join(fmt(binary[s][lb]["gbm_row"]["auc_bootstrap_se"])
+                              for s in HELD_OUT) for lb in BINARY))
     print("\nclasses (val / test), accuracy ; balanced accuracy:")
     for label in CLASSES:
         for base in r["classes"][HELD_OUT[0]][label]:
