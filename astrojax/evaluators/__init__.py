@@ -10,11 +10,15 @@
 - ``graph_baselines``: link-prediction rules (L3, resource allocation, preferential
   attachment) and graph count features.
 - ``cube_baselines``: closed-form rules and summary-statistic models of climate datacubes.
-- ``catalogue_baselines``: the conservative habitable zone (Kopparapu et al. 2014) and the best
-  closed-form rule on any single catalogue input.
+- ``catalogue_baselines``: the conservative habitable zone (Kopparapu et al. 2014), the best
+  closed-form rule on any single catalogue input (scored in place, or fitted on train planets
+  as a ``BinnedRule``), and the catalogue row as features for tree models.
 """
 
 from astrojax.evaluators.catalogue_baselines import (
+    BinnedRule,
+    best_single_input_rule,
+    catalogue_row_features,
     conservative_habitable_zone,
     habitable_zone_flux,
     habitable_zone_margin,
@@ -37,6 +41,7 @@ from astrojax.evaluators.metrics import (
     accuracy_score,
     accuracy_sums,
     average_precision,
+    binary_report,
     calibration_from_sums,
     calibration_sums,
     flatten_sums,
@@ -52,8 +57,9 @@ from astrojax.evaluators.ngram import NGramModel
 from astrojax.evaluators.probes import linear_probe, ridge_probe
 
 __all__ = [
-    "BASELINES", "CLASS_LABELS", "NGramModel", "SCORERS", "accuracy_from_sums", "accuracy_score",
-    "accuracy_sums", "average_precision", "calibration_from_sums", "calibration_sums",
+    "BASELINES", "CLASS_LABELS", "BinnedRule", "NGramModel", "SCORERS", "accuracy_from_sums",
+    "accuracy_score", "accuracy_sums", "average_precision", "best_single_input_rule",
+    "binary_report", "calibration_from_sums", "calibration_sums", "catalogue_row_features",
     "conservative_habitable_zone", "cube_baseline_report", "cube_summaries", "flatten_sums",
     "graph_count_features", "habitable_zone_flux", "habitable_zone_margin",
     "habitable_zone_report", "heldout_baselines", "l3_score", "language_model_from_sums",

@@ -24,14 +24,29 @@ binary label over all planets, by ROC AUC:
   scored out of sample.
 
 A column that gives a label away reaches an AUC near 1 in one of them.
+
+**Baselines fitted on train planets and scored on held-out ones** (the fusion model's bars):
+:func:`catalogue_row_features` turns a planet table's catalogue row into a feature matrix
+(values, NaN where unknown, and known masks) for a NaN-aware tree model such as scikit-learn's
+``HistGradientBoostingClassifier``; :class:`BinnedRule` is the ``binned`` rule as a fitted
+object (a probability per value), and :func:`best_single_input_rule` picks, on train planets,
+the input whose binned rule scores best out of fold and fits it on all of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike
 
+from astrojax.data.generator.observe import CATALOGUE_COLUMNS
 from astrojax.evaluators.metrics import roc_auc
+
+if TYPE_CHECKING:
+    from astrojax.data.planets import PlanetTable
 
 # limit -> (S_eff at Teff = 5780 K, a, b, c, d): Kopparapu et al. (2014), Table 1.
 KOPPARAPU_2014 = {
@@ -140,32 +155,62 @@ def _interval_auc(x: np.ndarray, y: np.ndarray, bins: int) -> float:
     return best
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class BinnedRule:
+    """The label rate of a value's quantile bin, learned from labelled planets: any shape of
+    one-input rule. ``edges`` are the inner quantile edges of the known values; ``rates`` holds
+    one rate per known bin and a last one for unknown values (NaN), each bin smoothed by one
+    pseudo-planet at the overall rate, so a tiny bin falls back towards it. Calling the rule on
+    values gives P(label) for each: a probability, so accuracy and calibration mean something."""
+
+    edges: np.ndarray
+    rates: np.ndarray  # [len(edges) + 2]: known bins 0..len(edges), then unknown
+
+    @classmethod
+    def fit(cls, values: ArrayLike, labels: ArrayLike, bins: int = 32) -> BinnedRule:
+        """The rule with ``bins`` quantile bins of the known ``values`` (NaN: unknown) for
+        binary ``labels`` (both classes present)."""
+        x = _finite_or_nan(values)
+        y = _labels(labels, len(x))
+        _check_bins(bins)
+        edges = _bin_edges(x, bins)
+        k = len(edges) + 2
+        b = _bin_of(x, edges)
+        pos, count = np.bincount(b[y], minlength=k), np.bincount(b, minlength=k)
+        return cls(edges, (pos + y.mean()) / (count + 1.0))
+
+    def __call__(self, values: ArrayLike) -> np.ndarray:
+        return self.rates[_bin_of(_finite_or_nan(values), self.edges)]
+
+
 def _binned_auc(x: np.ndarray, y: np.ndarray, bins: int, seed: int) -> float:
     fold = np.random.default_rng(seed).permutation(len(x)) % 2
     scores = np.empty(len(x))
     for f in (0, 1):
         fit, held = fold != f, fold == f
-        edges = _bin_edges(x[fit], bins)
-        k = len(edges) + 2
-        b_fit, b_held = _bin_of(x[fit], edges), _bin_of(x[held], edges)
-        prior = y[fit].mean()
-        pos = np.bincount(b_fit[y[fit]], minlength=k)
-        count = np.bincount(b_fit, minlength=k)
-        rate = (pos + prior) / (count + 1.0)  # one pseudo-planet at the prior per bin
-        scores[held] = rate[b_held]
+        scores[held] = BinnedRule.fit(x[fit], y[fit], bins)(x[held])
     return score_auc(scores, y)
+
+
+def _finite_or_nan(values: ArrayLike) -> np.ndarray:
+    x = np.asarray(values, np.float64).reshape(-1)
+    if np.isinf(x).any():
+        raise ValueError("values must be finite or NaN (unknown), not infinite")
+    return x
+
+
+def _check_bins(bins) -> None:
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
 
 
 def single_input_aucs(values: ArrayLike, labels: ArrayLike, *, bins: int = 32,
                       seed: int = 0) -> dict[str, float]:
     """``{rule: AUC}`` for RULES and ``best`` (the largest), on one input ``values`` (NaN where
     unknown) for binary ``labels`` (see the module docstring)."""
-    x = np.asarray(values, np.float64).reshape(-1)
+    x = _finite_or_nan(values)
     y = _labels(labels, len(x))
-    if np.isinf(x).any():
-        raise ValueError("values must be finite or NaN (unknown), not infinite")
-    if not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    _check_bins(bins)
     out = {"threshold": _threshold_auc(x, y), "interval": _interval_auc(x, y, bins),
            "binned": _binned_auc(x, y, bins, seed)}
     out["best"] = max(out.values())
@@ -189,3 +234,46 @@ def habitable_zone_report(teff_k: ArrayLike, insolation_searth: ArrayLike,
             "margin_auc": score_auc(np.where(known, margin, low), labels),
             "coverage": float(known.mean()), "inside_share": float(inside.mean()),
             "optimistic_inside_auc": score_auc(optimistic.astype(np.float64), labels)}
+
+
+def best_single_input_rule(inputs: Mapping[str, ArrayLike], labels: ArrayLike, *,
+                           bins: int = 32, seed: int = 0) -> tuple[str, BinnedRule, float]:
+    """``(name, rule, auc)``: of ``inputs`` (name -> values over the same planets, NaN where
+    unknown), the one whose binned rule scores best out of fold on these planets (the
+    ``binned`` AUC of :func:`single_input_aucs`), and that rule fitted on all of them. Give it
+    train planets only; score the rule on held-out ones."""
+    if not inputs:
+        raise ValueError("best_single_input_rule needs at least one input")
+    _check_bins(bins)
+    aucs = {}
+    for name, values in inputs.items():
+        x = _finite_or_nan(values)
+        if x.shape != np.shape(labels):
+            raise ValueError(f"input {name!r} has {x.size} values for {np.size(labels)} labels")
+        aucs[name] = _binned_auc(x, _labels(labels, len(x)), bins, seed)
+    name = max(aucs, key=aucs.get)
+    return name, BinnedRule.fit(inputs[name], labels, bins), aucs[name]
+
+
+def catalogue_row_features(table: PlanetTable, rows: ArrayLike | None = None,
+                           columns: Sequence[str] = CATALOGUE_COLUMNS
+                           ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``(x [n, 2 C] float64, names)``: for ``rows`` of ``table`` (all by default), each of the
+    float ``columns`` (the catalogue's, by default) as its value, NaN where unknown, then each
+    one's known mask (1.0 / 0.0), named ``COLUMN`` and ``COLUMN_known``: the values and masks
+    ``CatalogueSource`` gives a model, in the form a NaN-aware tree model reads. (The masks
+    repeat what the NaNs say; a model that cannot read NaN needs them.)"""
+    index = np.arange(len(table)) if rows is None else np.asarray(rows, np.int64)
+    values, known = [], []
+    for name in columns:
+        column, mask = table.column(name)
+        column = np.asarray(column)
+        if column.dtype.kind != "f":
+            raise ValueError(f"catalogue column {name!r} is not a float column "
+                             f"({column.dtype}); choose float columns")
+        column = column[index].astype(np.float64)
+        mask = np.asarray(mask, bool)[index] & np.isfinite(column)
+        values.append(np.where(mask, column, np.nan))
+        known.append(mask.astype(np.float64))
+    names = (*columns, *(f"{name}_known" for name in columns))
+    return np.stack(values + known, axis=1).reshape(len(index), 2 * len(columns)), names

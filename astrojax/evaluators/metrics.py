@@ -14,7 +14,8 @@ keys, and each finalizer reads and names with the same prefix (``prefix="heldout
 The loop sums scalars only: statistics that are vectors (per class, per bin, per target) go to
 it through :func:`flatten_sums` (one ``KEY/i`` entry each), and the finalizers read either
 form. ROC AUC and average precision also have exact numpy versions from the scores themselves
-(:func:`roc_auc`, :func:`average_precision`), for the closed-form baselines.
+(:func:`roc_auc`, :func:`average_precision`), for the closed-form baselines, and
+:func:`binary_report` gives a baseline's AUC, AP, accuracy and calibration error at once.
 """
 
 from __future__ import annotations
@@ -292,6 +293,25 @@ def ranking_from_histograms(sums: Sums, prefix: str = "") -> dict[str, float]:
     all_at_least = pos_at_least + np.cumsum(neg[::-1])[::-1]
     precision = np.where(all_at_least > 0, pos_at_least / np.maximum(all_at_least, 1), 0.0)
     return {f"{prefix}auc": auc, f"{prefix}ap": float(np.sum(pos * precision) / pos.sum())}
+
+
+def binary_report(labels, probs, *, num_bins: int = 15) -> dict[str, float]:
+    """A binary label's held-out report in numpy, for probabilities ``probs`` = P(label 1)
+    against 0/1 ``labels``: ``auc`` and ``ap`` (:func:`roc_auc`, :func:`average_precision`;
+    NaN when a class is absent), ``accuracy`` of the likelier label (1 from 0.5, as in
+    :func:`calibration_sums`), ``ece`` over ``num_bins`` confidence bins, and ``count``."""
+    y = np.asarray(labels).reshape(-1) > 0.5
+    p = np.asarray(probs, np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"labels and probs must have the same length, got {y.size} and {p.size}")
+    if not np.all((p >= 0.0) & (p <= 1.0)):
+        raise ValueError("probs must be probabilities in [0, 1] (NaN or out of range found)")
+    both = y.any() and not y.all()
+    return {"auc": roc_auc(p[y], p[~y]) if both else math.nan,
+            "ap": average_precision(p[y], p[~y]) if both else math.nan,
+            "accuracy": float(np.mean((p >= 0.5) == y)) if y.size else math.nan,
+            **calibration_from_sums(calibration_sums(y, p, num_bins=num_bins)),
+            "count": int(y.size)}
 
 
 # ---- language models
