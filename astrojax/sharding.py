@@ -10,6 +10,7 @@ that :func:`axis_rules` (flax's logical-axis-rules context) makes current while 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -93,34 +94,27 @@ def state_shardings(state: nnx.State | Any, mesh: Mesh, rules: Rules) -> Any:
     return jax.tree.map(to_sharding, specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
-def check_divisible(abstract_model: nnx.Module | nnx.State, rules: Rules,
-                    mesh_sizes: Mapping[str, int], section: Any = None,
-                    section_name: str = "model") -> None:
+def check_divisible(abstract_model: nnx.Module, rules: Rules, mesh_sizes: Mapping[str, int],
+                    section: Any = None) -> None:
     """Raises ConfigError if a parameter's dimension does not divide over the mesh axes its
-    logical axis maps to. ``abstract_model`` is the model (or its state) from ``nnx.eval_shape``:
-    the constraint comes from the model's own parameters, never from a list kept elsewhere. The
-    error names the field of ``section`` (the model's config) whose value is that size when one
-    is (else the section), the parameter and the logical axis."""
-    state = abstract_model if isinstance(abstract_model, nnx.State) else \
-        nnx.state(abstract_model, nnx.Param)
-    specs = logical_specs(state)
+    logical axis maps to. ``abstract_model`` is the model from ``nnx.eval_shape``: the
+    constraint comes from the model's own parameters, never from a list kept elsewhere. The
+    error names the field of ``section`` (the model's config, ``config.model``) whose value is
+    that size when one is, the parameter and the logical axis."""
+    state = nnx.state(abstract_model, nnx.Param)
+    specs = jax.tree.leaves(logical_specs(state), is_leaf=lambda x: isinstance(x, PartitionSpec))
     rule_of = dict(rules)
-    flat_specs = dict(nnx.to_flat_state(specs)) if isinstance(specs, nnx.State) else {}
-    for path, leaf in nnx.to_flat_state(state):
-        spec = flat_specs.get(path)
-        spec = getattr(spec, "value", spec)
-        if not isinstance(spec, PartitionSpec):
-            continue
+    for (path, leaf), spec in zip(nnx.to_flat_state(state), specs, strict=True):
         for size, logical in zip(leaf.get_value().shape, tuple(spec), strict=False):
             axes = _as_tuple(rule_of.get(logical)) if isinstance(logical, str) else ()
             shards = int(np.prod([mesh_sizes[a] for a in axes])) if axes else 1
             if size % shards:
                 where = " x ".join(f"mesh.{a}={mesh_sizes[a]}" for a in axes)
-                name = "/".join(map(str, path))
                 field = _field_of_size(section, size, logical)
-                key = f"{section_name}.{field}" if field else section_name
-                raise ConfigError(key, f"{size} (axis {logical!r} of parameter {name}) is not "
-                                       f"divisible by {where} (mesh.logical_axis_rules)")
+                raise ConfigError(f"model.{field}" if field else "model",
+                                  f"{size} (axis {logical!r} of parameter "
+                                  f"{'/'.join(map(str, path))}) is not divisible by {where} "
+                                  "(mesh.logical_axis_rules)")
 
 
 # Which config field names a logical axis most likely stands for, to name the right one when
@@ -132,8 +126,6 @@ _FIELD_HINTS = {"kv_heads": ("kv_heads", "heads"), "heads": ("heads",), "mlp": (
 def _field_of_size(section: Any, size: int, logical: str) -> str | None:
     """The int field of a config dataclass whose value is ``size``, preferring one whose name
     fits the logical axis."""
-    import dataclasses
-
     if section is None or not dataclasses.is_dataclass(section):
         return None
     names = [f.name for f in dataclasses.fields(section)

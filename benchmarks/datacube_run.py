@@ -4,6 +4,8 @@
     nice python benchmarks/datacube_run.py --objective masked       # self-supervised only
     nice python benchmarks/datacube_run.py --objective supervised   # regression only, no masking
     python benchmarks/datacube_run.py --steps 20 --num-planets 256 --out /tmp/dc.json  # smoke
+    nice python benchmarks/datacube_run.py --test-fraction 0 \
+        --out benchmarks/results/datacube_split_control.json  # another held-out set
 
 Builds the store first if it is missing (timed apart), then runs the train loop in a fresh
 work directory and reads its metrics.jsonl: every eval (reconstruction error, R^2 of the
@@ -49,6 +51,9 @@ def main() -> None:
     parser.add_argument("--objective", default="", help="override datacube.objective")
     parser.add_argument("--steps", type=int, default=0, help="override train.steps")
     parser.add_argument("--num-planets", type=int, default=0)
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="override planets.test_fraction (0: train on 90%% of the planets, "
+                             "another val set; how much the held-out set moves the figures)")
     parser.add_argument("--workdir", default="", help="default: a fresh temporary directory")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                              "datacube.json"))
@@ -71,6 +76,8 @@ def main() -> None:
         cfg.train.checkpoint_every = cfg.train.eval_every
     if args.num_planets:
         cfg.planets.num_planets = args.num_planets
+    if args.test_fraction is not None:
+        cfg.planets.test_fraction = args.test_fraction
     start = time.perf_counter()
     url = build_synthetic_store(cfg.planets.num_planets, cfg.planets.seed,
                                 get_task(cfg).grid, progress=False).url

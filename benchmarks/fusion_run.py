@@ -3,6 +3,7 @@
     python benchmarks/fusion_run.py                  # the config's 600 steps
     python benchmarks/fusion_run.py --steps 100      # quick
     python benchmarks/fusion_run.py --spectrum-rates 0 1   # plus the spectrum ablation
+    python benchmarks/fusion_run.py --step-counts 300 1500 --fixed-weights-steps 1500
 
 Trains through the train loop and records the final val evaluation (every label's metrics and
 the baselines logged beside them: base rate, conservative habitable zone, logistic regression on
@@ -10,7 +11,8 @@ the catalogue row) and the test split's into ``benchmarks/results/fusion_run.jso
 time is that of the machine that ran it), and draws ``fusion_reliability.png``, the reliability
 diagram of the default run's habitable and biosignature probabilities on val and test.
 ``--spectrum-rates`` adds one run per share of transiting planets with a spectrum (0: the
-catalogue row alone) under ``ablation``.
+catalogue row alone), ``--step-counts`` one per number of steps and ``--fixed-weights-steps`` a
+run with fixed loss weights, under ``ablation`` (earlier ablation runs in the file are kept).
 """
 
 import argparse
@@ -33,6 +35,10 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "fusion_run.json"))
     parser.add_argument("--spectrum-rates", type=float, nargs="*", default=[],
                         help="also train with these data.spectrum_rate values")
+    parser.add_argument("--step-counts", type=int, nargs="*", default=[],
+                        help="also train for these numbers of steps (how train.steps was chosen)")
+    parser.add_argument("--fixed-weights-steps", type=int, default=0,
+                        help="also train with model.loss_weighting='fixed' for this many steps")
     args = parser.parse_args(argv)
 
     import jax
@@ -83,11 +89,14 @@ def main(argv=None) -> int:
         fig.savefig(RESULTS / "fusion_reliability.png", dpi=110)
         return curves
 
-    def run(spectrum_rate=None, with_reliability=False) -> dict:
+    def run(spectrum_rate=None, with_reliability=False, steps=None, weighting=None) -> dict:
         cfg = runpy.run_path(str(ROOT / "configs" / "fusion.py"))["get_config"]()
-        if args.steps:
-            cfg.train.steps = args.steps
-            cfg.train.eval_every = cfg.train.checkpoint_every = args.steps
+        steps = steps or args.steps
+        if steps:
+            cfg.train.steps = steps
+            cfg.train.eval_every = cfg.train.checkpoint_every = steps
+        if weighting:
+            cfg.model.loss_weighting = weighting
         if spectrum_rate is not None:
             cfg.data.spectrum_rate = spectrum_rate
         with tempfile.TemporaryDirectory() as workdir:
@@ -103,8 +112,13 @@ def main(argv=None) -> int:
     out = {"backend": jax.default_backend(), "config": "fusion.py",
            "machine": f"{os.cpu_count()}-core CPU, shared with other jobs",
            **run(with_reliability=True)}
-    if args.spectrum_rates:
-        out["ablation"] = {f"spectrum_rate={rate:g}": run(rate) for rate in args.spectrum_rates}
+    previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
+    out["ablation"] = previous.get("ablation", {})
+    out["ablation"].update({f"spectrum_rate={rate:g}": run(rate) for rate in args.spectrum_rates})
+    out["ablation"].update({f"steps={n}": run(steps=n) for n in args.step_counts})
+    if args.fixed_weights_steps:
+        out["ablation"][f"fixed_weights,steps={args.fixed_weights_steps}"] = run(
+            steps=args.fixed_weights_steps, weighting="fixed")
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")

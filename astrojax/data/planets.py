@@ -23,6 +23,7 @@ the rows of each split. Nothing here depends on the models or the train package.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import hashlib
@@ -177,7 +178,7 @@ def planet_split(table_ids: Sequence[str], planets_config) -> PlanetSplit:
 
 
 # ----------------------------------------------------------------------------------- sources
-class PlanetSource:
+class PlanetSource(abc.ABC):
     """A Grain random-access source over ``rows`` of a table: element ``i`` is
     ``{"planet": rows[i], **self.read(rows[i])}``. Subclasses define :meth:`read`."""
 
@@ -191,8 +192,9 @@ class PlanetSource:
         row = int(self.rows[i])
         return {"planet": np.int32(row), **self.read(row)}
 
+    @abc.abstractmethod
     def read(self, row: int) -> dict:
-        raise NotImplementedError
+        """The modality's arrays of table row ``row``."""
 
 
 class _GeneratedSource(PlanetSource):
@@ -288,8 +290,8 @@ class CatalogueSource(PlanetSource):
 
 
 class JointSource(PlanetSource):
-    """Several modality sources over the same rows, joined by planet: element ``i`` merges
-    their elements ``i`` (keys must not collide, apart from ``planet``)."""
+    """Several modality sources over the same rows, joined by planet: a planet's element merges
+    theirs (their keys must not collide)."""
 
     def __init__(self, *sources: PlanetSource):
         if not sources:
@@ -301,11 +303,11 @@ class JointSource(PlanetSource):
         super().__init__(sources[0].rows)
         self.sources = sources
 
-    def __getitem__(self, i: int) -> dict:
+    def read(self, row: int) -> dict:
         out: dict = {}
         for source in self.sources:
-            element = source[i]
-            clash = (set(element) & set(out)) - {"planet"}
+            element = source.read(row)
+            clash = set(element) & set(out)
             if clash:
                 raise ValueError(f"sources disagree on keys {sorted(clash)}")
             out.update(element)

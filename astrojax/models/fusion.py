@@ -36,7 +36,7 @@ from flax import nnx
 from astrojax.config import FusionConfig
 from astrojax.models.layers import Attention, Block, Dense, RMSNorm, param
 
-_MISSING_LOGVAR = 0.0  # initial log variance of the uncertainty weights (weight 1)
+_INITIAL_LOG_VAR = 0.0  # of the uncertainty weights: every loss term starts at weight 1
 
 
 def _block(cfg: FusionConfig, rngs: nnx.Rngs) -> Block:
@@ -167,7 +167,7 @@ class FusionModel(nnx.Module):
         keep = keep or {}
         b = next(iter(batch.values())).shape[0]
         parts, present = [], []
-        embeddings = dict(zip(self.modalities(), range(len(self.modalities())), strict=True))
+        embeddings = {name: i for i, name in enumerate(self.modalities())}
 
         def add(name: str, tokens_bnd: jax.Array, has_b: jax.Array) -> None:
             tokens_bnd = tokens_bnd + self.modality_md[embeddings[name]]
@@ -215,7 +215,7 @@ class LossWeights(nnx.Module):
     def __init__(self, names: tuple[str, ...], *, rngs: nnx.Rngs):
         del rngs
         self.names = tuple(names)
-        self.log_var_t = nnx.Param(jnp.full((len(self.names),), _MISSING_LOGVAR, jnp.float32))
+        self.log_var_t = nnx.Param(jnp.full((len(self.names),), _INITIAL_LOG_VAR, jnp.float32))
 
     def __call__(self, terms: dict[str, jax.Array]) -> jax.Array:
         s = self.log_var_t[...]

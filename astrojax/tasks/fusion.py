@@ -122,35 +122,39 @@ class FusionTask(PlanetTask):
         """Train-split means and standard deviations of the transformed catalogue columns and
         of the retrieval targets."""
         train = self.split.train
-        values, known = self._row_transformed()
+        values, known = self._row
         mean, std = [], []
         for j in range(values.shape[1]):
             v = values[train, j][known[train, j]]
             mean.append(v.mean() if len(v) else 0.0)
             std.append(max(v.std(), 1e-6) if len(v) > 1 else 1.0)
-        labels = planet_labels(self.table.population)
         targets = self.model_config.retrieval_targets
-        t_mean = [float(labels[t][train].mean()) for t in targets]
-        t_std = [max(float(labels[t][train].std()), 1e-6) for t in targets]
+        t_mean = [float(self.labels[t][train].mean()) for t in targets]
+        t_std = [max(float(self.labels[t][train].std()), 1e-6) for t in targets]
         return {"row_mean": np.array(mean), "row_std": np.array(std),
                 "target_mean": np.array(t_mean), "target_std": np.array(t_std)}
 
-    def _row_transformed(self) -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def labels(self) -> dict[str, np.ndarray]:
+        return planet_labels(self.table.population)
+
+    @functools.cached_property
+    def _row(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, known)`` ``[planets, columns]``: the published values, log10 of the
+        positive columns (a non-positive value counts as unknown), NaN where unknown."""
         columns = self.model_config.row_columns
         values = np.stack([self.catalogue.values[c] for c in columns], axis=1).astype(np.float64)
-        known = np.stack([self.catalogue.known(c) for c in columns], axis=1) & np.isfinite(values)
-        for j, c in enumerate(columns):
-            if c not in _LINEAR_COLUMNS:
-                values[:, j] = np.where(known[:, j] & (values[:, j] > 0),
-                                        np.log10(np.abs(values[:, j]) + 1e-300), np.nan)
-                known[:, j] &= np.isfinite(values[:, j])
-        return values, known
+        logged = [j for j, c in enumerate(columns) if c not in _LINEAR_COLUMNS]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[:, logged] = np.log10(values[:, logged])
+        known = np.isfinite(values)
+        return np.where(known, values, np.nan), known
 
     @functools.cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         """Every planet's model inputs and labels, by batch key."""
         s, m, d = self.statistics, self.model_config, self.cfg.data
-        values, known = self._row_transformed()
+        values, known = self._row
         row = np.where(known, (values - s["row_mean"]) / s["row_std"], 0.0)
         out = {"row_values": row.astype(np.float32), "row_known": known,
                "planet": np.arange(len(self.table), dtype=np.int32)}
@@ -166,7 +170,7 @@ class FusionTask(PlanetTask):
             out["spectrum_known"] = np.pad(np.broadcast_to(has[:, None], depth.shape),
                                            ((0, 0), (0, pad)))
             out["has_spectrum"] = has
-        labels = planet_labels(self.table.population)
+        labels = self.labels
         for name, _ in m.classes:
             out[name] = labels[name].astype(np.int32)
             out[f"{name}_known"] = np.ones(len(self.table), np.float32)
