@@ -6,7 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from astrojax.config import Config, ConfigError, FusionConfig, PlanetsConfig, TrainConfig
+from astrojax.config import (
+    Config,
+    ConfigError,
+    FusionConfig,
+    PlanetsConfig,
+    TrainConfig,
+    validate,
+)
 from astrojax.data.generator.observe import CATALOGUE_COLUMNS
 from astrojax.tasks import get_task
 from astrojax.train.loop import train_and_evaluate
@@ -67,6 +74,38 @@ def test_unknown_labels_and_mismatched_grids_are_named():
     cfg.model.spectrum_bins = 100
     with pytest.raises(ConfigError, match="config.model.spectrum_bins: 100 does not fit"):
         get_task(cfg).model_config  # noqa: B018
+
+
+def test_modalities_choose_the_encoders_the_model_has():
+    from astrojax.train.step import build_model
+
+    cfg = tiny()
+    cfg.data.modalities = ("spectrum",)
+    task = get_task(cfg)
+    assert task.model_config.row_columns == () and task.model_config.spectrum_bins > 0
+    model = build_model(task, 0)
+    assert model.modalities() == ("spectrum",) and not hasattr(model, "row")
+    batch = {k: v[:4] for k, v in task.arrays.items()}
+    assert model(batch)["logits/habitable"].shape == (4,)
+    assert task.baselines()  # the row baselines do not need the row as an input
+    cfg.data.modalities = ("catalogue",)
+    task = get_task(cfg)
+    assert task.model_config.spectrum_bins == 0 and "spectrum_depth" not in task.arrays
+    assert build_model(task, 0).modalities() == ("row",)
+
+
+def test_bad_modalities_are_named():
+    for modalities, message in [(("catalog",), "'catalog' is not one of catalogue, spectrum"),
+                                ((), "expected distinct names"),
+                                (("spectrum", "spectrum"), "expected distinct names")]:
+        cfg = tiny()
+        cfg.data.modalities = modalities
+        with pytest.raises(ConfigError, match=f"config.data.modalities: {message}"):
+            validate(cfg)
+    cfg = tiny()
+    cfg.data.spectrum_rate = 0.0
+    with pytest.raises(ConfigError, match="config.data.spectrum_rate: is 0, so no planet"):
+        validate(cfg)
 
 
 @pytest.mark.slow

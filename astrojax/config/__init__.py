@@ -18,6 +18,7 @@ from astrojax.config.sections import (
     DATACUBE_OBJECTIVES,
     DEFAULT_LOGICAL_AXIS_RULES,
     DTYPES,
+    FUSION_MODALITIES,
     EDGE_DECODERS,
     LOSS_WEIGHTINGS,
     MESH_AXES,
@@ -50,8 +51,8 @@ from astrojax.config.sections import (
 __all__ = [
     "ATTENTION_IMPLS", "BAD_CHECKPOINT_POLICIES", "CONTEXT_IMPLS", "Config", "ConfigError",
     "CubeDataConfig", "DATACUBE_OBJECTIVES", "DEFAULT_LOGICAL_AXIS_RULES", "DTYPES",
-    "DatacubeConfig", "EDGE_DECODERS", "FusionConfig", "FusionDataConfig", "GraphDataConfig",
-    "GraphVAEConfig", "LOSS_WEIGHTINGS", "LinkPredDataConfig", "LoaderConfig", "MESH_AXES",
+    "DatacubeConfig", "EDGE_DECODERS", "FUSION_MODALITIES", "FusionConfig", "FusionDataConfig",
+    "GraphDataConfig", "GraphVAEConfig", "LOSS_WEIGHTINGS", "LinkPredDataConfig", "LoaderConfig", "MESH_AXES",
     "MeshConfig", "OptimConfig", "PACKING_MODES", "POSITION_EMBEDDINGS", "PlanetsConfig",
     "REMAT_POLICIES", "SEQUENCE_MIXERS", "TASK_NAMES", "TASK_SECTIONS", "TEXT_VOCAB_SIZE",
     "TaskSections", "TextDataConfig", "TrainConfig", "TransformerConfig", "from_dict",

@@ -17,6 +17,7 @@ from astrojax.config.sections import (
     CONTEXT_IMPLS,
     DATACUBE_OBJECTIVES,
     DTYPES,
+    FUSION_MODALITIES,
     EDGE_DECODERS,
     LOSS_WEIGHTINGS,
     MESH_AXES,
@@ -346,8 +347,16 @@ def _check_fusion(cfg: Config, f: FusionConfig, p: str) -> None:
 
 def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
     _check_loader(d, p)
+    if not d.modalities or len(set(d.modalities)) != len(d.modalities):
+        raise ConfigError(f"{p}modalities", f"expected distinct names of {FUSION_MODALITIES}, "
+                                            f"got {d.modalities!r}")
+    for name in d.modalities:
+        _one_of(f"{p}modalities", name, FUSION_MODALITIES)
     if not 0.0 <= d.spectrum_rate <= 1.0:
         raise ConfigError(f"{p}spectrum_rate", f"must be in [0, 1], got {d.spectrum_rate}")
+    if "spectrum" in d.modalities and d.spectrum_rate == 0:
+        raise ConfigError(f"{p}spectrum_rate", "is 0, so no planet has the spectrum that "
+                                               f"{p}modalities lists; drop it from there")
     _positive(f"{p}n_transits", d.n_transits)
 
 

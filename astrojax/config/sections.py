@@ -19,6 +19,7 @@ EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+FUSION_MODALITIES = ("catalogue", "spectrum")  # the views a fusion model can read
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
@@ -262,11 +263,14 @@ class CubeDataConfig(LoaderConfig):
 
 @dataclasses.dataclass
 class FusionDataConfig(LoaderConfig):
-    """Task fusion: the observed catalogue rows (always) and transmission spectra for a share
-    ``spectrum_rate`` of the transiting planets, on ``instrument``'s grid (a name of
-    ``astrojax.data.generator.spectra.INSTRUMENTS``, or several joined by "+") after
-    ``n_transits`` transits."""
+    """Task fusion: which views of a planet the model reads (``modalities``, a subset of
+    FUSION_MODALITIES) and how many planets have each. The catalogue row exists for every
+    planet; a transmission spectrum for a share ``spectrum_rate`` of the transiting planets, on
+    ``instrument``'s grid (a name of ``astrojax.data.generator.spectra.INSTRUMENTS``, or several
+    joined by "+") after ``n_transits`` transits. A modality left out of ``modalities`` is
+    not read by the model (the ablations), whatever its rate."""
 
+    modalities: tuple[str, ...] = ("catalogue", "spectrum")
     spectrum_rate: float = 0.3
     instrument: str = "nirspec_prism"
     n_transits: int = 3

@@ -1,11 +1,12 @@
 """Task fusion: how likely is a planet to be habitable, and does it show signs of life, from
 what an observer has of it.
 
-Inputs (``astrojax.data.generator.observe``): the catalogue row as an archive would publish
-it (measured values with gaps; never the hidden truth) and, for the planets that have one
-(``data.spectrum_rate`` of the transiting planets), a transmission spectrum on
-``data.instrument``'s grid after ``data.n_transits`` transits
-(``astrojax.data.generator.spectra``). Labels: ``model.classes`` (habitable, biosignature,
+Inputs (``astrojax.data.generator.observe``), those of ``data.modalities``: the catalogue
+row as an archive would publish it (measured values with gaps; never the hidden truth) and,
+for the planets that have one (``data.spectrum_rate`` of the transiting planets), a
+transmission spectrum on ``data.instrument``'s grid after ``data.n_transits`` transits
+(``astrojax.data.generator.spectra``). The batches always carry the catalogue row (the
+baselines read it), whether or not the model does. Labels: ``model.classes`` (habitable, biosignature,
 biosphere, climate_regime) and ``model.retrieval_targets`` (log mixing ratios, log surface
 pressure), from the population's truth. One split for everything (``planets``).
 
@@ -75,15 +76,10 @@ class FusionTask(PlanetTask):
     # ---- configuration the data decides
     @functools.cached_property
     def model_config(self):
-        """``config.model`` with the data's row columns and spectrum grid filled in (an empty
-        ``row_columns`` means every catalogue column; ``spectrum_bins`` 0 means the
-        instrument's grid, padded to whole patches)."""
+        """``config.model`` with the data's row columns and spectrum grid filled in for the
+        modalities in ``data.modalities`` (an empty ``row_columns`` means every catalogue
+        column; ``spectrum_bins`` 0 means the instrument's grid, padded to whole patches)."""
         m, d = self.cfg.model, self.cfg.data
-        columns = tuple(m.row_columns) or CATALOGUE_COLUMNS
-        unknown = [c for c in columns if c not in CATALOGUE_COLUMNS]
-        if unknown:
-            raise ConfigError("model.row_columns", f"{unknown} are not catalogue columns; "
-                                                   f"they are {', '.join(CATALOGUE_COLUMNS)}")
         for name, _ in m.classes:
             if name not in CLASS_LABELS:
                 raise ConfigError("model.classes", f"{name!r} is not a label; the class labels "
@@ -94,7 +90,7 @@ class FusionTask(PlanetTask):
                                   f"{target!r} is not a retrieval target; they are "
                                   f"{', '.join(RETRIEVAL_TARGETS)}")
         bins = 0
-        if d.spectrum_rate > 0:
+        if "spectrum" in d.modalities:
             raw = len(spectral_grid(d.instrument))
             bins = -(-raw // m.spectrum_patch) * m.spectrum_patch
             if m.spectrum_bins not in (0, bins):
@@ -102,7 +98,19 @@ class FusionTask(PlanetTask):
                                   f"{m.spectrum_bins} does not fit data.instrument="
                                   f"{d.instrument!r} ({raw} bins, {bins} in whole patches of "
                                   f"{m.spectrum_patch}); leave it 0")
+        columns = self.row_columns if "catalogue" in d.modalities else ()
         return dataclasses.replace(m, row_columns=columns, spectrum_bins=bins)
+
+    @functools.cached_property
+    def row_columns(self) -> tuple[str, ...]:
+        """The catalogue columns of the batches' rows (``model.row_columns``, or all): the row
+        encoder's input when ``data.modalities`` has the catalogue, the baselines' always."""
+        columns = tuple(self.cfg.model.row_columns) or CATALOGUE_COLUMNS
+        unknown = [c for c in columns if c not in CATALOGUE_COLUMNS]
+        if unknown:
+            raise ConfigError("model.row_columns", f"{unknown} are not catalogue columns; "
+                                                   f"they are {', '.join(CATALOGUE_COLUMNS)}")
+        return columns
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         return FusionModel(self.model_config, rngs=rngs)
@@ -142,7 +150,7 @@ class FusionTask(PlanetTask):
     def _row(self) -> tuple[np.ndarray, np.ndarray]:
         """``(values, known)`` ``[planets, columns]``: the published values, log10 of the
         positive columns (a non-positive value counts as unknown), NaN where unknown."""
-        columns = self.model_config.row_columns
+        columns = self.row_columns
         values = np.stack([self.catalogue.values[c] for c in columns], axis=1).astype(np.float64)
         logged = [j for j, c in enumerate(columns) if c not in _LINEAR_COLUMNS]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -182,7 +190,7 @@ class FusionTask(PlanetTask):
 
     def artifacts(self) -> dict:
         s = self.statistics
-        return {"row_columns": list(self.model_config.row_columns),
+        return {"row_columns": list(self.row_columns),
                 "row_mean": s["row_mean"].tolist(), "row_std": s["row_std"].tolist(),
                 "target_mean": s["target_mean"].tolist(),
                 "target_std": s["target_std"].tolist(),
