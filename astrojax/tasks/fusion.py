@@ -6,9 +6,9 @@ row as an archive would publish it (measured values with gaps; never the hidden 
 for the planets that have one (``data.spectrum_rate`` of the transiting planets), a
 transmission spectrum on ``data.instrument``'s grid after ``data.n_transits`` transits
 (``astrojax.data.generator.spectra``). The batches always carry the catalogue row (the
-baselines read it), whether or not the model does. Labels: ``model.classes`` (habitable, biosignature,
-biosphere, climate_regime) and ``model.retrieval_targets`` (log mixing ratios, log surface
-pressure), from the population's truth. One split for everything (``planets``).
+baselines read it), whether or not the model does. Labels: ``model.classes`` (habitable,
+biosignature, biosphere, climate_regime) and ``model.retrieval_targets`` (log mixing ratios,
+log surface pressure), from the population's truth. One split for everything (``planets``).
 
 Preprocessing, from the train split only (saved as the checkpoint's artifacts): positive
 catalogue columns are taken as log10, then every column is standardized with the train planets'
