@@ -168,3 +168,75 @@ def test_it_learns_a_label_only_one_modality_carries():
     b, labels = labelled(1000)
     accuracy = np.mean((np.asarray(model(b)["logits/habitable"]) > 0) == labels["habitable"])
     assert accuracy >= 5 / 6
+
+
+# ---- packed encoders: climate cubes, networks and texts
+G, K = 2, 2  # two groups of B // G = 3 planets, two slots each
+SLOTS = {"climate": np.array([1, -1, 0, -1, 0, -1]),
+         "network": np.array([-1, 0, 1, 0, -1, -1]),
+         "text": np.array([0, 1, -1, -1, -1, 0])}
+
+
+@pytest.fixture(scope="module")
+def packed_model():
+    from astrojax.config import TransformerConfig
+    from astrojax.data.generator import generate_population
+    from astrojax.data.generator.biochem import generate_networks
+    from astrojax.data.graphs import Bucket, graph_example, pad_examples
+    from astrojax.models.datacube_vit import tiny_datacube_config
+    from astrojax.models.fusion import ModalityEncoders
+    from astrojax.models.graph_vae import tiny_graph_config
+
+    graph_cfg = tiny_graph_config()
+    examples = [graph_example(net, graph_cfg.random_walk_steps)
+                for net in generate_networks(generate_population(4, 0), 0)]
+    groups = [pad_examples(examples[2 * g:2 * g + 2], Bucket(512, 2048), K) for g in range(G)]
+    rng = np.random.default_rng(3)
+    packed = {f"network_{k}": np.stack([g[k] for g in groups]) for k in groups[0]}
+    packed["climate"] = rng.normal(size=(G, K, 2, 4, 1, 8, 8)).astype(np.float32)
+    packed["text"] = rng.integers(3, 259, size=(G, K, 12)).astype(np.int32)
+    packed["text"][:, :, 9:] = 0  # padding
+    packed.update({f"{name}_slot": slot for name, slot in SLOTS.items()})
+    encoders = ModalityEncoders(
+        climate=(tiny_datacube_config(d_model=16, num_layers=1, objective="supervised"), 2,
+                 (4, 8, 8)),
+        network=(graph_cfg, examples[0]["nodes"].shape[1], examples[0]["edges"].shape[1]),
+        text=TransformerConfig(vocab_size=384, d_model=16, num_layers=1, num_heads=2,
+                               num_kv_heads=2, head_dim=8, mlp_dim=32, attention_impl="xla"))
+    with nnx.use_eager_sharding(False):
+        model = FusionModel(tiny(embedding_inputs=()), encoders, rngs=nnx.Rngs(0))
+    return model, {**batch(4), **packed}
+
+
+@pytest.mark.slow
+def test_each_planet_reads_its_own_slot(packed_model):
+    """Changing what a slot holds moves exactly the planets that point at it."""
+    model, a = packed_model
+    assert model.modalities() == ("row", "spectrum", "climate", "network", "text")
+    tokens, segments = model.tokens(a)
+    assert tokens.shape == (B, 1 + C + S // 8 + 3, 16)
+    for j, name in enumerate(("climate", "network", "text")):
+        np.testing.assert_array_equal(segments[:, 1 + C + S // 8 + j], SLOTS[name] >= 0)
+    base = np.asarray(model(a)["embedding"])
+    # group 1 (planets 3-5), slot 0 of each modality
+    changed = dict(a, climate=a["climate"].copy(), text=a["text"].copy())
+    changed["climate"][1, 0] *= 5.0
+    moved = ~np.isclose(np.asarray(model(changed)["embedding"]), base, atol=1e-6).all(1)
+    np.testing.assert_array_equal(moved, [False, False, False, False, True, False])
+    changed = dict(a, text=a["text"].copy())
+    changed["text"][0, 1, :9] = 7
+    moved = ~np.isclose(np.asarray(model(changed)["embedding"]), base, atol=1e-6).all(1)
+    np.testing.assert_array_equal(moved, [False, True, False, False, False, False])
+    changed = dict(a, network_nodes=a["network_nodes"].copy())
+    changed["network_nodes"][0] += 1.0  # every node of group 0: planets 1 and 2
+    moved = ~np.isclose(np.asarray(model(changed)["embedding"]), base, atol=1e-6).all(1)
+    np.testing.assert_array_equal(moved, [False, True, True, False, False, False])
+
+
+@pytest.mark.slow
+def test_text_padding_is_not_read(packed_model):
+    """The text token is the mean over real tokens of a causal encoder: more padding after
+    the text changes nothing."""
+    model, a = packed_model
+    longer = dict(a, text=np.concatenate([a["text"], np.zeros((G, K, 4), np.int32)], -1))
+    np.testing.assert_allclose(model(longer)["embedding"], model(a)["embedding"], atol=1e-5)

@@ -95,7 +95,7 @@ def test_modalities_choose_the_encoders_the_model_has():
 
 
 def test_bad_modalities_are_named():
-    for modalities, message in [(("catalog",), "'catalog' is not one of catalogue, spectrum"),
+    for modalities, message in [(("catalog",), "'catalog' is not one of catalogue, spectrum,"),
                                 ((), "expected distinct names"),
                                 (("spectrum", "spectrum"), "expected distinct names")]:
         cfg = tiny()
@@ -108,9 +108,50 @@ def test_bad_modalities_are_named():
         validate(cfg)
 
 
+    cfg = tiny()
+    cfg.data.group_size = 3
+    with pytest.raises(ConfigError, match="config.data.group_size: 3 must divide"):
+        validate(cfg)
+
+
+def with_climate() -> Config:
+    cfg = tiny()
+    cfg.data.modalities = ("catalogue", "spectrum", "climate")
+    cfg.data.climate_rate, cfg.data.group_size = 0.5, 4
+    cfg.data.climate_grid = (2, 1, 4, 8)
+    cfg.model.climate_patch = (2, 2, 4)
+    return cfg
+
+
+def test_climate_cubes_are_the_modellers_packed_by_group():
+    from astrojax.data.generator.climate import CubeGrid, planet_cubes
+    from astrojax.data.generator.observe import assumed_population
+
+    task = get_task(with_climate())
+    packed, has = task.packed["climate"], task.masks["climate"]
+    np.testing.assert_array_equal(packed["index"] >= 0, has)
+    # only planets a modeller can model (radius and insolation published) have a cube
+    assert has.any() and task.catalogue.known("planet_radius_rearth")[has].all()
+    i = int(np.flatnonzero(has)[0])
+    raw = planet_cubes(assumed_population(task.catalogue), CubeGrid(2, 1, 4, 8), seed=0,
+                       indices=[i])[0]
+    np.testing.assert_allclose(packed["values"][packed["index"][i]],
+                               (raw - packed["mean"]) / packed["std"], rtol=1e-5, atol=1e-5)
+    rows = task.split.val[:8]
+    batch = task.batch(rows, "val")
+    assert batch["climate"].shape == (2, 4, 5, 2, 1, 4, 8)  # eval: a slot per planet
+    for p, slot in enumerate(batch["climate_slot"]):
+        assert (slot >= 0) == has[rows[p]]
+        if slot >= 0:
+            np.testing.assert_array_equal(batch["climate"][p // 4, slot],
+                                          packed["values"][packed["index"][rows[p]]])
+    assert 1 <= task.capacity("climate", "train") <= 4
+    assert "climate_mean" in task.artifacts()
+
+
 @pytest.mark.slow
 def test_a_fusion_run_reports_every_label_beside_its_baselines(tmp_path):
-    result = train_and_evaluate(tiny(), tmp_path, devices=jax.devices()[:2])
+    result = train_and_evaluate(with_climate(), tmp_path, devices=jax.devices()[:2])
     ev, test = result.eval, result.test
     for name in ("habitable", "biosignature"):
         for metric in ("auc", "ap", "ece", "accuracy"):

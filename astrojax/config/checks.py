@@ -319,8 +319,13 @@ def _check_cube_data(cfg: Config, d: CubeDataConfig, p: str) -> None:
 
 
 def _check_fusion(cfg: Config, f: FusionConfig, p: str) -> None:
-    for name in ("d_model", "num_layers", "num_heads", "mlp_dim", "spectrum_patch"):
+    for name in ("d_model", "num_layers", "num_heads", "mlp_dim", "spectrum_patch",
+                 "climate_layers", "climate_stem_channels"):
         _positive(f"{p}{name}", getattr(f, name))
+    if len(f.climate_patch) != 3 or any(not isinstance(n, int) or n < 1
+                                        for n in f.climate_patch):
+        raise ConfigError(f"{p}climate_patch", f"expected 3 sizes >= 1 (time, lat, lon), got "
+                                               f"{f.climate_patch!r}")
     _positive(f"{p}spectrum_layers", f.spectrum_layers, allow_zero=True)
     _positive(f"{p}spectrum_bins", f.spectrum_bins, allow_zero=True)
     if f.d_model % f.num_heads:
@@ -352,11 +357,21 @@ def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
                                             f"got {d.modalities!r}")
     for name in d.modalities:
         _one_of(f"{p}modalities", name, FUSION_MODALITIES)
-    if not 0.0 <= d.spectrum_rate <= 1.0:
-        raise ConfigError(f"{p}spectrum_rate", f"must be in [0, 1], got {d.spectrum_rate}")
-    if "spectrum" in d.modalities and d.spectrum_rate == 0:
-        raise ConfigError(f"{p}spectrum_rate", "is 0, so no planet has the spectrum that "
-                                               f"{p}modalities lists; drop it from there")
+    for name in ("spectrum", "climate"):
+        rate = getattr(d, f"{name}_rate")
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{p}{name}_rate", f"must be in [0, 1], got {rate}")
+        if name in d.modalities and rate == 0:
+            raise ConfigError(f"{p}{name}_rate", f"is 0, so no planet has the {name} that "
+                                                 f"{p}modalities lists; drop it from there")
+    if len(d.climate_grid) != 4 or any(not isinstance(n, int) or n < 1 for n in d.climate_grid):
+        raise ConfigError(f"{p}climate_grid", f"expected 4 sizes >= 1 (time, levels, lat, lon), "
+                                              f"got {d.climate_grid!r}")
+    _positive(f"{p}group_size", d.group_size)
+    if cfg.train.global_batch_size % d.group_size:
+        raise ConfigError(f"{p}group_size", f"{d.group_size} must divide "
+                                            f"config.train.global_batch_size="
+                                            f"{cfg.train.global_batch_size}")
     _positive(f"{p}n_transits", d.n_transits)
 
 

@@ -19,7 +19,7 @@ EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
-FUSION_MODALITIES = ("catalogue", "spectrum")  # the views a fusion model can read
+FUSION_MODALITIES = ("catalogue", "spectrum", "climate")  # what a fusion model can read
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
@@ -163,7 +163,9 @@ class FusionConfig:
     NLL (mean and log variance). ``loss_weighting``: "fixed" (``loss_weights``, default 1) or
     "uncertainty" (Kendall et al. 2018: a learned log variance per loss term).
     ``modality_dropout``: in training, each present modality but the catalogue row is hidden
-    with this probability, so missing inputs are routine."""
+    with this probability, so missing inputs are routine. ``climate_*``: the climate cubes'
+    encoder, a DatacubeViT of width ``d_model`` (its heads and MLP width are the fusion
+    model's)."""
 
     d_model: int = 64
     num_layers: int = 2
@@ -173,6 +175,9 @@ class FusionConfig:
     spectrum_bins: int = 0  # 0: no spectrum encoder
     spectrum_patch: int = 8
     spectrum_layers: int = 1
+    climate_layers: int = 1
+    climate_patch: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
+    climate_stem_channels: int = 8
     embedding_inputs: tuple[tuple[str, int], ...] = ()
     classes: tuple[tuple[str, int], ...] = (("habitable", 2), ("biosignature", 2))
     retrieval_targets: tuple[str, ...] = ()
@@ -267,10 +272,17 @@ class FusionDataConfig(LoaderConfig):
     FUSION_MODALITIES) and how many planets have each. The catalogue row exists for every
     planet; a transmission spectrum for a share ``spectrum_rate`` of the transiting planets, on
     ``instrument``'s grid (a name of ``astrojax.data.generator.spectra.INSTRUMENTS``, or several
-    joined by "+") after ``n_transits`` transits. A modality left out of ``modalities`` is
-    not read by the model (the ablations), whatever its rate."""
+    joined by "+") after ``n_transits`` transits; a climate cube (``climate_grid``: time,
+    levels, lat, lon) for a share ``climate_rate`` of the planets a modeller can model (radius
+    and insolation known), simulated under the atmosphere the modeller assumes. A modality left
+    out of ``modalities`` is not read by the model (the ablations), whatever its rate.
+    ``group_size``: consecutive planets of a batch that pack their cubes (networks, texts)
+    together (see astrojax.models.fusion); the mesh's batch shards must divide the groups."""
 
     modalities: tuple[str, ...] = ("catalogue", "spectrum")
+    climate_rate: float = 0.15
+    climate_grid: tuple[int, int, int, int] = (4, 2, 8, 16)
+    group_size: int = 8
     spectrum_rate: float = 0.3
     instrument: str = "nirspec_prism"
     n_transits: int = 3

@@ -8,8 +8,23 @@ Each modality becomes tokens in a shared width ``d``, plus a learned modality em
 - a transmission spectrum (:class:`SpectrumEncoder`): bins grouped into patches of
   ``spectrum_patch`` (depth, log error and known flag per bin), a linear patch embedding, a
   learned position, and a few pre-norm transformer blocks;
-- any modality given as one embedding vector (a graph VAE's graph latent, a datacube ViT's
-  planet embedding, ...): one token through a linear projection.
+- a climate cube (a :class:`~astrojax.models.datacube_vit.DatacubeViT`'s planet embedding), a
+  metabolic network (a :class:`~astrojax.models.graph_vae.GraphVAE` encoder's graph latent
+  mean) and a text (a :class:`~astrojax.models.transformer.Transformer`'s hidden states,
+  averaged over the text's tokens): one token each through a linear projection. Their
+  encoders are the single-modality models themselves, so their weights can start from a
+  single-modality run (:class:`ModalityEncoders` says which to build);
+- any modality given as one embedding vector computed outside (``embedding_inputs``): one
+  token through a linear projection.
+
+**Packed inputs.** Few planets have a cube, a network or a text, so their encoders do not run
+on every planet of the batch. The batch is cut into ``G`` groups of consecutive planets (the
+mesh splits the batch and these groups alike, so a group never straddles devices); each group
+packs the inputs of its planets that have the modality into ``k`` slots: the cubes as
+``climate [G, k, v, t, l, y, x]``, the texts as ``text [G, k, length]``, the networks of a
+group as one padded graph batch ``network_* [G, ...]`` (jraph's layout: ``k`` graphs plus the
+padding graph). ``NAME_slot [b]`` is the planet's slot in its group, -1 where it has none.
+Encoders run on the ``G * k`` slots and each planet gathers its slot's token.
 
 A learned planet token is prepended; the cross-modal transformer attends over the planet token
 and the tokens of the modalities present (segment id 1; absent ones get segment id 0, which the
@@ -28,13 +43,18 @@ al. (2018)'s learned uncertainty weights.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from astrojax.config import FusionConfig
+from astrojax.config import DatacubeConfig, FusionConfig, GraphVAEConfig, TransformerConfig
+from astrojax.models.datacube_vit import DatacubeViT
+from astrojax.models.graph_vae import GraphVAE
 from astrojax.models.layers import Attention, Block, Dense, RMSNorm, param
+from astrojax.models.transformer import Transformer
 
 _INITIAL_LOG_VAR = 0.0  # of the uncertainty weights: every loss term starts at weight 1
 
@@ -108,18 +128,50 @@ class SpectrumEncoder(nnx.Module):
         return x_bpd
 
 
+@dataclasses.dataclass(frozen=True)
+class ModalityEncoders:
+    """The single-modality encoders a fusion model holds (None: that modality is not read).
+
+    ``climate``: a DatacubeConfig with the cube's channels (variables x levels) and (time, lat,
+    lon) grid; ``network``: a GraphVAEConfig with the node and edge feature widths; ``text``:
+    a TransformerConfig (byte tokens; ``pad_id`` marks padding)."""
+
+    climate: tuple[DatacubeConfig, int, tuple[int, int, int]] | None = None
+    network: tuple[GraphVAEConfig, int, int] | None = None
+    text: TransformerConfig | None = None
+    pad_id: int = 0
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in ("climate", "network", "text") if getattr(self, n) is not None)
+
+
+_GRAPH_KEYS = ("nodes", "pe", "edges", "senders", "receivers", "node_graph", "node_mask",
+               "graph_mask")
+
+
+def gather_slots(tokens_gkd: jax.Array, slot_b: jax.Array) -> jax.Array:
+    """Each planet's token from its group's packed slots: ``[G, k, d]``, ``[b]`` -> ``[b, d]``
+    (planet ``i`` is in group ``i // (b / G)``; a slot of -1 reads slot 0, to be masked)."""
+    g, _, d = tokens_gkd.shape
+    slot_gm = jnp.maximum(slot_b, 0).reshape(g, -1)
+    return jnp.take_along_axis(tokens_gkd, slot_gm[..., None], axis=1).reshape(-1, d)
+
+
 class FusionModel(nnx.Module):
     """Planet batch -> ``{"embedding": [b, d], "logits/LABEL": [b] or [b, k],
     "mean/TARGET": [b], "logvar/TARGET": [b]}``.
 
     The batch holds ``row_values``/``row_known`` ``[b, c]`` (when ``cfg.row_columns``),
     ``spectrum_depth``/``spectrum_sigma``/``spectrum_known`` ``[b, s]`` and ``has_spectrum``
-    ``[b]`` (when ``cfg.spectrum_bins``), and per embedding input NAME ``NAME`` ``[b, width]``
-    with ``has_NAME`` ``[b]``. ``keep`` (``{"spectrum": [b] bool, NAME: [b] bool}``, optional)
-    hides present modalities on top of the ``has_*`` flags (modality dropout, ablations).
+    ``[b]`` (when ``cfg.spectrum_bins``), the packed inputs of each encoder of ``encoders``
+    with their ``NAME_slot`` ``[b]`` (see the module docstring), and per embedding input NAME
+    ``NAME`` ``[b, width]`` with ``has_NAME`` ``[b]``. ``keep`` (``{"spectrum": [b] bool,
+    NAME: [b] bool}``, optional) hides present modalities on top of the ``has_*`` flags and
+    slots (modality dropout, ablations).
     """
 
-    def __init__(self, cfg: FusionConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: FusionConfig, encoders: ModalityEncoders = ModalityEncoders(), *,
+                 rngs: nnx.Rngs):
         if cfg.d_model % cfg.num_heads:
             raise ValueError(f"num_heads={cfg.num_heads} must divide d_model={cfg.d_model}")
         self.row_columns = tuple(cfg.row_columns)
@@ -127,9 +179,12 @@ class FusionModel(nnx.Module):
         self.classes = tuple(tuple(c) for c in cfg.classes)
         self.retrieval_targets = tuple(cfg.retrieval_targets)
         self.has_spectrum = cfg.spectrum_bins > 0
-        if not (self.row_columns or self.has_spectrum or self.embedding_inputs):
+        self.encoded = encoders.names()
+        self.pad_id = encoders.pad_id
+        if not (self.row_columns or self.has_spectrum or self.embedding_inputs
+                or self.encoded):
             raise ValueError("the fusion model needs at least one modality: row_columns, "
-                             "spectrum_bins or embedding_inputs")
+                             "spectrum_bins, encoders or embedding_inputs")
         d = cfg.d_model
         modalities = self.modalities()
         self.planet_token_d = param(rngs, _normal(), ("embed",), (d,), cfg.param_dtype)
@@ -140,6 +195,20 @@ class FusionModel(nnx.Module):
                                   rngs=rngs)
         if self.has_spectrum:
             self.spectrum = SpectrumEncoder(cfg, rngs=rngs)
+        if encoders.climate is not None:
+            climate_cfg, channels, grid = encoders.climate
+            self.climate = DatacubeViT(climate_cfg, channels, grid, 0, rngs=rngs)
+            self.climate_proj = Dense(climate_cfg.d_model, d, (None, "embed"),
+                                   param_dtype=cfg.param_dtype, rngs=rngs)
+        if encoders.network is not None:
+            graph_cfg, node_features, edge_features = encoders.network
+            self.network = GraphVAE(graph_cfg, node_features, edge_features, rngs=rngs)
+            self.network_proj = Dense(graph_cfg.graph_latent_dim, d, (None, "embed"),
+                                      param_dtype=cfg.param_dtype, rngs=rngs)
+        if encoders.text is not None:
+            self.text = Transformer(encoders.text, rngs=rngs)
+            self.text_proj = Dense(encoders.text.d_model, d, (None, "embed"),
+                                   param_dtype=cfg.param_dtype, rngs=rngs)
         self.inputs = nnx.Dict({name: Dense(width, d, (None, "embed"),
                                             param_dtype=cfg.param_dtype, rngs=rngs)
                                 for name, width in self.embedding_inputs})
@@ -159,13 +228,36 @@ class FusionModel(nnx.Module):
         """The modality names in token order (their embeddings' rows)."""
         names = (("row",) if self.row_columns else ()) + (("spectrum",) if self.has_spectrum
                                                            else ())
-        return names + tuple(name for name, _ in self.embedding_inputs)
+        return names + self.encoded + tuple(name for name, _ in self.embedding_inputs)
+
+    def encode_packed(self, name: str, batch: dict) -> jax.Array:
+        """The packed inputs of modality ``name`` (climate, network or text) -> one token per slot
+        ``[G, k, d]``."""
+        if name == "climate":
+            x = batch["climate"]
+            g, k = x.shape[:2]
+            emb = self.climate(x.reshape(g * k, *x.shape[2:]))["embedding"]
+            return self.climate_proj(emb).reshape(g, k, -1)
+        if name == "network":
+            graphs = {key: batch[f"network_{key}"] for key in _GRAPH_KEYS}
+            k = graphs["graph_mask"].shape[1] - 1  # the last graph of a group is the padding
+            mean = jax.vmap(lambda one: self.network.encode(one).graph_mean)(graphs)
+            return self.network_proj(mean[:, :k].astype(jnp.float32))
+        tokens = batch["text"]
+        g, k, t = tokens.shape
+        flat = tokens.reshape(g * k, t)
+        real = (flat != self.pad_id).astype(jnp.float32)[..., None]
+        hidden = self.text.hidden_states(flat)
+        pooled = (hidden * real).sum(1) / jnp.maximum(real.sum(1), 1.0)
+        return self.text_proj(pooled).reshape(g, k, -1)
 
     def tokens(self, batch: dict, keep: dict | None = None):
         """``(tokens [b, n, d], segment_ids [b, n])``: the planet token, then each modality's
         tokens with its embedding; segment 0 marks a modality the planet does not have."""
         keep = keep or {}
-        b = next(iter(batch.values())).shape[0]
+        b = next(v.shape[0] for k, v in batch.items()
+                 if k in ("row_values", "spectrum_depth") or k.startswith("has_")
+                 or k.endswith("_slot"))
         parts, present = [], []
         embeddings = {name: i for i, name in enumerate(self.modalities())}
 
@@ -184,6 +276,10 @@ class FusionModel(nnx.Module):
         if self.has_spectrum:
             add("spectrum", self.spectrum(batch["spectrum_depth"], batch["spectrum_sigma"],
                                           batch["spectrum_known"]), batch["has_spectrum"])
+        for name in self.encoded:
+            slot_b = batch[f"{name}_slot"]
+            add(name, gather_slots(self.encode_packed(name, batch), slot_b)[:, None, :],
+                slot_b >= 0)
         for name, _ in self.embedding_inputs:
             add(name, self.inputs[name](batch[name].astype(jnp.float32))[:, None, :],
                 batch[f"has_{name}"])

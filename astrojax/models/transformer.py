@@ -132,6 +132,19 @@ class Transformer(nnx.Module):
         return _run_block
 
     def __call__(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None) -> jax.Array:
+        x_btd = self.hidden_states(tokens_bt, positions_bt=positions_bt,
+                                   segment_ids_bt=segment_ids_bt)
+        with jax.named_scope("logits"):
+            if self.tie_embeddings:
+                w_dv = self.embedding_vd[...].T
+            else:
+                w_dv = self.w_dv_out[...]
+            return jnp.einsum("btd,dv->btv", x_btd, w_dv.astype(jnp.float32))
+
+    def hidden_states(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None) -> jax.Array:
+        """The final-normed float32 hidden states ``[b, t, d]`` the logits are read from (what
+        an encoder built on the language model, such as the fusion model's text encoder,
+        pools)."""
         b, t = tokens_bt.shape
         if positions_bt is None:
             positions_bt = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -152,13 +165,8 @@ class Transformer(nnx.Module):
             for block in self.blocks:
                 x_btd = block_fn(block, x_btd, sin_bth, cos_bth, segment_ids_bt)
 
-        with jax.named_scope("logits"):
-            x_btd = self.final_norm(x_btd)
-            if self.tie_embeddings:
-                w_dv = self.embedding_vd[...].T
-            else:
-                w_dv = self.w_dv_out[...]
-            return jnp.einsum("btd,dv->btv", x_btd, w_dv.astype(jnp.float32))
+        with jax.named_scope("final_norm"):
+            return self.final_norm(x_btd)
 
 
 def count_params(model: nnx.Module) -> int:

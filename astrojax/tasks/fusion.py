@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 from collections.abc import Iterable
 
 import grain
@@ -37,11 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from astrojax.config import ConfigError
+from astrojax.config import ConfigError, DatacubeConfig
+from astrojax.data.generator.climate import CUBE_VARIABLES, CubeGrid, planet_cubes
 from astrojax.data.generator.observe import (
     CATALOGUE_COLUMNS,
     CLASS_LABELS,
     RETRIEVAL_TARGETS,
+    assumed_population,
     modality_masks,
     observe_catalogue,
     planet_labels,
@@ -60,7 +63,12 @@ from astrojax.evaluators.metrics import (
     score_histogram_sums,
 )
 from astrojax.evaluators.probes import linear_probe
-from astrojax.models.fusion import FusionModel, fusion_losses, modality_keep
+from astrojax.models.fusion import (
+    FusionModel,
+    ModalityEncoders,
+    fusion_losses,
+    modality_keep,
+)
 from astrojax.tasks.base import Batch, Metrics, PlanetTask
 
 DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
@@ -112,8 +120,35 @@ class FusionTask(PlanetTask):
                                                    f"they are {', '.join(CATALOGUE_COLUMNS)}")
         return columns
 
+    @functools.cached_property
+    def encoders(self) -> ModalityEncoders:
+        """The single-modality encoders of the modalities in ``data.modalities``."""
+        m, d = self.model_config, self.cfg.data
+        climate = None
+        if "climate" in d.modalities:
+            time_steps, levels, lat, lon = d.climate_grid
+            cube = DatacubeConfig(patch_size=tuple(m.climate_patch),
+                                  stem_channels=m.climate_stem_channels, d_model=m.d_model,
+                                  num_layers=m.climate_layers, num_heads=m.num_heads,
+                                  mlp_dim=m.mlp_dim, attention_impl=m.attention_impl,
+                                  dtype=m.dtype, param_dtype=m.param_dtype,
+                                  objective="supervised", targets=())
+            climate = (cube, len(CUBE_VARIABLES) * levels, (time_steps, lat, lon))
+        return ModalityEncoders(climate=climate)
+
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-        return FusionModel(self.model_config, rngs=rngs)
+        return FusionModel(self.model_config, self.encoders, rngs=rngs)
+
+    def check_mesh(self, mesh_sizes: dict[str, int]) -> None:
+        """Also: the mesh's batch shards must hold whole packing groups."""
+        super().check_mesh(mesh_sizes)
+        axes = dict(self.cfg.mesh.logical_axis_rules).get("batch") or ()
+        shards = math.prod(mesh_sizes[a] for a in ((axes,) if isinstance(axes, str) else axes))
+        groups = self.cfg.train.global_batch_size // self.cfg.data.group_size
+        if self.encoders.names() and groups % shards:
+            raise ConfigError("data.group_size", f"{self.cfg.data.group_size} makes {groups} "
+                                                 f"groups of a batch, which the mesh's {shards} "
+                                                 "batch shards do not divide; lower it")
 
     # ---- the data, every planet at once (numpy; a few MB for thousands of planets)
     @functools.cached_property
@@ -122,8 +157,49 @@ class FusionTask(PlanetTask):
 
     @functools.cached_property
     def masks(self) -> dict[str, np.ndarray]:
-        return modality_masks(self.catalogue, spectrum=self.cfg.data.spectrum_rate,
-                              climate=0.0, network=0.0, text=0.0)
+        d = self.cfg.data
+        return modality_masks(self.catalogue, spectrum=d.spectrum_rate,
+                              climate=d.climate_rate if "climate" in d.modalities else 0.0,
+                              network=0.0, text=0.0)
+
+    @functools.cached_property
+    def packed(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per packed modality (climate), ``{"index": [planets] int (row of ``values``, -1
+        where the planet has none), "values": [planets with it, ...]}``: the inputs of only the
+        planets that have one. Cubes are standardized per variable and level with the train
+        planets' cubes."""
+        d, out = self.cfg.data, {}
+        if "climate" in d.modalities:
+            rows = np.flatnonzero(self.masks["climate"])
+            time_steps, levels, lat, lon = d.climate_grid
+            grid = CubeGrid(time_steps=time_steps, levels=levels, lat=lat, lon=lon)
+            cubes = planet_cubes(assumed_population(self.catalogue), grid,
+                                 seed=self.cfg.planets.seed, indices=rows)
+            train = np.isin(rows, self.split.train)
+            if not train.any():
+                raise ConfigError("data.climate_rate", f"{d.climate_rate} gives no train planet "
+                                                       "a climate cube; raise it")
+            axes = (0, 2, 4, 5)  # over planets, time, lat and lon: per variable and level
+            mean = cubes[train].mean(axes, keepdims=True)
+            std = np.maximum(cubes[train].std(axes, keepdims=True), 1e-6)
+            index = np.full(len(self.table), -1, np.int64)
+            index[rows] = np.arange(len(rows))
+            out["climate"] = {"index": index, "values": ((cubes - mean) / std).astype(np.float32),
+                              "mean": mean[0], "std": std[0]}
+        return out
+
+    def capacity(self, name: str, split: str) -> int:
+        """Slots per group of modality ``name``: for eval every planet of a group (nothing is
+        dropped); for training the fewest slots a group of the train planets overflows less
+        than once in 1,000 groups (binomial in the train share), the overflow then being
+        dropped like modality dropout."""
+        g = self.cfg.data.group_size
+        if split != "train":
+            return g
+        share = float((self.packed[name]["index"][self.split.train] >= 0).mean())
+        below = np.cumsum([math.comb(g, j) * share**j * (1 - share)**(g - j)
+                           for j in range(g + 1)])
+        return max(1, int(np.searchsorted(below, 0.999)))
 
     @functools.cached_property
     def statistics(self) -> dict[str, np.ndarray]:
@@ -190,16 +266,35 @@ class FusionTask(PlanetTask):
 
     def artifacts(self) -> dict:
         s = self.statistics
+        packed = {name: p for name, p in self.packed.items() if "mean" in p}
         return {"row_columns": list(self.row_columns),
                 "row_mean": s["row_mean"].tolist(), "row_std": s["row_std"].tolist(),
                 "target_mean": s["target_mean"].tolist(),
                 "target_std": s["target_std"].tolist(),
-                "statistics_planets": f"train split: {len(self.split.train)} planets"}
+                "statistics_planets": f"train split: {len(self.split.train)} planets",
+                **{f"{name}_{stat}": p[stat].tolist() for name, p in packed.items()
+                   for stat in ("mean", "std")}}
 
     # ---- Grain
+    def batch(self, idx: np.ndarray, split: str) -> dict[str, np.ndarray]:
+        """The batch of planets ``idx`` (table rows): per-planet arrays, and each packed
+        modality's inputs in groups of ``data.group_size`` planets (see the model)."""
+        out = {k: v[idx] for k, v in self.arrays.items()}
+        g = self.cfg.data.group_size
+        for name, packed in self.packed.items():
+            k = self.capacity(name, split)
+            where = packed["index"][idx].reshape(-1, g)  # [groups, g]
+            slot = np.full(where.shape, -1, np.int32)
+            values = np.zeros((where.shape[0], k, *packed["values"].shape[1:]), np.float32)
+            for group, members in enumerate(where):
+                have = np.flatnonzero(members >= 0)[:k]
+                slot[group, have] = np.arange(len(have))
+                values[group, :len(have)] = packed["values"][members[have]]
+            out[f"{name}_slot"], out[name] = slot.reshape(-1), values
+        return out
+
     def _dataset(self, rows: np.ndarray, process_index: int, process_count: int, *,
-                 shuffle: bool, num_epochs: int | None) -> grain.IterDataset:
-        arrays = self.arrays
+                 shuffle: bool, num_epochs: int | None, split: str) -> grain.IterDataset:
         batch = self.cfg.train.global_batch_size // process_count
         ds = grain.MapDataset.source(np.asarray(rows))[process_index::process_count]
         if shuffle:
@@ -207,18 +302,18 @@ class FusionTask(PlanetTask):
         if num_epochs != 1:
             ds = ds.repeat(num_epochs)
         ds = ds.batch(batch, drop_remainder=True, batch_fn=np.asarray)
-        return ds.map(lambda idx: {k: v[idx] for k, v in arrays.items()}).to_iter_dataset()
+        return ds.map(lambda idx: self.batch(idx, split)).to_iter_dataset()
 
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
         return self._dataset(self.split.train, process_index, process_count, shuffle=True,
-                             num_epochs=None)
+                             num_epochs=None, split="train")
 
     def eval_data(self, process_index: int, process_count: int,
                   split: str = "val") -> Iterable[dict[str, np.ndarray]]:
         if not self.fills_eval_batch(split, len(self.split[split])):
             return []
         ds = self._dataset(self.split[split], process_index, process_count, shuffle=False,
-                           num_epochs=1)
+                           num_epochs=1, split=split)
         return list(itertools.islice(iter(ds), self.cfg.train.eval_batches))
 
     # ---- objective
