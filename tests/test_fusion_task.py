@@ -161,3 +161,54 @@ def test_a_fusion_run_reports_every_label_beside_its_baselines(tmp_path):
         assert f"test/auc/{name}" in test
     assert "eval/balanced_accuracy/biosphere" in ev
     assert np.isfinite(ev["eval/r2/log10_surface_pressure_bar"])
+
+
+@pytest.mark.slow
+def test_the_climate_encoder_starts_from_a_datacube_run(tmp_path):
+    from astrojax import sharding
+    from astrojax.config import CubeDataConfig
+    from astrojax.data.formats.cubes import build_synthetic_store
+    from astrojax.data.generator.climate import CubeGrid
+    from astrojax.models.datacube_vit import tiny_datacube_config
+    from astrojax.train import step as step_lib
+    from astrojax.train.checkpoint import CheckpointError, path_key, read_params
+
+    url = str(tmp_path / "store")
+    build_synthetic_store(48, 0, CubeGrid(2, 2, 8, 8), url=url, progress=False)
+    cube_run = Config(task="datacube",
+                      planets=PlanetsConfig(num_planets=48, val_fraction=0.25, test_fraction=0.25),
+                      data=CubeDataConfig(cube_time_steps=2, cube_levels=2, cube_lat=8,
+                                          cube_lon=8, cube_store=url),
+                      model=tiny_datacube_config(patch_size=(2, 4, 4), d_model=16),
+                      train=TrainConfig(steps=2, global_batch_size=8, eval_every=2,
+                                        eval_batches=1, checkpoint_every=2))
+    train_and_evaluate(cube_run, tmp_path / "cube", devices=jax.devices()[:1])
+
+    cfg = with_climate()
+    cfg.data.climate_grid = (2, 1, 8, 8)
+    cfg.model.climate_init = str(tmp_path / "cube")
+    with pytest.raises(ConfigError, match=r"config.data.climate_grid: \(2, 1, 8, 8\) is not the "
+                                          r"cube grid .* set it to that"):
+        get_task(cfg).encoders  # noqa: B018
+    cfg.data.climate_grid = (2, 2, 8, 8)
+    task = get_task(cfg)
+    assert task.encoders.climate[0].d_model == 16  # the datacube run's sizes, not the fusion's
+    mesh = sharding.make_mesh(cfg.mesh, jax.devices()[:1])
+    program = step_lib.build_program(cfg, task, mesh)
+    with jax.set_mesh(mesh):
+        state = step_lib.warm_start(program.init(), task.warm_start())
+    saved, _, _ = read_params(tmp_path / "cube")
+    ours = {path_key(p): np.asarray(v) for p, v in
+            jax.tree_util.tree_leaves_with_path(state.params)}
+    climate = [p for p in ours if p[0] == "climate"]
+    assert climate and all(np.array_equal(ours[p], saved[p[1:]]) for p in climate)
+    assert not any(p[0] == "climate" and "regression" in "/".join(p) for p in ours)
+    # a run of another task is named
+    cfg.model.climate_init = str(tmp_path / "fusion")
+    train_and_evaluate(tiny(steps=2, eval_every=2), tmp_path / "fusion",
+                       devices=jax.devices()[:1])
+    with pytest.raises(ConfigError, match="is a 'fusion' run; the climate encoder starts from "
+                                          "a 'datacube' run"):
+        get_task(cfg).encoders  # noqa: B018
+    with pytest.raises(CheckpointError, match="no checkpoints folder"):
+        read_params(tmp_path)

@@ -165,7 +165,9 @@ class FusionConfig:
     ``modality_dropout``: in training, each present modality but the catalogue row is hidden
     with this probability, so missing inputs are routine. ``climate_*``: the climate cubes'
     encoder, a DatacubeViT of width ``d_model`` (its heads and MLP width are the fusion
-    model's)."""
+    model's). ``climate_init``: the workdir of a ``datacube`` run; the encoder then takes that
+    run's model (its config and its newest checkpoint's weights) instead of the ``climate_*``
+    sizes, and the data's ``climate_grid`` must be that run's cube grid."""
 
     d_model: int = 64
     num_layers: int = 2
@@ -178,6 +180,7 @@ class FusionConfig:
     climate_layers: int = 1
     climate_patch: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
     climate_stem_channels: int = 8
+    climate_init: str = ""  # workdir of a datacube run: the climate encoder starts from it
     embedding_inputs: tuple[tuple[str, int], ...] = ()
     classes: tuple[tuple[str, int], ...] = (("habitable", 2), ("biosignature", 2))
     retrieval_targets: tuple[str, ...] = ()

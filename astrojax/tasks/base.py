@@ -69,6 +69,14 @@ class Task(abc.ABC):
         saved with every checkpoint. Default: none."""
         return {}
 
+    def warm_start(self) -> dict[str, str]:
+        """Parts of the model a fresh run takes from other runs instead of their random
+        initialization (an encoder from a single-modality run): ``{submodule: workdir}``; every
+        parameter under the model's top-level attribute ``submodule`` comes from the same path
+        of that run's newest checkpoint. Not used when the run resumes from its own
+        checkpoint. Default: none."""
+        return {}
+
     def baselines(self, split: str = "val") -> dict[str, float]:
         """The best closed-form rules and simplest fair models on the same held-out set that
         :meth:`finalize_eval` scores, keyed ``"RULE/METRIC"`` with the same metric names (for

@@ -29,8 +29,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 import grain
 import jax
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from astrojax.config import ConfigError, DatacubeConfig
+from astrojax.config import Config, ConfigError, DatacubeConfig, from_dict
 from astrojax.data.generator.climate import CUBE_VARIABLES, CubeGrid, planet_cubes
 from astrojax.data.generator.observe import (
     CATALOGUE_COLUMNS,
@@ -73,6 +75,7 @@ from astrojax.tasks.base import Batch, Metrics, PlanetTask
 
 DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
 _LINEAR_COLUMNS = ("eccentricity",)  # every other catalogue column is positive: log10
+_INIT_TASKS = {"climate": "datacube"}  # modality -> the task whose runs its encoder starts from
 
 
 class FusionTask(PlanetTask):
@@ -127,14 +130,53 @@ class FusionTask(PlanetTask):
         climate = None
         if "climate" in d.modalities:
             time_steps, levels, lat, lon = d.climate_grid
-            cube = DatacubeConfig(patch_size=tuple(m.climate_patch),
-                                  stem_channels=m.climate_stem_channels, d_model=m.d_model,
-                                  num_layers=m.climate_layers, num_heads=m.num_heads,
-                                  mlp_dim=m.mlp_dim, attention_impl=m.attention_impl,
-                                  dtype=m.dtype, param_dtype=m.param_dtype,
-                                  objective="supervised", targets=())
+            if m.climate_init:
+                source = self.sources["climate"][1]
+                sd = source.data
+                grid = tuple(c or n for c, n in zip(sd.cube_crop, (
+                    sd.cube_time_steps, sd.cube_lat, sd.cube_lon), strict=True))
+                if (grid, sd.cube_levels) != ((time_steps, lat, lon), levels):
+                    raise ConfigError("data.climate_grid", f"{tuple(d.climate_grid)} is not the "
+                                      f"cube grid of model.climate_init={m.climate_init!r} "
+                                      f"(time, levels, lat, lon = {grid[0]}, {sd.cube_levels}, "
+                                      f"{grid[1]}, {grid[2]}); set it to that")
+                cube = dataclasses.replace(source.model, objective="supervised", targets=())
+            else:
+                cube = DatacubeConfig(patch_size=tuple(m.climate_patch),
+                                      stem_channels=m.climate_stem_channels, d_model=m.d_model,
+                                      num_layers=m.climate_layers, num_heads=m.num_heads,
+                                      mlp_dim=m.mlp_dim, attention_impl=m.attention_impl,
+                                      dtype=m.dtype, param_dtype=m.param_dtype,
+                                      objective="supervised", targets=())
             climate = (cube, len(CUBE_VARIABLES) * levels, (time_steps, lat, lon))
         return ModalityEncoders(climate=climate)
+
+    @functools.cached_property
+    def sources(self) -> dict[str, tuple[str, Config]]:
+        """Per modality whose ``model.NAME_init`` names a workdir: that workdir and the config
+        of its run (``config.json``)."""
+        out = {}
+        for name, task in _INIT_TASKS.items():
+            workdir = getattr(self.cfg.model, f"{name}_init")
+            if not workdir or name not in self.cfg.data.modalities:
+                continue
+            path = Path(workdir) / "config.json"
+            try:
+                source = from_dict(Config, json.loads(path.read_text()))
+            except (OSError, ValueError, ConfigError) as err:
+                raise ConfigError(f"model.{name}_init", f"cannot read the run's config {path}: "
+                                                        f"{err}") from err
+            if source.task != task:
+                raise ConfigError(f"model.{name}_init", f"{workdir} is a {source.task!r} run; "
+                                                        f"the {name} encoder starts from a "
+                                                        f"{task!r} run")
+            out[name] = (workdir, source)
+        return out
+
+    def warm_start(self) -> dict[str, str]:
+        """The encoders named by ``model.NAME_init`` start from those runs' newest
+        checkpoints (their heads and decoders, which the encoder lacks, are left)."""
+        return {name: workdir for name, (workdir, _) in self.sources.items()}
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         return FusionModel(self.model_config, self.encoders, rngs=rngs)

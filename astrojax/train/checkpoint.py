@@ -55,6 +55,48 @@ def path_key(path) -> tuple[str, ...]:
     return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
+def _reader(directory: Path) -> ocp.CheckpointManager:
+    """A manager of ``directory`` that knows every item's handler, so reading one item alone
+    neither writes nor warns about the others."""
+    handlers = {"state": ocp.StandardCheckpointHandler(),
+                "data": grain.checkpoint.CheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler(),
+                "artifacts": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory, item_handlers=handlers,
+                                 options=ocp.CheckpointManagerOptions(create=False))
+
+
+def read_params(workdir: str | Path) -> tuple[dict[tuple[str, ...], Any], dict[str, Any], int]:
+    """The parameters of a run's newest checkpoint as host numpy arrays by path, with the
+    config saved beside them and the step: ``(params, config, step)``. For starting a model,
+    or a part of one, from another run (any mesh: nothing is placed on devices)."""
+    directory = Path(workdir).absolute() / "checkpoints"
+    if not directory.is_dir():
+        raise CheckpointError(f"{workdir}: no checkpoints folder there (is it the workdir of a "
+                              "training run?)")
+    reader = _reader(directory)
+    try:
+        step = reader.latest_step()
+        if step is None:
+            raise CheckpointError(f"{directory}: no checkpoint there yet")
+        metadata = reader.item_metadata(step)["state"]
+        cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
+                              metadata)
+        restored = reader.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+    except CheckpointError:
+        raise
+    except Exception as err:  # Orbax raises many types; name the folder for the user.
+        raise CheckpointError(f"cannot read the newest checkpoint in {directory} "
+                              f"({error_cause(err)})") from err
+    finally:
+        reader.close()
+    params = {path_key(p): jax.device_get(leaf) for p, leaf in
+              jax.tree_util.tree_leaves_with_path(restored["state"]["params"])}
+    return params, restored["config"], step
+
+
 class Checkpointer:
     """Saves and restores ``{state, data, config, artifacts}`` under ``WORKDIR/checkpoints/STEP``.
 
@@ -122,14 +164,7 @@ class Checkpointer:
                                   f"{error_cause(err)}") from err
 
     def _reader(self) -> ocp.CheckpointManager:
-        """A manager that knows every item's handler, so reading one item alone neither
-        writes nor warns about the others."""
-        handlers = {"state": ocp.StandardCheckpointHandler(),
-                    "data": grain.checkpoint.CheckpointHandler(),
-                    "config": ocp.JsonCheckpointHandler(),
-                    "artifacts": ocp.JsonCheckpointHandler()}
-        return ocp.CheckpointManager(self.directory, item_handlers=handlers,
-                                     options=ocp.CheckpointManagerOptions(create=False))
+        return _reader(self.directory)
 
     def saved_config(self, step: int) -> dict[str, Any]:
         """The resolved config saved with ``step`` (read alone, before anything is built)."""

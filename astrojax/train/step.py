@@ -10,6 +10,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
@@ -17,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from astrojax import sharding
 from astrojax.config import Config
 from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.train.checkpoint import CheckpointError, path_key, read_params
 from astrojax.train.optim import make_optimizer, nonfinite_counts
 
 
@@ -52,6 +54,45 @@ def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Train
     params = nnx.state(build_model(task, seed), nnx.Param)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def with_params(state: TrainState, arrays: dict[tuple[str, ...], Any]) -> TrainState:
+    """``state`` with the parameters at the paths of ``arrays`` replaced by those values (host
+    arrays, placed on each parameter's sharding). A path the state lacks, or a shape that
+    differs, is a ValueError naming it."""
+    leaves = {path_key(p): leaf for p, leaf in
+              jax.tree_util.tree_leaves_with_path(state.params)}
+    for path, value in arrays.items():
+        if path not in leaves:
+            raise ValueError(f"no parameter {'/'.join(path)} in the model")
+        if tuple(np.shape(value)) != tuple(leaves[path].shape):
+            raise ValueError(f"parameter {'/'.join(path)} has shape {leaves[path].shape} in "
+                             f"the model but {np.shape(value)} in the values given for it")
+
+    def replace(path, leaf):
+        value = arrays.get(path_key(path))
+        if value is None:
+            return leaf
+        return jax.device_put(np.asarray(value, leaf.dtype), leaf.sharding)
+
+    params = jax.tree_util.tree_map_with_path(replace, state.params)
+    return state.replace(params=params)
+
+
+def warm_start(state: TrainState, parts: dict[str, str]) -> TrainState:
+    """``state`` with each submodule of ``parts`` (``{name: workdir}``, see
+    ``Task.warm_start``) taken from the same paths of that run's newest checkpoint; a parameter
+    that run lacks is a CheckpointError naming both."""
+    paths = [path_key(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.params)]
+    arrays = {}
+    for name, workdir in parts.items():
+        params, _, step = read_params(workdir)
+        for path in (p for p in paths if p[0] == name):
+            if path[1:] not in params:
+                raise CheckpointError(f"{workdir} (step {step}) has no parameter "
+                                      f"{'/'.join(path[1:])} for the model's {name}")
+            arrays[path] = params[path[1:]]
+    return with_params(state, arrays)
 
 
 def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation, mesh: Mesh,
