@@ -52,7 +52,7 @@ def test_outputs_and_shapes(model):
     assert out["embedding"].shape == (B, 16)
     assert out["logits/habitable"].shape == (B,) and out["logits/biosphere"].shape == (B, 4)
     assert out["mean/log_p"].shape == out["logvar/log_p"].shape == (B,)
-    tokens, segments = model.tokens(batch())
+    tokens, segments, _ = model.tokens(batch())
     assert tokens.shape == (B, 1 + C + S // 8 + 1, 16)
     assert model.modalities() == ("row", "spectrum", "graph")
     np.testing.assert_array_equal(segments[:, 1 + C], batch()["has_spectrum"])
@@ -213,7 +213,7 @@ def test_each_planet_reads_its_own_slot(packed_model):
     """Changing what a slot holds moves exactly the planets that point at it."""
     model, a = packed_model
     assert model.modalities() == ("row", "spectrum", "climate", "network", "text")
-    tokens, segments = model.tokens(a)
+    tokens, segments, _ = model.tokens(a)
     assert tokens.shape == (B, 1 + C + S // 8 + 3, 16)
     for j, name in enumerate(("climate", "network", "text")):
         np.testing.assert_array_equal(segments[:, 1 + C + S // 8 + j], SLOTS[name] >= 0)
@@ -240,3 +240,57 @@ def test_text_padding_is_not_read(packed_model):
     model, a = packed_model
     longer = dict(a, text=np.concatenate([a["text"], np.zeros((G, K, 4), np.int32)], -1))
     np.testing.assert_allclose(model(longer)["embedding"], model(a)["embedding"], atol=1e-5)
+
+
+# ---- contrastive pretraining and scarce labels
+def test_contrastive_loss_rewards_matching_views_and_ignores_absent_planets():
+    from astrojax.models.fusion import contrastive_loss
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 8))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    present = np.array([True, True, True, True, False, True])
+    outputs = {"contrast/a": jnp.asarray(z), "contrast/b": jnp.asarray(z),
+               "present/a": jnp.asarray(present), "present/b": jnp.ones(6, bool)}
+    matched, pairs = contrastive_loss(outputs, 0.1)
+    shuffled = dict(outputs, **{"contrast/b": jnp.asarray(z[[1, 2, 3, 0, 4, 5]])})
+    assert float(matched) < float(contrastive_loss(shuffled, 0.1)[0]) - 1.0
+    assert set(pairs) == {"contrastive/a~b"}
+    # planet 4 lacks modality a: whatever its views are, the loss is the same
+    moved = dict(outputs, **{"contrast/a": jnp.asarray(z).at[4].set(z[0]),
+                             "contrast/b": jnp.asarray(z).at[4].set(z[0])})
+    np.testing.assert_allclose(contrastive_loss(moved, 0.1)[0], matched, rtol=1e-6)
+    # fewer than two planets with both views: no pair, no loss
+    lonely = dict(outputs, **{"present/a": jnp.asarray(np.eye(6, dtype=bool)[0])})
+    assert float(contrastive_loss(lonely, 0.1)[0]) == 0.0
+
+
+def test_a_label_no_planet_has_leaves_its_uncertainty_weight_alone():
+    from astrojax.models.fusion import LossWeights
+
+    weights = LossWeights(("a", "b"), rngs=nnx.Rngs(0))
+    terms = {"a": jnp.asarray(0.7), "b": jnp.asarray(0.0)}
+
+    def loss(w, counts):
+        return w(terms, counts)
+
+    grads = nnx.grad(loss)(weights, {"a": jnp.asarray(5.0), "b": jnp.asarray(0.0)})
+    assert float(grads.log_var_t[...][1]) == 0.0 and float(grads.log_var_t[...][0]) != 0.0
+
+
+def test_the_model_projects_each_modality_for_the_contrastive_loss():
+    model = build(tiny(contrastive_weight=1.0, contrastive_dim=8))
+    out = model(batch())
+    for name in ("row", "spectrum", "graph"):
+        assert out[f"contrast/{name}"].shape == (B, 8)
+        np.testing.assert_allclose(np.linalg.norm(out[f"contrast/{name}"], axis=1), 1.0,
+                                   rtol=1e-5)
+    np.testing.assert_array_equal(out["present/graph"], batch()["has_graph"])
+    loss, metrics = fusion_losses(model, out, {"habitable": jnp.zeros(B, jnp.int32),
+                                               "habitable_known": jnp.zeros(B),
+                                               "biosphere": jnp.zeros(B, jnp.int32),
+                                               "biosphere_known": jnp.zeros(B),
+                                               "log_p": jnp.zeros(B), "log_p_known": jnp.zeros(B)},
+                                  tiny(contrastive_weight=1.0))
+    assert float(loss) == pytest.approx(float(metrics["loss/contrastive"]), rel=1e-6)
+    assert {"contrastive/graph~row", "contrastive/row~spectrum"} <= set(metrics)

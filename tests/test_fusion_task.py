@@ -212,3 +212,47 @@ def test_the_climate_encoder_starts_from_a_datacube_run(tmp_path):
         get_task(cfg).encoders  # noqa: B018
     with pytest.raises(CheckpointError, match="no checkpoints folder"):
         read_params(tmp_path)
+
+
+def test_label_fraction_hides_train_labels_only():
+    cfg = tiny()
+    cfg.data.label_fraction = 0.1
+    task = get_task(cfg)
+    train, labelled = task.split.train, task.labelled
+    assert 0.05 < labelled[train].mean() < 0.16
+    assert labelled[task.split.val].all() and labelled[task.split.test].all()
+    np.testing.assert_array_equal(task.arrays["habitable_known"], labelled)
+    cfg.data.label_fraction = 0.5
+    larger = get_task(cfg).labelled
+    assert (larger[labelled]).all() and larger[train].sum() > labelled[train].sum()
+    cfg.data.label_fraction = 0.0
+    with pytest.raises(ConfigError, match="config.data.label_fraction: is 0 and "
+                                          "config.model.contrastive_weight is 0"):
+        validate(cfg)
+
+
+@pytest.mark.slow
+def test_a_pretrained_fusion_model_is_fine_tuned_from_all_but_its_heads(tmp_path):
+    from astrojax import sharding
+    from astrojax.train import step as step_lib
+    from astrojax.train.checkpoint import path_key, read_params
+
+    pretrain = tiny(steps=2, eval_every=2)
+    pretrain.model.contrastive_weight, pretrain.data.label_fraction = 1.0, 0.0
+    result = train_and_evaluate(pretrain, tmp_path / "pre", devices=jax.devices()[:1])
+    assert np.isfinite(result.eval["eval/auc/habitable"])
+    cfg = tiny()
+    cfg.model.init, cfg.data.label_fraction = str(tmp_path / "pre"), 0.1
+    task = get_task(cfg)
+    assert task.warm_start().parts == {"": (str(tmp_path / "pre"), "")}
+    mesh = sharding.make_mesh(cfg.mesh, jax.devices()[:1])
+    program = step_lib.build_program(cfg, task, mesh)
+    with jax.set_mesh(mesh):
+        fresh = program.init()
+        state = step_lib.warm_start(fresh, task.warm_start())
+    saved, _, _ = read_params(tmp_path / "pre")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
+        key = path_key(path)
+        if key[0] in ("class_heads", "retrieval_heads", "loss_weights"):
+            continue
+        np.testing.assert_array_equal(np.asarray(leaf), saved[key], err_msg="/".join(key))

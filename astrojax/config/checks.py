@@ -334,6 +334,9 @@ def _check_fusion(cfg: Config, f: FusionConfig, p: str) -> None:
     _one_of(f"{p}dtype", f.dtype, DTYPES)
     _one_of(f"{p}param_dtype", f.param_dtype, DTYPES)
     _one_of(f"{p}loss_weighting", f.loss_weighting, LOSS_WEIGHTINGS)
+    _positive(f"{p}contrastive_weight", f.contrastive_weight, allow_zero=True)
+    _positive(f"{p}contrastive_dim", f.contrastive_dim)
+    _positive(f"{p}contrastive_temperature", f.contrastive_temperature)
     if not 0.0 <= f.modality_dropout < 1.0:
         raise ConfigError(f"{p}modality_dropout", f"must be in [0, 1), got {f.modality_dropout}")
     if not f.classes and not f.retrieval_targets:
@@ -368,6 +371,12 @@ def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
         raise ConfigError(f"{p}climate_grid", f"expected 4 sizes >= 1 (time, levels, lat, lon), "
                                               f"got {d.climate_grid!r}")
     _positive(f"{p}group_size", d.group_size)
+    if not 0.0 <= d.label_fraction <= 1.0:
+        raise ConfigError(f"{p}label_fraction", f"must be in [0, 1], got {d.label_fraction}")
+    if d.label_fraction == 0 and not cfg.model.contrastive_weight > 0:
+        raise ConfigError(f"{p}label_fraction", "is 0 and config.model.contrastive_weight is 0: "
+                                                "nothing to learn from; pretrain with a "
+                                                "contrastive_weight > 0")
     if cfg.train.global_batch_size % d.group_size:
         raise ConfigError(f"{p}group_size", f"{d.group_size} must divide "
                                             f"config.train.global_batch_size="

@@ -167,7 +167,11 @@ class FusionConfig:
     encoder, a DatacubeViT of width ``d_model`` (its heads and MLP width are the fusion
     model's). ``climate_init``: the workdir of a ``datacube`` run; the encoder then takes that
     run's model (its config and its newest checkpoint's weights) instead of the ``climate_*``
-    sizes, and the data's ``climate_grid`` must be that run's cube grid."""
+    sizes, and the data's ``climate_grid`` must be that run's cube grid.
+    ``contrastive_weight`` > 0 adds CLIP's symmetric InfoNCE between every pair of modalities a
+    planet has (projections of width ``contrastive_dim``, ``contrastive_temperature``): with
+    ``data.label_fraction=0`` it is a pretraining on unlabelled planets. ``init``: the workdir
+    of such a fusion run; a new run starts from all its weights but the heads'."""
 
     d_model: int = 64
     num_layers: int = 2
@@ -187,6 +191,10 @@ class FusionConfig:
     loss_weighting: str = "fixed"
     loss_weights: tuple[tuple[str, float], ...] = ()
     modality_dropout: float = 0.2
+    contrastive_weight: float = 0.0
+    contrastive_dim: int = 32
+    contrastive_temperature: float = 0.1
+    init: str = ""  # workdir of a fusion run (a pretraining): everything but the heads from it
     attention_impl: str = "auto"
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -279,10 +287,14 @@ class FusionDataConfig(LoaderConfig):
     levels, lat, lon) for a share ``climate_rate`` of the planets a modeller can model (radius
     and insolation known), simulated under the atmosphere the modeller assumes. A modality left
     out of ``modalities`` is not read by the model (the ablations), whatever its rate.
-    ``group_size``: consecutive planets of a batch that pack their cubes (networks, texts)
+    ``label_fraction``: the share of train planets whose labels the model may learn from
+    (fixed per planet by a hash of its id; the rest are unlabelled, for pretraining and the
+    scarce-label study); val and test planets are always scored. ``group_size``: consecutive
+    planets of a batch that pack their cubes (networks, texts)
     together (see astrojax.models.fusion); the mesh's batch shards must divide the groups."""
 
     modalities: tuple[str, ...] = ("catalogue", "spectrum")
+    label_fraction: float = 1.0
     climate_rate: float = 0.15
     climate_grid: tuple[int, int, int, int] = (4, 2, 8, 16)
     group_size: int = 8

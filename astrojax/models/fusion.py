@@ -170,6 +170,8 @@ class FusionModel(nnx.Module):
     slots (modality dropout, ablations).
     """
 
+    HEADS = ("class_heads", "retrieval_heads", "loss_weights")  # what a fine-tuning starts anew
+
     def __init__(self, cfg: FusionConfig, encoders: ModalityEncoders = ModalityEncoders(), *,
                  rngs: nnx.Rngs):
         if cfg.d_model % cfg.num_heads:
@@ -220,6 +222,11 @@ class FusionModel(nnx.Module):
         self.retrieval_heads = nnx.Dict({  # mean and log variance
             target: Dense(d, 2, ("embed", None), param_dtype=cfg.param_dtype, rngs=rngs)
             for target in self.retrieval_targets})
+        self.contrastive = cfg.contrastive_weight > 0
+        if self.contrastive:
+            self.contrast = nnx.Dict({
+                name: Dense(d, cfg.contrastive_dim, ("embed", None),
+                            param_dtype=cfg.param_dtype, rngs=rngs) for name in modalities})
         if cfg.loss_weighting == "uncertainty":
             self.loss_weights = LossWeights(tuple(name for name, _ in self.classes)
                                             + self.retrieval_targets, rngs=rngs)
@@ -252,18 +259,21 @@ class FusionModel(nnx.Module):
         return self.text_proj(pooled).reshape(g, k, -1)
 
     def tokens(self, batch: dict, keep: dict | None = None):
-        """``(tokens [b, n, d], segment_ids [b, n])``: the planet token, then each modality's
-        tokens with its embedding; segment 0 marks a modality the planet does not have."""
+        """``(tokens [b, n, d], segment_ids [b, n], summaries)``: the planet token, then each
+        modality's tokens with its embedding; segment 0 marks a modality the planet does not
+        have. ``summaries``: per modality the mean of its encoder's tokens ``[b, d]`` and which
+        planets have it ``[b]`` (the contrastive objective's views)."""
         keep = keep or {}
         b = next(v.shape[0] for k, v in batch.items()
                  if k in ("row_values", "spectrum_depth") or k.startswith("has_")
                  or k.endswith("_slot"))
-        parts, present = [], []
+        parts, present, summaries = [], [], {}
         embeddings = {name: i for i, name in enumerate(self.modalities())}
 
         def add(name: str, tokens_bnd: jax.Array, has_b: jax.Array) -> None:
-            tokens_bnd = tokens_bnd + self.modality_md[embeddings[name]]
             has_b = has_b.astype(bool) & keep.get(name, jnp.ones((b,), bool)).astype(bool)
+            summaries[name] = (tokens_bnd.astype(jnp.float32).mean(1), has_b)
+            tokens_bnd = tokens_bnd + self.modality_md[embeddings[name]]
             parts.append(tokens_bnd.astype(jnp.float32))
             present.append(jnp.broadcast_to(has_b[:, None], tokens_bnd.shape[:2]))
 
@@ -285,14 +295,20 @@ class FusionModel(nnx.Module):
                 batch[f"has_{name}"])
         tokens = jnp.concatenate(parts, axis=1)
         segment_ids = jnp.concatenate(present, axis=1).astype(jnp.int32)
-        return tokens, segment_ids
+        return tokens, segment_ids, summaries
 
     def __call__(self, batch: dict, keep: dict | None = None) -> dict[str, jax.Array]:
-        x_bnd, segment_ids = self.tokens(batch, keep)
+        x_bnd, segment_ids, summaries = self.tokens(batch, keep)
         for block in self.blocks:
             x_bnd = block(x_bnd, None, None, segment_ids)
         planet_bd = self.final_norm(x_bnd[:, 0])
         out = {"embedding": planet_bd}
+        if self.contrastive:  # each modality's own view, before fusion
+            for name, (mean_bd, has_b) in summaries.items():
+                z = self.contrast[name](mean_bd)
+                out[f"contrast/{name}"] = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(
+                    1e-6)
+                out[f"present/{name}"] = has_b
         for name, k in self.classes:
             logits = self.class_heads[name](planet_bd)
             out[f"logits/{name}"] = logits[:, 0] if k == 2 else logits
@@ -313,9 +329,15 @@ class LossWeights(nnx.Module):
         self.names = tuple(names)
         self.log_var_t = nnx.Param(jnp.full((len(self.names),), _INITIAL_LOG_VAR, jnp.float32))
 
-    def __call__(self, terms: dict[str, jax.Array]) -> jax.Array:
+    def __call__(self, terms: dict[str, jax.Array],
+                 counts: dict[str, jax.Array] | None = None) -> jax.Array:
+        """A term whose label no planet of the batch has (``counts[name] == 0``) adds nothing,
+        its ``s_i`` included: otherwise scarce labels would drive ``s_i`` down unopposed."""
         s = self.log_var_t[...]
-        return sum(jnp.exp(-s[i]) * terms[name] + s[i] for i, name in enumerate(self.names))
+        on = {name: 1.0 if counts is None else (counts[name] > 0).astype(jnp.float32)
+              for name in self.names}
+        return sum(on[name] * (jnp.exp(-s[i]) * terms[name] + s[i])
+                   for i, name in enumerate(self.names))
 
 
 def loss_terms(outputs: dict[str, jax.Array], labels: dict[str, jax.Array],
@@ -352,13 +374,45 @@ def fusion_losses(model: FusionModel, outputs: dict[str, jax.Array], labels: dic
     """The objective -> ``(loss, metrics)``: the per-label terms of :func:`loss_terms`,
     combined with ``cfg.loss_weights`` (default 1 each) or, for ``loss_weighting=
     "uncertainty"``, by the model's learned :class:`LossWeights`."""
-    terms, _ = loss_terms(outputs, labels, model.classes, model.retrieval_targets)
+    terms, counts = loss_terms(outputs, labels, model.classes, model.retrieval_targets)
     if cfg.loss_weighting == "uncertainty":
-        loss = model.loss_weights(terms)
+        loss = model.loss_weights(terms, counts)
     else:
         fixed = dict(cfg.loss_weights)
         loss = sum(fixed.get(name, 1.0) * term for name, term in terms.items())
-    return loss, {f"loss/{name}": term for name, term in terms.items()}
+    metrics = {f"loss/{name}": term for name, term in terms.items()}
+    if cfg.contrastive_weight > 0:
+        contrastive, pairs = contrastive_loss(outputs, cfg.contrastive_temperature)
+        loss = loss + cfg.contrastive_weight * contrastive
+        metrics.update({"loss/contrastive": contrastive, **pairs})
+    return loss, metrics
+
+
+def contrastive_loss(outputs: dict[str, jax.Array], temperature: float
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """CLIP's symmetric InfoNCE between every pair of modalities, over the planets of the batch
+    that have both (AstroCLIP, AstroM3): planet i's view in modality A must pick planet i's view
+    in modality B among the other planets' and the reverse. ``outputs["contrast/NAME"]`` are the
+    L2-normalized projections ``[b, e]`` and ``outputs["present/NAME"]`` ``[b]`` which planets
+    have the modality. Returns the mean over pairs with at least two such planets (0 if none)
+    and the per-pair losses (``contrastive/A~B``)."""
+    names = sorted(k.removeprefix("contrast/") for k in outputs if k.startswith("contrast/"))
+    total, used, pairs = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = outputs[f"present/{a}"] & outputs[f"present/{b}"]
+            valid = both[:, None] & both[None, :]
+            logits = outputs[f"contrast/{a}"] @ outputs[f"contrast/{b}"].T / temperature
+            logits = jnp.where(valid, logits, -1e9)
+            eye = jnp.eye(logits.shape[0], dtype=jnp.float32)
+            rows = optax.softmax_cross_entropy(logits, eye)
+            cols = optax.softmax_cross_entropy(logits.T, eye)
+            n = both.sum()
+            pair = jnp.where(both, 0.5 * (rows + cols), 0.0).sum() / jnp.maximum(n, 1)
+            ok = (n >= 2).astype(jnp.float32)
+            pairs[f"contrastive/{a}~{b}"] = pair * ok
+            total, used = total + pair * ok, used + ok
+    return total / jnp.maximum(used, 1.0), pairs
 
 
 def modality_keep(key: jax.Array, modalities: tuple[str, ...], batch_size: int,

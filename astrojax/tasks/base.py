@@ -8,6 +8,7 @@ logs and checkpoints around them. New model families register a task and reuse t
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterable
@@ -24,6 +25,18 @@ from astrojax.sharding import check_divisible
 log = logging.getLogger(__name__)
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """Where a fresh model's parameters come from: ``parts`` maps a prefix of the model's
+    parameter paths ("/"-joined; "" is the whole model) to ``(workdir, source prefix)``: every
+    parameter under the prefix takes the value at the same path under the source prefix in
+    that run's newest checkpoint. Parameters under a prefix of ``fresh`` keep their
+    initialization (a fine-tuned model's new heads)."""
+
+    parts: dict[str, tuple[str, str]]
+    fresh: tuple[str, ...] = ()
 
 
 class Task(abc.ABC):
@@ -69,13 +82,11 @@ class Task(abc.ABC):
         saved with every checkpoint. Default: none."""
         return {}
 
-    def warm_start(self) -> dict[str, str]:
+    def warm_start(self) -> WarmStart | None:
         """Parts of the model a fresh run takes from other runs instead of their random
-        initialization (an encoder from a single-modality run): ``{submodule: workdir}``; every
-        parameter under the model's top-level attribute ``submodule`` comes from the same path
-        of that run's newest checkpoint. Not used when the run resumes from its own
-        checkpoint. Default: none."""
-        return {}
+        initialization (an encoder from a single-modality run, a pretrained model). Not used
+        when the run resumes from its own checkpoint. Default: none."""
+        return None
 
     def baselines(self, split: str = "val") -> dict[str, float]:
         """The best closed-form rules and simplest fair models on the same held-out set that

@@ -52,6 +52,7 @@ from astrojax.data.generator.observe import (
     planet_labels,
 )
 from astrojax.data.generator.spectra import planet_spectra, spectral_grid
+from astrojax.data.planets import split_position
 from astrojax.evaluators.catalogue_baselines import habitable_zone_margin
 from astrojax.evaluators.metrics import (
     accuracy_from_sums,
@@ -71,7 +72,7 @@ from astrojax.models.fusion import (
     fusion_losses,
     modality_keep,
 )
-from astrojax.tasks.base import Batch, Metrics, PlanetTask
+from astrojax.tasks.base import Batch, Metrics, PlanetTask, WarmStart
 
 DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
 _LINEAR_COLUMNS = ("eccentricity",)  # every other catalogue column is positive: log10
@@ -173,10 +174,14 @@ class FusionTask(PlanetTask):
             out[name] = (workdir, source)
         return out
 
-    def warm_start(self) -> dict[str, str]:
-        """The encoders named by ``model.NAME_init`` start from those runs' newest
-        checkpoints (their heads and decoders, which the encoder lacks, are left)."""
-        return {name: workdir for name, (workdir, _) in self.sources.items()}
+    def warm_start(self) -> WarmStart | None:
+        """``model.init``: the whole model but its heads (and loss weights) from that fusion
+        run; the encoders named by ``model.NAME_init`` from those single-modality runs (their
+        heads and decoders, which the encoder lacks, are left)."""
+        parts = {name: (workdir, "") for name, (workdir, _) in self.sources.items()}
+        if self.cfg.model.init:
+            parts = {"": (self.cfg.model.init, ""), **parts}
+        return WarmStart(parts, fresh=FusionModel.HEADS) if parts else None
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         return FusionModel(self.model_config, self.encoders, rngs=rngs)
@@ -261,6 +266,18 @@ class FusionTask(PlanetTask):
                 "target_mean": np.array(t_mean), "target_std": np.array(t_std)}
 
     @functools.cached_property
+    def labelled(self) -> np.ndarray:
+        """``[planets]`` bool: whose labels the model learns from. Every val and test planet
+        (they are scored) and a share ``data.label_fraction`` of the train planets, chosen by a
+        hash of the id (another seed than the split's), so a larger share keeps the smaller
+        one's planets."""
+        out = np.ones(len(self.table), bool)
+        train = self.split.train
+        position = split_position(self.table.ids[train], self.cfg.planets.split_seed + 7919)
+        out[train] = position < self.cfg.data.label_fraction
+        return out
+
+    @functools.cached_property
     def labels(self) -> dict[str, np.ndarray]:
         return planet_labels(self.table.population)
 
@@ -296,14 +313,14 @@ class FusionTask(PlanetTask):
             out["spectrum_known"] = np.pad(np.broadcast_to(has[:, None], depth.shape),
                                            ((0, 0), (0, pad)))
             out["has_spectrum"] = has
-        labels = self.labels
+        labels, known = self.labels, self.labelled.astype(np.float32)
         for name, _ in m.classes:
             out[name] = labels[name].astype(np.int32)
-            out[f"{name}_known"] = np.ones(len(self.table), np.float32)
+            out[f"{name}_known"] = known
         for i, target in enumerate(m.retrieval_targets):
             out[target] = ((labels[target] - s["target_mean"][i]) / s["target_std"][i]
                            ).astype(np.float32)
-            out[f"{target}_known"] = np.ones(len(self.table), np.float32)
+            out[f"{target}_known"] = known
         return out
 
     def artifacts(self) -> dict:
@@ -427,13 +444,14 @@ class FusionTask(PlanetTask):
     def baselines(self, split: str = "val") -> dict[str, float]:
         """Base rate, the conservative habitable zone from the observed Teff and insolation (a
         graded margin; unknown inputs score lowest), and an L2 logistic regression on the
-        catalogue row (fitted on the train planets), on the planets the evals score."""
+        catalogue row (fitted on the labelled train planets: ``data.label_fraction``), on the
+        planets the evals score."""
         rows = self._scored_rows(split)
         if not len(rows):
             return {}
         a, out = self.arrays, {}
         features = np.concatenate([a["row_values"], a["row_known"]], axis=1)
-        train = self.split.train
+        train = self.split.train[self.labelled[self.split.train]]
         teff = np.where(self.catalogue.known("star_teff_k"),
                         self.catalogue.values["star_teff_k"], np.nan)
         flux = np.where(self.catalogue.known("insolation_searth"),
@@ -442,14 +460,16 @@ class FusionTask(PlanetTask):
         margin = np.where(np.isfinite(margin), margin, np.nanmin(margin) - 1.0)  # unknown: lowest
         for name, k in self.model_config.classes:
             y = a[name]
+            positive = y[rows] > 0
+            if k == 2 and positive.any() and (~positive).any():
+                hz = margin[rows]
+                out[f"habitable_zone/auc/{name}"] = roc_auc(hz[positive], hz[~positive])
+            if len(np.unique(y[train])) < 2:  # too few labelled planets to fit anything
+                continue
             probe = linear_probe(features[train], y[train], features[rows], y[rows], k)
             out[f"row_logistic/accuracy/{name}"] = probe["accuracy"]
             out[f"majority/accuracy/{name}"] = probe["majority_accuracy"]
-            if k == 2:
-                positive = y[rows] > 0
-                if positive.any() and (~positive).any():
-                    score = probe["logits"][:, 1] - probe["logits"][:, 0]
-                    out[f"row_logistic/auc/{name}"] = roc_auc(score[positive], score[~positive])
-                    hz = margin[rows]
-                    out[f"habitable_zone/auc/{name}"] = roc_auc(hz[positive], hz[~positive])
+            if k == 2 and positive.any() and (~positive).any():
+                score = probe["logits"][:, 1] - probe["logits"][:, 0]
+                out[f"row_logistic/auc/{name}"] = roc_auc(score[positive], score[~positive])
         return out

@@ -189,11 +189,12 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         state = _restore(cfg, program, checkpointer, train_iter, config_dict, artifacts)
         if state is None:
             state = program.init()
-            parts = task.warm_start()
-            if parts:
-                state = step_lib.warm_start(state, parts)
-                log.info("warm start: %s", ", ".join(f"{name} from {workdir}"
-                                                     for name, workdir in parts.items()))
+            spec = task.warm_start()
+            if spec is not None:
+                state = step_lib.warm_start(state, spec)
+                log.info("warm start: %s", ", ".join(
+                    f"{prefix or 'the model'} from {workdir}"
+                    for prefix, (workdir, _) in spec.parts.items()))
         start_step = int(jax.device_get(state.step))
         if is_main:  # only once the run has started: a refused resume leaves it as it was
             (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from astrojax import sharding
 from astrojax.config import Config
-from astrojax.tasks.base import Batch, Metrics, Task
+from astrojax.tasks.base import Batch, Metrics, Task, WarmStart
 from astrojax.train.checkpoint import CheckpointError, path_key, read_params
 from astrojax.train.optim import make_optimizer, nonfinite_counts
 
@@ -79,19 +79,29 @@ def with_params(state: TrainState, arrays: dict[tuple[str, ...], Any]) -> TrainS
     return state.replace(params=params)
 
 
-def warm_start(state: TrainState, parts: dict[str, str]) -> TrainState:
-    """``state`` with each submodule of ``parts`` (``{name: workdir}``, see
-    ``Task.warm_start``) taken from the same paths of that run's newest checkpoint; a parameter
-    that run lacks is a CheckpointError naming both."""
+def warm_start(state: TrainState, spec: WarmStart) -> TrainState:
+    """``state`` with the parameters ``spec`` names taken from other runs' newest checkpoints
+    (see ``WarmStart``). A parameter such a run lacks is a CheckpointError naming both."""
+
+    def split(prefix: str) -> tuple[str, ...]:
+        return tuple(prefix.split("/")) if prefix else ()
+
+    fresh = [split(f) for f in spec.fresh]
     paths = [path_key(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.params)]
-    arrays = {}
-    for name, workdir in parts.items():
-        params, _, step = read_params(workdir)
-        for path in (p for p in paths if p[0] == name):
-            if path[1:] not in params:
+    arrays, read = {}, {}
+    for prefix, (workdir, source_prefix) in spec.parts.items():
+        if workdir not in read:
+            read[workdir] = read_params(workdir)
+        params, _, step = read[workdir]
+        target, source = split(prefix), split(source_prefix)
+        for path in paths:
+            if path[:len(target)] != target or any(path[:len(f)] == f for f in fresh):
+                continue
+            key = source + path[len(target):]
+            if key not in params:
                 raise CheckpointError(f"{workdir} (step {step}) has no parameter "
-                                      f"{'/'.join(path[1:])} for the model's {name}")
-            arrays[path] = params[path[1:]]
+                                      f"{'/'.join(key)} for the model's {'/'.join(path)}")
+            arrays[path] = params[key]
     return with_params(state, arrays)
 
 
