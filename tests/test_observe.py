@@ -10,6 +10,7 @@ from astrojax.data.generator import generate_population
 from astrojax.data.generator.climate import planet_cubes
 from astrojax.data.generator.observe import (
     CATALOGUE_COLUMNS,
+    HYPOTHESIS_CLASS_PROBABILITIES,
     LOG10_MIXING_RATIO_FLOOR,
     MEASURED,
     MODALITIES,
@@ -17,7 +18,10 @@ from astrojax.data.generator.observe import (
     AssumedAtmosphere,
     CatalogueModel,
     assumed_population,
+    hypothesised_biospheres,
+    hypothesised_networks,
     modality_masks,
+    modellable,
     observe_catalogue,
     planet_labels,
 )
@@ -191,14 +195,18 @@ def test_modality_masks_follow_their_rates(catalogue):
     can_climate = catalogue.known("planet_radius_rearth") & catalogue.known("insolation_searth")
     assert not (masks["spectrum"] & ~catalogue.transiting).any()
     assert not (masks["climate"] & ~can_climate).any()
+    assert not (masks["network"] & ~can_climate).any()  # hypothesised from the modeller's world
+    assert np.array_equal(modellable(catalogue), can_climate)
     tol = 0.03
     assert abs(masks["spectrum"][catalogue.transiting].mean() - 0.3) < tol
     assert abs(masks["climate"][can_climate].mean() - 0.15) < tol
-    assert abs(masks["network"].mean() - 0.1) < tol and abs(masks["text"].mean() - 0.2) < tol
+    assert abs(masks["network"][can_climate].mean() - 0.1) < tol
+    assert abs(masks["text"].mean() - 0.2) < tol
     other = modality_masks(catalogue, spectrum=1.0, climate=0.0, network=0.5)
     assert np.array_equal(other["spectrum"], catalogue.transiting) and not other["climate"].any()
     assert np.array_equal(other["text"], masks["text"])  # independent draws per modality
     assert (masks["network"] <= other["network"]).all()
+    assert abs(other["network"][can_climate].mean() - 0.5) < tol
 
 
 def test_labels_match_the_population(population):
@@ -316,3 +324,76 @@ def test_measured_and_derived_columns_are_the_catalogue_schema():
 
     assert set(CATALOGUE_COLUMNS) == set(ARCHIVE_MEASURED) | set(DERIVABLE)
     assert set(MEASURED) <= set(ARCHIVE_MEASURED)
+
+
+def _reactions(networks):
+    return [net.reaction_ids for net in networks]
+
+
+def test_hypothesised_biospheres_follow_the_modellers_world_only(population, catalogue):
+    assumed = assumed_population(catalogue)
+    hypothesis = hypothesised_biospheres(catalogue, seed=3)
+    assert np.array_equal(hypothesis < 0, ~modellable(catalogue))
+    assert (hypothesis[modellable(catalogue) & ~assumed.habitable] == 0).all()
+    drawn = hypothesis[assumed.habitable]
+    assert len(drawn) > 300 and (drawn > 0).all()
+    shares = np.bincount(drawn, minlength=4)[1:] / len(drawn)
+    np.testing.assert_allclose(shares, HYPOTHESIS_CLASS_PROBABILITIES, atol=0.08)
+    # independent of the truth: as often on truly lifeless planets as on inhabited ones
+    alive = population.biosphere[assumed.habitable] > 0
+    assert abs((drawn[alive] == 3).mean() - (drawn[~alive] == 3).mean()) < 0.15
+    only = hypothesised_biospheres(catalogue, 3, class_probabilities=(0.0, 0.0, 1.0))
+    assert (only[assumed.habitable] == 3).all()
+    assert not np.array_equal(hypothesised_biospheres(catalogue, 4)[assumed.habitable], drawn)
+
+
+def test_hypothesised_networks_depend_only_on_the_catalogue_row(population, catalogue):
+    from astrojax.data.generator.biochem import generate_networks
+
+    rows = np.flatnonzero(modellable(catalogue))
+    rows = np.concatenate([rows[:60], rows[(rows >= 1024) & (rows < 1100)][:20]])
+    networks = hypothesised_networks(catalogue, 3, indices=rows)
+    assert _reactions(hypothesised_networks(catalogue, 3, indices=rows)) == _reactions(networks)
+    # a small population's networks are the prefix of a larger one's (across a block edge)
+    small = observe_catalogue(generate_population(1100, seed=3), seed=3)
+    assert _reactions(hypothesised_networks(small, 3, indices=rows)) == _reactions(networks)
+    # planets whose catalogue rows match but whose hidden truth differs get the same network
+    rng = np.random.default_rng(2)
+    hidden = {name: rng.permutation(np.asarray(getattr(population, name))) for name in HIDDEN}
+    twin = observe_catalogue(dataclasses.replace(population, **hidden), seed=3)
+    assert _reactions(hypothesised_networks(twin, 3, indices=rows)) == _reactions(networks)
+    # ... unlike the true networks, which follow the true biosphere and atmosphere
+    true = generate_networks(population, 3, indices=rows)
+    true_twin = generate_networks(dataclasses.replace(population, **hidden), 3, indices=rows)
+    assert _reactions(true) != _reactions(true_twin)
+    assert _reactions(hypothesised_networks(catalogue, 4, indices=rows)) != _reactions(networks)
+
+
+def test_hypothesised_networks_run_the_assumed_chemistry(catalogue):
+    hypothesis = hypothesised_biospheres(catalogue, 3)
+    alive = np.flatnonzero(hypothesis > 0)[:40]
+    rows = np.concatenate([alive, np.flatnonzero(hypothesis == 0)[:40]])
+    for row, net in zip(rows, hypothesised_networks(catalogue, 3, indices=rows), strict=True):
+        reactions = set(net.reaction_ids)
+        # the assumed air: N2 and CO2 (and vapour); no O2 or CH4 whatever the planet has
+        assert {"EX_n2_e", "EX_co2_e"} <= reactions, net.name
+        assert not {"EX_o2_e", "EX_ch4_e", "O3F"} & reactions, net.name
+        cellular = any(m.endswith("_c") for m in net.metabolite_ids)
+        assert cellular == (hypothesis[row] > 0), net.name
+        assert net.name == catalogue.name[row]
+
+
+def test_unmodellable_planets_have_no_hypothesised_network(catalogue):
+    blind = np.flatnonzero(~modellable(catalogue))
+    with pytest.raises(ValueError, match=f"planet {catalogue.name[blind[0]]} .*cannot be "
+                                         "modelled"):
+        hypothesised_networks(catalogue, 3, indices=[int(np.flatnonzero(modellable(catalogue))[0]),
+                                                     int(blind[0])])
+    assert not modality_masks(catalogue, network=1.0)["network"][blind].any()
+    for seed in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            hypothesised_networks(catalogue, seed, indices=[0])
+    with pytest.raises(ValueError, match="class_probabilities"):
+        hypothesised_biospheres(catalogue, 3, class_probabilities=(0.5, 0.5))
+    with pytest.raises(IndexError, match="out of range"):
+        hypothesised_networks(catalogue, 3, indices=[N])

@@ -14,6 +14,14 @@ makes (random stream ``STREAM``; planet ``i`` depends only on ``(seed, i)``, as 
   own physics for the catalogue's (noisy, incomplete) planet under the atmosphere a modeller
   would assume, Earth's without life. ``climate.planet_cubes`` of it are the planets' climate
   cubes, which therefore know no more than the catalogue and the assumption.
+- :func:`hypothesised_networks`: the network modality. No exoplanet's metabolism can be
+  observed; what exists is an astrobiologist's hypothesis: the abiotic chemistry of the
+  modeller's world (``biochem.generate_networks`` of ``assumed_population``) and, where that
+  world has surface liquid water on a rocky planet, a biosphere class drawn from a stated prior
+  (:func:`hypothesised_biospheres`), never the planet's own. Its reaction draws use biochem's
+  stream under a seed derived from ``(seed, NETWORK_STREAM)``, so they are independent of the
+  planet's true network.
+- Observing notes (the text modality) are in ``generator/notes.py`` (random stream 6).
 
 **Measurements.** A measured positive quantity is ``x_true * exp(r z)`` with ``z`` standard
 normal, published with 1-sigma error ``r * x_obs``: ``(ln x_obs - ln x_true) / (sigma / x_obs)``
@@ -76,6 +84,10 @@ from astrojax.data.generator.population import PlanetPopulation
 from astrojax.data.generator.sampling import BLOCK_SIZE, block_rng
 
 STREAM = 5  # this module's random stream: sampling.py 0-1, biochem 2, climate 3, spectra 4
+NETWORK_STREAM = 7  # hypothesised networks' seed is derived from (seed, 7); notes.py takes 6
+# The hypothesis for a planet whose modelled world has surface liquid water (a prior, stated,
+# not fitted): methanogenic, anoxygenic and oxygenic photosynthetic biospheres equally likely.
+HYPOTHESIS_CLASS_PROBABILITIES = (1 / 3, 1 / 3, 1 / 3)
 # The catalogue's float columns, in the order of astrojax.data.archives.catalog's schema.
 CATALOGUE_COLUMNS = ("star_teff_k", "star_radius_rsun", "star_mass_msun", "star_luminosity_lsun",
                      "semi_major_axis_au", "orbital_period_days", "eccentricity",
@@ -97,7 +109,8 @@ _NORMALS = ("teff", "star_radius", "star_mass", "period", "radius_ratio", "plane
                                                           "period", "radius_ratio",
                                                           "planet_mass", "eccentricity")))
 _UNIFORMS = ("transit", "inclination", "teff_known", "star_radius_known", "star_mass_known",
-             "mass_known", "eccentricity_known", "spectrum", "climate", "network", "text")
+             "mass_known", "eccentricity_known", "spectrum", "climate", "network", "text",
+             "hypothesis")
 
 
 def _check_fraction(owner: str, name: str, value) -> None:
@@ -152,6 +165,20 @@ class ObservedCatalogue:
 
     def __len__(self) -> int:
         return len(self.planet_index)
+
+    def rows(self, indices=None) -> np.ndarray:
+        """Row numbers ``[k]`` int64 of ``indices`` (default: every planet; negative ones count
+        from the end); TypeError for non-integers, IndexError naming one out of range."""
+        n = len(self)
+        if indices is None:
+            return np.arange(n)
+        rows = np.asarray(indices).reshape(-1)
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
+        bad = rows[(rows < -n) | (rows >= n)]
+        if bad.size:
+            raise IndexError(f"planet index {bad[0]} out of range for a catalogue of {n}")
+        return rows.astype(np.int64) % max(n, 1)
 
     def known(self, column: str) -> np.ndarray:
         """Where ``column`` is published; KeyError naming the columns if it is not one."""
@@ -210,7 +237,7 @@ def _draws(seed: int, planet_index: np.ndarray) -> tuple[dict, dict]:
     return dict(zip(_NORMALS, z, strict=True)), dict(zip(_UNIFORMS, u, strict=True))
 
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
@@ -225,7 +252,7 @@ def observe_catalogue(population: PlanetPopulation, seed: int = 0,
         raise TypeError(f"population must be a PlanetPopulation, got {type(population).__name__}")
     if not isinstance(model, CatalogueModel):
         raise TypeError(f"model must be a CatalogueModel, got {type(model).__name__}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     z, u = _draws(seed, population.planet_index)
     n = len(population)
 
@@ -292,21 +319,26 @@ def observe_catalogue(population: PlanetPopulation, seed: int = 0,
         errors={c: errors[c] for c in CATALOGUE_COLUMNS})
 
 
+def modellable(catalogue: ObservedCatalogue) -> np.ndarray:
+    """Where a modeller can solve a planet's climate (bool ``[n]``): its radius and insolation
+    are published. Only these planets have a climate cube or a hypothesised network."""
+    return catalogue.known("planet_radius_rearth") & catalogue.known("insolation_searth")
+
+
 def modality_masks(catalogue: ObservedCatalogue, *, spectrum: float = 0.3, climate: float = 0.15,
                    network: float = 0.1, text: float = 0.2) -> dict[str, np.ndarray]:
     """Which views each planet has, MODALITIES -> bool ``[n]``: the catalogue row always; a
-    transmission spectrum for a share ``spectrum`` of the transiting planets; a climate cube for
-    a share ``climate`` of the planets whose radius and insolation are known (what a modeller
-    needs); a metabolic network and a text for shares ``network`` and ``text`` of all planets.
-    Each is an independent draw per planet (stream STREAM, seeded like the catalogue)."""
+    transmission spectrum for a share ``spectrum`` of the transiting planets; a climate cube and
+    a hypothesised network for shares ``climate`` and ``network`` of the planets a modeller can
+    model (:func:`modellable`: radius and insolation known); observing notes for a share
+    ``text`` of all planets. Each is an independent draw per planet (stream STREAM, seeded like
+    the catalogue)."""
     rates = {"spectrum": spectrum, "climate": climate, "network": network, "text": text}
     for name, rate in rates.items():
         _check_fraction("modality_masks", name, rate)
     _, u = _draws(catalogue.seed, catalogue.planet_index)
-    can = {"spectrum": catalogue.transiting,
-           "climate": (catalogue.known("planet_radius_rearth")
-                       & catalogue.known("insolation_searth")),
-           "network": np.ones(len(catalogue), bool), "text": np.ones(len(catalogue), bool)}
+    can = {"spectrum": catalogue.transiting, "climate": modellable(catalogue),
+           "network": modellable(catalogue), "text": np.ones(len(catalogue), bool)}
     masks = {"catalogue": np.ones(len(catalogue), bool)}
     masks.update({name: can[name] & (u[name] < rate) for name, rate in rates.items()})
     return {name: masks[name] for name in MODALITIES}
@@ -377,7 +409,7 @@ def assumed_population(catalogue: ObservedCatalogue,
     v = catalogue.values
     n = len(catalogue)
     radius, s = v["planet_radius_rearth"], v["insolation_searth"]
-    modelled = np.isfinite(radius) & np.isfinite(s)
+    modelled = modellable(catalogue)
     with np.errstate(invalid="ignore"):
         mass = np.where(np.isfinite(v["planet_mass_mearth"]), v["planet_mass_mearth"],
                         planet_mass_from_radius(radius))
@@ -421,7 +453,78 @@ def assumed_population(catalogue: ObservedCatalogue,
     return PlanetPopulation(**columns)
 
 
-__all__ = ["CATALOGUE_COLUMNS", "CLASS_LABELS", "DERIVED", "LOG10_MIXING_RATIO_FLOOR", "MEASURED",
-           "MODALITIES", "RETRIEVAL_TARGETS", "STREAM", "AssumedAtmosphere", "CatalogueModel",
-           "ObservedCatalogue", "assumed_population", "modality_masks", "observe_catalogue",
+def _check_probabilities(probabilities) -> np.ndarray:
+    p = np.asarray(probabilities, np.float64)
+    if p.shape != (len(BIOSPHERE_CLASSES) - 1,) or (p < 0).any() or abs(p.sum() - 1.0) > 1e-9:
+        raise ValueError(f"class_probabilities must be {len(BIOSPHERE_CLASSES) - 1} "
+                         f"non-negative numbers summing to 1 (for {BIOSPHERE_CLASSES[1:]}), "
+                         f"got {probabilities!r}")
+    return p
+
+
+def _hypothesis(assumed: PlanetPopulation, planet_index: np.ndarray, seed: int,
+                probabilities: np.ndarray) -> np.ndarray:
+    _, u = _draws(seed, planet_index)
+    drawn = 1 + np.minimum(np.searchsorted(np.cumsum(probabilities), u["hypothesis"],
+                                           side="right"), len(probabilities) - 1)
+    return np.where(assumed.biosphere < 0, -1, np.where(assumed.habitable, drawn, 0))
+
+
+def hypothesised_biospheres(catalogue: ObservedCatalogue, seed: int,
+                            atmosphere: AssumedAtmosphere = AssumedAtmosphere(),
+                            class_probabilities=HYPOTHESIS_CLASS_PROBABILITIES) -> np.ndarray:
+    """The biosphere an astrobiologist hypothesises for each planet (int64 ``[n]``, an index
+    into BIOSPHERE_CLASSES; -1 where the planet cannot be modelled): where the modeller's world
+    (:func:`assumed_population` under ``atmosphere``) is habitable, surface liquid water on a
+    rocky planet, a class drawn with ``class_probabilities`` (methanogenic, anoxygenic,
+    oxygenic; uniform draw ``hypothesis`` of stream STREAM, planet ``i`` depending only on
+    ``(seed, i)``); elsewhere none. It depends on the catalogue row alone, never on the
+    planet's true biosphere."""
+    probabilities = _check_probabilities(class_probabilities)
+    seed = check_seed(seed)
+    return _hypothesis(assumed_population(catalogue, atmosphere), catalogue.planet_index, seed,
+                       probabilities)
+
+
+def hypothesised_networks(catalogue: ObservedCatalogue, seed: int, indices=None, *,
+                          atmosphere: AssumedAtmosphere = AssumedAtmosphere(),
+                          class_probabilities=HYPOTHESIS_CLASS_PROBABILITIES) -> list:
+    """The hypothesised metabolic networks (``MetabolicNetwork``) of the planets at ``indices``
+    (default: all), in that order: ``biochem.generate_networks`` of the modeller's world
+    (:func:`assumed_population`: the abiotic chemistry of the assumed atmosphere and modelled
+    climate) with the biosphere of :func:`hypothesised_biospheres`. Reaction draws: biochem's
+    stream under a seed derived from ``(seed, NETWORK_STREAM)``. Planet ``i``'s network depends
+    only on its catalogue row and ``(seed, i)``, so a small population's networks are the
+    prefix of a larger one's. A planet that cannot be modelled (:func:`modellable`) has no
+    network: asking for one is a ValueError naming it (``modality_masks`` never gives it one)."""
+    from astrojax.data.generator.biochem import generate_networks
+
+    if not isinstance(catalogue, ObservedCatalogue):
+        raise TypeError(f"catalogue must be an ObservedCatalogue, got {type(catalogue).__name__}")
+    probabilities = _check_probabilities(class_probabilities)
+    seed = check_seed(seed)
+    rows = catalogue.rows(indices)
+    unmodelled = rows[~modellable(catalogue)[rows]]
+    if unmodelled.size:
+        i = int(unmodelled[0])
+        raise ValueError(f"planet {catalogue.name[i]} (row {i}) cannot be modelled (radius or "
+                         f"insolation unknown), so it has no hypothesised network; "
+                         f"{unmodelled.size} of the {rows.size} planets asked for are so")
+    assumed = assumed_population(catalogue, atmosphere)
+    biosphere = _hypothesis(assumed, catalogue.planet_index, seed, probabilities)
+    world = dataclasses.replace(assumed, biosphere=biosphere)
+    return generate_networks(world, _network_seed(seed), indices=rows)
+
+
+def _network_seed(seed: int) -> int:
+    """biochem's seed for the hypothesised networks: derived from ``(seed, NETWORK_STREAM)``,
+    so their draws are not those of the planets' true networks (biochem with ``seed``)."""
+    return int(np.random.SeedSequence([seed, NETWORK_STREAM]).generate_state(1)[0])
+
+
+__all__ = ["CATALOGUE_COLUMNS", "CLASS_LABELS", "DERIVED", "HYPOTHESIS_CLASS_PROBABILITIES",
+           "LOG10_MIXING_RATIO_FLOOR", "MEASURED", "MODALITIES", "NETWORK_STREAM",
+           "RETRIEVAL_TARGETS", "STREAM", "AssumedAtmosphere", "CatalogueModel",
+           "ObservedCatalogue", "assumed_population", "check_seed", "hypothesised_biospheres",
+           "hypothesised_networks", "modality_masks", "modellable", "observe_catalogue",
            "planet_labels"]

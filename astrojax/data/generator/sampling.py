@@ -49,8 +49,10 @@ _NORMALS = ("star_radius", "star_mass", "planet_mass", "pressure")
 
 
 def block_rng(seed: int, block: int, stream: int) -> np.random.Generator:
-    """The generator of one block of planets. Streams 0-1 are this module's; later modalities
-    (datacube, spectrum, network) take their own stream ids so they never shift these draws."""
+    """The generator of one block of planets. Streams 0-1 are this module's; the modalities
+    take their own stream ids so they never shift these draws: 2 biochem (networks, seeded per
+    planet), 3 climate, 4 spectra, 5 observe (catalogue, masks, hypothesised biospheres),
+    6 notes (observing notes), 7 observe's hypothesised networks (a derived biochem seed)."""
     return np.random.default_rng(np.random.SeedSequence([seed, block, stream]))
 
 
