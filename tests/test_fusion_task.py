@@ -95,7 +95,7 @@ def test_modalities_choose_the_encoders_the_model_has():
 
 
 def test_bad_modalities_are_named():
-    for modalities, message in [(("catalog",), "'catalog' is not one of catalogue, spectrum,"),
+    for modalities, message in [(("catalog",), "'catalog' is not one of catalogue, spectrum"),
                                 ((), "expected distinct names"),
                                 (("spectrum", "spectrum"), "expected distinct names")]:
         cfg = tiny()
@@ -121,6 +121,46 @@ def with_climate() -> Config:
     cfg.data.climate_grid = (2, 1, 4, 8)
     cfg.model.climate_patch = (2, 2, 4)
     return cfg
+
+
+def with_everything() -> Config:
+    cfg = with_climate()
+    cfg.data.modalities = ("catalogue", "spectrum", "climate", "network", "text")
+    cfg.data.network_rate = cfg.data.text_rate = 0.5
+    cfg.data.text_length = 64  # the notes are cut: enough for a test
+    return cfg
+
+
+def test_networks_and_notes_are_the_observers_packed_by_group():
+    from astrojax.data.generator.notes import observing_notes
+    from astrojax.data.generator.observe import hypothesised_networks, modellable
+    from astrojax.data.tokenizer import ByteTokenizer
+
+    task = get_task(with_everything())
+    masks = task.masks
+    assert masks["network"].any() and masks["text"].any()
+    assert modellable(task.catalogue)[masks["network"]].all()
+    rows = task.split.val[:8]
+    batch = task.batch(rows, "val")
+    assert batch["text"].shape == (2, 4, 64) and batch["network_nodes"].shape[:1] == (2,)
+    for p, planet in enumerate(rows):
+        slot = batch["text_slot"][p]
+        assert (slot >= 0) == masks["text"][planet]
+        if slot >= 0:
+            note = observing_notes(task.catalogue, 0, [planet])[0]
+            text = ByteTokenizer().decode(batch["text"][p // 4, slot])
+            assert note.startswith(text) and len(text) >= 60
+        slot = batch["network_slot"][p]
+        assert (slot >= 0) == masks["network"][planet]
+        if slot >= 0:  # its nodes are the slot-th graph of its group's padded batch
+            net = hypothesised_networks(task.catalogue, 0, [planet])[0]
+            group = p // 4
+            nodes = batch["network_node_graph"][group] == slot
+            assert nodes.sum() == net.num_metabolites + net.num_reactions
+            assert batch["network_node_mask"][group][nodes].all()
+    # one padded shape for every group of a split: one compilation
+    other = task.batch(task.split.val[8:16], "val")
+    assert other["network_nodes"].shape == batch["network_nodes"].shape
 
 
 def test_climate_cubes_are_the_modellers_packed_by_group():
@@ -151,7 +191,7 @@ def test_climate_cubes_are_the_modellers_packed_by_group():
 
 @pytest.mark.slow
 def test_a_fusion_run_reports_every_label_beside_its_baselines(tmp_path):
-    result = train_and_evaluate(with_climate(), tmp_path, devices=jax.devices()[:2])
+    result = train_and_evaluate(with_everything(), tmp_path, devices=jax.devices()[:2])
     ev, test = result.eval, result.test
     for name in ("habitable", "biosignature"):
         for metric in ("auc", "ap", "ece", "accuracy"):

@@ -320,7 +320,8 @@ def _check_cube_data(cfg: Config, d: CubeDataConfig, p: str) -> None:
 
 def _check_fusion(cfg: Config, f: FusionConfig, p: str) -> None:
     for name in ("d_model", "num_layers", "num_heads", "mlp_dim", "spectrum_patch",
-                 "climate_layers", "climate_stem_channels"):
+                 "climate_layers", "climate_stem_channels", "network_layers",
+                 "network_latent_dim", "text_layers"):
         _positive(f"{p}{name}", getattr(f, name))
     if len(f.climate_patch) != 3 or any(not isinstance(n, int) or n < 1
                                         for n in f.climate_patch):
@@ -360,7 +361,7 @@ def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
                                             f"got {d.modalities!r}")
     for name in d.modalities:
         _one_of(f"{p}modalities", name, FUSION_MODALITIES)
-    for name in ("spectrum", "climate"):
+    for name in ("spectrum", "climate", "network", "text"):
         rate = getattr(d, f"{name}_rate")
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"{p}{name}_rate", f"must be in [0, 1], got {rate}")
@@ -371,6 +372,7 @@ def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
         raise ConfigError(f"{p}climate_grid", f"expected 4 sizes >= 1 (time, levels, lat, lon), "
                                               f"got {d.climate_grid!r}")
     _positive(f"{p}group_size", d.group_size)
+    _positive(f"{p}text_length", d.text_length)
     if not 0.0 <= d.label_fraction <= 1.0:
         raise ConfigError(f"{p}label_fraction", f"must be in [0, 1], got {d.label_fraction}")
     if d.label_fraction == 0 and not cfg.model.contrastive_weight > 0:

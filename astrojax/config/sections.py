@@ -19,7 +19,7 @@ EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
-FUSION_MODALITIES = ("catalogue", "spectrum", "climate")  # what a fusion model can read
+FUSION_MODALITIES = ("catalogue", "spectrum", "climate", "network", "text")  # fusion inputs
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
@@ -165,9 +165,13 @@ class FusionConfig:
     ``modality_dropout``: in training, each present modality but the catalogue row is hidden
     with this probability, so missing inputs are routine. ``climate_*``: the climate cubes'
     encoder, a DatacubeViT of width ``d_model`` (its heads and MLP width are the fusion
-    model's). ``climate_init``: the workdir of a ``datacube`` run; the encoder then takes that
-    run's model (its config and its newest checkpoint's weights) instead of the ``climate_*``
-    sizes, and the data's ``climate_grid`` must be that run's cube grid.
+    model's). ``network_*``: the networks' encoder, a GraphVAE encoder of width ``d_model``
+    whose graph latent mean (``network_latent_dim``) is the modality's token. ``text_*``: the
+    observing notes' encoder, a byte-level Transformer of width ``d_model`` whose hidden states
+    are averaged over the note. ``NAME_init``: the workdir of a single-modality run
+    (``datacube``, ``graph_vae``, ``lm``); that encoder then takes the run's model (its config
+    and its newest checkpoint's weights) instead of the ``NAME_*`` sizes (and the data's
+    ``climate_grid`` must be the datacube run's cube grid).
     ``contrastive_weight`` > 0 adds CLIP's symmetric InfoNCE between every pair of modalities a
     planet has (projections of width ``contrastive_dim``, ``contrastive_temperature``): with
     ``data.label_fraction=0`` it is a pretraining on unlabelled planets. ``init``: the workdir
@@ -185,6 +189,11 @@ class FusionConfig:
     climate_patch: tuple[int, int, int] = (2, 4, 4)  # (time, lat, lon) extent of one tubelet
     climate_stem_channels: int = 8
     climate_init: str = ""  # workdir of a datacube run: the climate encoder starts from it
+    network_layers: int = 1
+    network_latent_dim: int = 16
+    network_init: str = ""  # workdir of a graph_vae run
+    text_layers: int = 1
+    text_init: str = ""  # workdir of an lm run
     embedding_inputs: tuple[tuple[str, int], ...] = ()
     classes: tuple[tuple[str, int], ...] = (("habitable", 2), ("biosignature", 2))
     retrieval_targets: tuple[str, ...] = ()
@@ -285,7 +294,10 @@ class FusionDataConfig(LoaderConfig):
     ``instrument``'s grid (a name of ``astrojax.data.generator.spectra.INSTRUMENTS``, or several
     joined by "+") after ``n_transits`` transits; a climate cube (``climate_grid``: time,
     levels, lat, lon) for a share ``climate_rate`` of the planets a modeller can model (radius
-    and insolation known), simulated under the atmosphere the modeller assumes. A modality left
+    and insolation known), simulated under the atmosphere the modeller assumes; a hypothesised
+    metabolic network for a share ``network_rate`` of those planets (what an astrobiologist
+    would propose for the modeller's world); observing notes (text written from the catalogue
+    row) for a share ``text_rate`` of all planets. A modality left
     out of ``modalities`` is not read by the model (the ablations), whatever its rate.
     ``label_fraction``: the share of train planets whose labels the model may learn from
     (fixed per planet by a hash of its id; the rest are unlabelled, for pretraining and the
@@ -297,6 +309,9 @@ class FusionDataConfig(LoaderConfig):
     label_fraction: float = 1.0
     climate_rate: float = 0.15
     climate_grid: tuple[int, int, int, int] = (4, 2, 8, 16)
+    network_rate: float = 0.1
+    text_rate: float = 0.2
+    text_length: int = 264  # bytes of a note the text encoder reads (notes have at most 256)
     group_size: int = 8
     spectrum_rate: float = 0.3
     instrument: str = "nirspec_prism"

@@ -133,13 +133,16 @@ def choose_bucket(buckets: Sequence[Bucket], nodes: int, edges: int) -> Bucket:
                      f"edges); raise data.graph_buckets or lower the graphs per batch")
 
 
-def pad_examples(examples: Sequence[Example], bucket: Bucket, num_graphs: int) -> Example:
+def pad_examples(examples: Sequence[Example], bucket: Bucket, num_graphs: int,
+                 widths: tuple[int, int, int] | None = None) -> Example:
     """One sub-batch: ``examples`` (at most ``num_graphs``) concatenated and padded to ``bucket``.
 
     Node ``i`` of graph ``g`` moves to ``offset[g] + i``; edges and links shift with it. Graph
     arrays have ``num_graphs + 1`` rows, the last being jraph's padding graph; graph ids of
     padding nodes point to it. Links are padded to ``bucket.edges // 2`` (each stoichiometric
-    entry gives two edges, so a graph never has more links than half its edges).
+    entry gives two edges, so a graph never has more links than half its edges). ``widths``
+    (node, positional-encoding and edge feature widths) shape an empty sub-batch like the
+    others; by default they come from the first example.
     """
     if len(examples) > num_graphs:
         raise ValueError(f"{len(examples)} graphs exceed the {num_graphs} slots of a sub-batch")
@@ -151,11 +154,13 @@ def pad_examples(examples: Sequence[Example], bucket: Bucket, num_graphs: int) -
                          f"links do not fit bucket {bucket}")
     n, e = bucket.nodes, bucket.edges
     pad_node = total_nodes  # first padding node; padding edges loop on it
-    feat = examples[0]["nodes"].shape[1] if examples else 0
+    if examples:
+        widths = tuple(examples[0][key].shape[1] for key in ("nodes", "pe", "edges"))
+    node_width, pe_width, edge_width = widths or (0, 0, 0)
     out = {
-        "nodes": np.zeros((n, feat), np.float32),
-        "pe": np.zeros((n, examples[0]["pe"].shape[1] if examples else 0), np.float32),
-        "edges": np.zeros((e, examples[0]["edges"].shape[1] if examples else 0), np.float32),
+        "nodes": np.zeros((n, node_width), np.float32),
+        "pe": np.zeros((n, pe_width), np.float32),
+        "edges": np.zeros((e, edge_width), np.float32),
         "senders": np.full(e, pad_node, np.int32), "receivers": np.full(e, pad_node, np.int32),
         "node_graph": np.full(n, num_graphs, np.int32),
         "node_mask": np.zeros(n, bool), "edge_mask": np.zeros(e, bool),

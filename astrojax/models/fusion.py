@@ -145,7 +145,7 @@ class ModalityEncoders:
         return tuple(n for n in ("climate", "network", "text") if getattr(self, n) is not None)
 
 
-_GRAPH_KEYS = ("nodes", "pe", "edges", "senders", "receivers", "node_graph", "node_mask",
+GRAPH_KEYS = ("nodes", "pe", "edges", "senders", "receivers", "node_graph", "node_mask",
                "graph_mask")
 
 
@@ -246,7 +246,7 @@ class FusionModel(nnx.Module):
             emb = self.climate(x.reshape(g * k, *x.shape[2:]))["embedding"]
             return self.climate_proj(emb).reshape(g, k, -1)
         if name == "network":
-            graphs = {key: batch[f"network_{key}"] for key in _GRAPH_KEYS}
+            graphs = {key: batch[f"network_{key}"] for key in GRAPH_KEYS}
             k = graphs["graph_mask"].shape[1] - 1  # the last graph of a group is the padding
             mean = jax.vmap(lambda one: self.network.encode(one).graph_mean)(graphs)
             return self.network_proj(mean[:, :k].astype(jnp.float32))

@@ -40,19 +40,31 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from astrojax.config import Config, ConfigError, DatacubeConfig, from_dict
+from astrojax.config import (
+    Config,
+    ConfigError,
+    DatacubeConfig,
+    GraphVAEConfig,
+    TransformerConfig,
+    from_dict,
+)
 from astrojax.data.generator.climate import CUBE_VARIABLES, CubeGrid, planet_cubes
+from astrojax.data.generator.notes import observing_notes
 from astrojax.data.generator.observe import (
     CATALOGUE_COLUMNS,
     CLASS_LABELS,
     RETRIEVAL_TARGETS,
     assumed_population,
+    hypothesised_networks,
     modality_masks,
     observe_catalogue,
     planet_labels,
 )
 from astrojax.data.generator.spectra import planet_spectra, spectral_grid
+from astrojax.data.graphs import Bucket, example_sizes, graph_example, pad_examples
+from astrojax.data.metabolic import NUM_EDGE_FEATURES, NUM_NODE_FEATURES
 from astrojax.data.planets import split_position
+from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators.catalogue_baselines import habitable_zone_margin
 from astrojax.evaluators.metrics import (
     accuracy_from_sums,
@@ -67,6 +79,7 @@ from astrojax.evaluators.metrics import (
 )
 from astrojax.evaluators.probes import linear_probe
 from astrojax.models.fusion import (
+    GRAPH_KEYS,
     FusionModel,
     ModalityEncoders,
     fusion_losses,
@@ -76,7 +89,8 @@ from astrojax.tasks.base import Batch, Metrics, PlanetTask, WarmStart
 
 DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
 _LINEAR_COLUMNS = ("eccentricity",)  # every other catalogue column is positive: log10
-_INIT_TASKS = {"climate": "datacube"}  # modality -> the task whose runs its encoder starts from
+# modality -> the task whose runs its encoder can start from
+_INIT_TASKS = {"climate": "datacube", "network": "graph_vae", "text": "lm"}
 
 
 class FusionTask(PlanetTask):
@@ -150,7 +164,29 @@ class FusionTask(PlanetTask):
                                       dtype=m.dtype, param_dtype=m.param_dtype,
                                       objective="supervised", targets=())
             climate = (cube, len(CUBE_VARIABLES) * levels, (time_steps, lat, lon))
-        return ModalityEncoders(climate=climate)
+        network = text = None
+        if "network" in d.modalities:
+            if m.network_init:  # the link decoder is not part of the encoder
+                graph = dataclasses.replace(self.sources["network"][1].model,
+                                            edge_decoder="inner_product")
+            else:
+                graph = GraphVAEConfig(hidden_dim=m.d_model, num_layers=m.network_layers,
+                                       num_heads=m.num_heads, mlp_dim=m.mlp_dim,
+                                       graph_latent_dim=m.network_latent_dim, dtype=m.dtype)
+            network = (graph, NUM_NODE_FEATURES, NUM_EDGE_FEATURES)
+        if "text" in d.modalities:
+            if m.text_init:
+                text = self.sources["text"][1].model
+            else:
+                text = TransformerConfig(vocab_size=TransformerConfig.vocab_size,
+                                         d_model=m.d_model, num_layers=m.text_layers,
+                                         num_heads=m.num_heads, num_kv_heads=m.num_heads,
+                                         head_dim=m.d_model // m.num_heads, mlp_dim=m.mlp_dim,
+                                         max_seq_len=d.text_length,
+                                         attention_impl=m.attention_impl, dtype=m.dtype,
+                                         param_dtype=m.param_dtype)
+        return ModalityEncoders(climate=climate, network=network, text=text,
+                                pad_id=ByteTokenizer.pad_id)
 
     @functools.cached_property
     def sources(self) -> dict[str, tuple[str, Config]]:
@@ -205,9 +241,9 @@ class FusionTask(PlanetTask):
     @functools.cached_property
     def masks(self) -> dict[str, np.ndarray]:
         d = self.cfg.data
-        return modality_masks(self.catalogue, spectrum=d.spectrum_rate,
-                              climate=d.climate_rate if "climate" in d.modalities else 0.0,
-                              network=0.0, text=0.0)
+        rates = {name: getattr(d, f"{name}_rate") if name in d.modalities else 0.0
+                 for name in ("climate", "network", "text")}
+        return modality_masks(self.catalogue, spectrum=d.spectrum_rate, **rates)
 
     @functools.cached_property
     def packed(self) -> dict[str, dict[str, np.ndarray]]:
@@ -229,11 +265,38 @@ class FusionTask(PlanetTask):
             axes = (0, 2, 4, 5)  # over planets, time, lat and lon: per variable and level
             mean = cubes[train].mean(axes, keepdims=True)
             std = np.maximum(cubes[train].std(axes, keepdims=True), 1e-6)
-            index = np.full(len(self.table), -1, np.int64)
-            index[rows] = np.arange(len(rows))
-            out["climate"] = {"index": index, "values": ((cubes - mean) / std).astype(np.float32),
+            out["climate"] = {"index": self._index(rows),
+                              "values": ((cubes - mean) / std).astype(np.float32),
                               "mean": mean[0], "std": std[0]}
+        if "network" in d.modalities:
+            rows = np.flatnonzero(self.masks["network"])
+            steps = self.encoders.network[0].random_walk_steps
+            networks = hypothesised_networks(self.catalogue, self.cfg.planets.seed, rows)
+            out["network"] = {"index": self._index(rows),
+                              "examples": [graph_example(net, steps) for net in networks]}
+        if "text" in d.modalities:
+            rows = np.flatnonzero(self.masks["text"])
+            tokens = np.full((len(rows), d.text_length), ByteTokenizer.pad_id, np.int32)
+            for i, note in enumerate(observing_notes(self.catalogue, self.cfg.planets.seed,
+                                                     rows)):
+                ids = ByteTokenizer().encode(note, add_eos=False)[:d.text_length]
+                tokens[i, :len(ids)] = ids
+            out["text"] = {"index": self._index(rows), "values": tokens}
         return out
+
+    def _index(self, rows: np.ndarray) -> np.ndarray:
+        index = np.full(len(self.table), -1, np.int64)
+        index[rows] = np.arange(len(rows))
+        return index
+
+    @functools.cache  # noqa: B019 (one task, a few capacities)
+    def network_bucket(self, capacity: int) -> Bucket:
+        """The padded size of a group's networks: the ``capacity`` largest networks together,
+        so every group fits one shape (one compilation)."""
+        sizes = example_sizes(self.packed["network"]["examples"])
+        k = min(capacity, len(sizes))
+        return Bucket(-(-(int(np.sort(sizes[:, 0])[-k:].sum()) + 1) // 32) * 32,
+                      -(-max(int(np.sort(sizes[:, 1])[-k:].sum()), 2) // 64) * 64)
 
     def capacity(self, name: str, split: str) -> int:
         """Slots per group of modality ``name``: for eval every planet of a group (nothing is
@@ -344,12 +407,25 @@ class FusionTask(PlanetTask):
             k = self.capacity(name, split)
             where = packed["index"][idx].reshape(-1, g)  # [groups, g]
             slot = np.full(where.shape, -1, np.int32)
-            values = np.zeros((where.shape[0], k, *packed["values"].shape[1:]), np.float32)
+            groups = []
             for group, members in enumerate(where):
                 have = np.flatnonzero(members >= 0)[:k]
                 slot[group, have] = np.arange(len(have))
-                values[group, :len(have)] = packed["values"][members[have]]
-            out[f"{name}_slot"], out[name] = slot.reshape(-1), values
+                groups.append(members[have])
+            out[f"{name}_slot"] = slot.reshape(-1)
+            if name == "network":
+                bucket, examples = self.network_bucket(k), packed["examples"]
+                widths = tuple(examples[0][key].shape[1] for key in ("nodes", "pe", "edges"))
+                padded = [pad_examples([examples[i] for i in rows], bucket, k, widths)
+                          for rows in groups]
+                out.update({f"network_{key}": np.stack([p[key] for p in padded])
+                            for key in GRAPH_KEYS})
+            else:
+                values = packed["values"]
+                stacked = np.zeros((len(groups), k, *values.shape[1:]), values.dtype)
+                for group, rows in enumerate(groups):
+                    stacked[group, :len(rows)] = values[rows]
+                out[name] = stacked
         return out
 
     def _dataset(self, rows: np.ndarray, process_index: int, process_count: int, *,
