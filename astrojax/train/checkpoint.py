@@ -175,6 +175,27 @@ class Checkpointer:
                                   f"({error_cause(err)})", step) from err
         return restored["state"], restored["config"], restored["artifacts"]
 
+    def restore_params(self, step: int, abstract_params: Any) -> tuple[Any, dict[str, Any]]:
+        """The parameters alone, restored onto ``abstract_params``' shardings (for inference:
+        no optimizer state, no data iterator), and the saved artifacts."""
+        reader = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(create=False),
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                           "artifacts": ocp.JsonCheckpointHandler()})
+        target = {"params": abstract_params}
+        try:
+            restored = reader.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item=target, partial_restore=True,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
+                artifacts=ocp.args.JsonRestore()))
+        except Exception as err:  # Orbax raises many types; name the folder for the user.
+            raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be read "
+                                  f"({error_cause(err)})", step) from err
+        finally:
+            reader.close()
+        return restored["state"]["params"], restored["artifacts"]
+
     def set_aside(self, step: int) -> Path:
         """Renames step ``step``'s folder to ``STEP.bad-TIME`` (kept for inspection, no longer
         a step) and returns the new path."""

@@ -1,0 +1,439 @@
+"""Predictions for real planets: a trained fusion model run on a ``build-catalog`` folder (and
+observed spectra), one ranked row per planet, with uncertainties from the catalogue's errors.
+
+``python -m astrojax.predict --checkpoint WORKDIR --catalog DIR --out FILE [--spectra DIR]``;
+from Python, :func:`predict` then :func:`write`.
+
+**What the model sees.** Each planet's catalogue row, transformed exactly as the fusion task
+transforms its training rows (:func:`astrojax.tasks.fusion.catalogue_row` and
+:func:`~astrojax.tasks.fusion.standardized_row` with the train split's means and standard
+deviations saved in the checkpoint): log10 of the positive columns, unknown columns masked.
+A planet with a spectrum file in ``--spectra`` also gets its spectrum, read by
+:func:`astrojax.data.formats.spectra.read_spectrum`, resampled onto the model's grid with its
+errors (bins the file does not cover are masked) and made relative to its median like the
+training spectra (:func:`~astrojax.tasks.fusion.spectrum_inputs`). Any other modality the model
+was trained with (an embedding input such as a climate cube's or a network's) is absent for
+every planet (``has_NAME`` = 0), as the model is trained to handle; the output's metadata lists
+them.
+
+**Spectrum files** are matched to planets by file name: the name without its suffix (``.ecsv``,
+``.txt``, ``.csv``, ``.dat``), compared after :func:`astrojax.data.archives.quality.
+normalize_name` (lower case, spaces, hyphens and underscores removed), the rule
+``build-catalog`` uses to match planets across archives: ``TRAPPIST-1 e.txt``,
+``trappist-1_e.ecsv`` and ``TRAPPIST1e.csv`` all name TRAPPIST-1 e. A file that names no
+planet of the catalogue is reported (a warning, not an error); two files for one planet are an
+error.
+
+**Uncertainty.** ``samples`` Monte Carlo draws per planet: every column the catalogue publishes
+with a 1-sigma error (``<column>_err``) is drawn in log space, ``x exp((sigma / x) z)`` with
+``z`` standard normal (the generator's measurement model, ``generator.observe``); eccentricity
+(linear) as ``|e + sigma z|``, below 0.99. Columns ``build-catalog`` derived for the planet
+(its ``derived`` column; surface gravity always) are derived again from each draw by the same
+rules (:func:`astrojax.data.archives.catalog.derive_missing`), so they carry their inputs'
+errors. Published columns without an error (exoplanets.org publishes none for luminosity, some
+archive rows have none) are held at their value; errors are taken as symmetric and independent
+between columns. Spectra are not perturbed: the model reads their errors as inputs and was
+trained on noisy spectra. The reported probability is the mean over the draws, its uncertainty
+their standard deviation; the probability at the published values is reported beside them.
+Draws depend only on ``seed`` and the planet's name. This uncertainty covers measurement errors
+only, not the model's own error, and the model was trained on the synthetic population
+(:data:`CAVEAT`).
+
+**Quarantined rows** (``quarantine.ecsv`` beside the catalogue: rows ``build-catalog``
+rejected, with the reason) are listed at the end of the table with ``status`` "quarantined" and
+their reason, never predicted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+from astropy.table import Column, MaskedColumn, Table
+
+from astrojax.data.archives.catalog import (
+    MEASURED,
+    QUARANTINE_FILE,
+    derive_missing,
+    load_catalog,
+)
+from astrojax.data.archives.quality import normalize_name
+from astrojax.data.formats.spectra import read_spectrum, resample
+from astrojax.data.generator.observe import CATALOGUE_COLUMNS
+from astrojax.data.generator.spectra import spectral_grid
+from astrojax.tasks.fusion import catalogue_row, spectrum_inputs, standardized_row
+from astrojax.train.restore import TrainedModel, load_trained
+
+CAVEAT = ("These probabilities come from a model trained on astrojax's synthetic planet "
+          "population, not on real planets: no real exoplanet's habitability or biosignature is "
+          "known. Their uncertainty covers the catalogue's published measurement errors only, "
+          "not the model's own error nor how the synthetic world differs from the real one.")
+LABELS = ("habitable", "biosignature")
+SPECTRUM_SUFFIXES = (".ecsv", ".txt", ".csv", ".dat")
+_BATCH = 512  # rows per model call (the last call is padded: one compilation)
+
+
+class PredictError(ValueError):
+    """Input predict cannot use; the message is one line naming the file or folder."""
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The output table (predicted planets ranked, then quarantined rows) and the warnings."""
+
+    table: Table
+    warnings: list[str]
+
+    @property
+    def predicted(self) -> Table:
+        return self.table[self.table["status"] == "predicted"]
+
+    def summary(self, out: Path | None = None) -> str:
+        """One line: how many planets, the top one, the files written."""
+        ranked = self.predicted
+        quarantined = len(self.table) - len(ranked)
+        spectra = int(sum("spectrum" in m for m in ranked["modalities"]))
+        line = (f"{len(ranked)} planets predicted ({spectra} with a spectrum), {quarantined} "
+                "quarantined rows listed, not predicted")
+        if len(ranked):
+            top = ranked[0]
+            line += (f"; highest p_habitable: {top['name']} {top['p_habitable']:.3f} ± "
+                     f"{top['p_habitable_std']:.3f}")
+        if out is not None:
+            line += f"; wrote {out} and {out.with_suffix('.png')}"
+        return line + " (model trained on synthetic planets)"
+
+
+# ------------------------------------------------------------------------------ the catalogue
+@dataclasses.dataclass
+class _Catalogue:
+    names: list[str]
+    values: dict[str, np.ndarray]  # CATALOGUE_COLUMNS, NaN where unknown
+    errors: dict[str, np.ndarray]  # MEASURED, NaN where none
+    derived: list[set[str]]
+    flags: list[str]
+    quarantine: Table
+
+
+def _read_catalogue(path: Path) -> _Catalogue:
+    catalog = load_catalog(path)  # CatalogError names the file
+    table, columns = catalog.table, catalog.columns()
+    values = {c: np.where(catalog.known[c], np.asarray(columns[c], np.float64), np.nan)
+              for c in CATALOGUE_COLUMNS}
+    errors = {}
+    for c in MEASURED:
+        column = table[f"{c}_err"] if f"{c}_err" in table.colnames else None
+        if isinstance(column, MaskedColumn):
+            column = column.filled(np.nan)
+        errors[c] = np.full(len(table), np.nan) if column is None else \
+            np.asarray(column, np.float64)
+    text = {}
+    for name in ("derived", "flags"):  # ECSV reads an empty string back as masked
+        column = table[name] if name in table.colnames else Column([""] * len(table))
+        if isinstance(column, MaskedColumn):
+            column = column.filled("")
+        text[name] = [str(v) for v in column]
+    folder = path if path.is_dir() else path.parent
+    quarantine = Table(names=("name", "source", "table", "reason"), dtype=(str,) * 4)
+    if (folder / QUARANTINE_FILE).is_file():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # units astropy does not know (archive strings)
+            quarantine = Table.read(folder / QUARANTINE_FILE, format="ascii.ecsv")
+    return _Catalogue([str(n) for n in catalog.population.name], values, errors,
+                      [set(filter(None, d.split(","))) for d in text["derived"]],
+                      text["flags"], quarantine)
+
+
+def _planet_seed(seed: int, name: str) -> list[int]:
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return [seed, int.from_bytes(digest, "little")]
+
+
+def perturbed_columns(cat: _Catalogue, samples: int, seed: int
+                      ) -> tuple[dict[str, np.ndarray], list[list[str]]]:
+    """Every CATALOGUE_COLUMN as ``[planets, 1 + samples]``: draw 0 the published row, then
+    ``samples`` draws within the published errors (the module docstring), derived columns
+    derived again; and per planet the columns drawn."""
+    n, draws = len(cat.names), 1 + samples
+    z = np.stack([np.random.default_rng(_planet_seed(seed, name)).standard_normal(
+        (samples, len(MEASURED))) for name in cat.names]) if n else np.zeros((0, samples, 0))
+    out, drawn = {}, [[] for _ in range(n)]
+    for j, c in enumerate(MEASURED):
+        x, s = cat.values[c][:, None], cat.errors[c][:, None]
+        derived = np.array([c in d for d in cat.derived])[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = np.isfinite(x) & np.isfinite(s) & (s > 0) & ~derived
+            if c == "eccentricity":
+                draw = np.minimum(np.abs(x + s * z[:, :, j]), 0.99)
+            else:
+                ok &= x > 0
+                draw = x * np.exp(s / x * z[:, :, j])
+        for i in np.flatnonzero(ok[:, 0]):
+            drawn[i].append(c)
+        published = np.where(derived, np.nan, x)  # derived again below, from each draw
+        out[c] = np.concatenate([published, np.where(ok, draw, published)], axis=1)
+    table = Table({c: out[c].reshape(-1) for c in MEASURED})
+    with np.errstate(all="ignore"):
+        derive_missing(table)
+    return {c: np.asarray(table[c], np.float64).reshape(n, draws)
+            for c in CATALOGUE_COLUMNS}, drawn
+
+
+# ------------------------------------------------------------------------------ spectra
+def _read_spectra(folder: Path, cat: _Catalogue, grid) -> tuple[dict[int, tuple], list[str]]:
+    """``{planet row: (depth, sigma, known, file name)}`` on ``grid``, and warnings."""
+    if not folder.is_dir():
+        raise PredictError(f"--spectra {folder}: no such folder")
+    row_of = {normalize_name(name): i for i, name in enumerate(cat.names)}
+    quarantined = {normalize_name(n) for n in cat.quarantine["name"]} - set(row_of)
+    found, unmatched, notes = {}, [], []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in SPECTRUM_SUFFIXES):
+        key = normalize_name(path.stem)
+        if key not in row_of:
+            unmatched.append(path.name + (" (quarantined)" if key in quarantined else ""))
+            continue
+        row = row_of[key]
+        if row in found:
+            raise PredictError(f"{found[row][3]} and {path.name} in {folder} both name planet "
+                               f"{cat.names[row]!r}; keep one")
+        depth, sigma, known = resample(read_spectrum(path), grid)  # SpectrumFileError: names it
+        if not known.any():
+            notes.append(f"{path.name} covers no bin of the model's grid ({grid.name}, "
+                         f"{grid.wavelength_um[0]:.2f}-{grid.wavelength_um[-1]:.2f} um): "
+                         f"{cat.names[row]} is predicted without a spectrum")
+            continue
+        found[row] = (depth, sigma, known, path.name)
+    if unmatched:
+        notes.insert(0, f"{len(unmatched)} spectrum file(s) in {folder} name no planet the "
+                        f"catalogue predicts: {', '.join(unmatched)}")
+    return found, notes
+
+
+# ------------------------------------------------------------------------------ the model
+def _absent_inputs(trained: TrainedModel) -> tuple[dict[str, tuple], list[str]]:
+    """Zero arrays (shape after the batch axis) and names of the modalities predict cannot
+    supply: the model's embedding inputs."""
+    m = trained.task.model_config
+    shapes, names = {}, []
+    for name, width in m.embedding_inputs:
+        shapes[name], shapes[f"has_{name}"] = (width,), ()
+        names.append(name)
+    return shapes, names
+
+
+def _probabilities(trained: TrainedModel, batch: dict[str, np.ndarray],
+                   labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    graphdef = trained.graphdef
+
+    @jax.jit
+    def run(params, batch):
+        from flax import nnx
+
+        out = nnx.merge(graphdef, params)(batch)
+        return {name: jax.nn.sigmoid(out[f"logits/{name}"]) for name in labels}
+
+    rows = len(next(iter(batch.values())))
+    size = min(_BATCH, max(rows, 1))
+    results: dict[str, list] = {name: [] for name in labels}
+    for start in range(0, rows, size):
+        part = {k: v[start:start + size] for k, v in batch.items()}
+        short = size - len(next(iter(part.values())))
+        part = {k: np.concatenate([v, np.zeros((short, *v.shape[1:]), v.dtype)])
+                for k, v in part.items()}
+        try:
+            got = jax.device_get(run(trained.params, part))
+        except KeyError as err:
+            raise PredictError(f"the model in {trained.workdir} reads input {err} that predict "
+                               "cannot supply (a modality it does not know)") from None
+        for name in labels:
+            results[name].append(np.asarray(got[name])[:size - short])
+    return {name: np.concatenate(v) if v else np.zeros(0) for name, v in results.items()}
+
+
+def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
+            spectra: str | Path | None = None, *, samples: int = 32,
+            seed: int = 0) -> Prediction:
+    """Ranked predictions for the planets of ``catalog`` (a ``build-catalog`` folder or its
+    ``catalog.ecsv``) by the fusion model of workdir ``checkpoint`` (or one already loaded),
+    with ``spectra`` (a folder of spectrum files named by planet) where given."""
+    if samples < 1:
+        raise PredictError(f"--samples must be at least 1, got {samples}")
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else \
+        load_trained(checkpoint, task="fusion")
+    m, artifacts = trained.task.model_config, trained.artifacts
+    classes = dict(m.classes)
+    labels = tuple(name for name in LABELS if classes.get(name) == 2)
+    if "habitable" not in labels:
+        raise PredictError(f"the model in {trained.workdir} has no binary 'habitable' head "
+                           f"(model.classes: {list(classes)})")
+    if list(artifacts.get("row_columns", [])) != list(m.row_columns):
+        raise PredictError(f"{trained.workdir}: the checkpoint's artifacts describe columns "
+                           f"{artifacts.get('row_columns')}, its model reads {list(m.row_columns)}")
+    cat = _read_catalogue(Path(catalog))
+    n, draws = len(cat.names), 1 + samples
+    grid = spectral_grid(trained.config.data.instrument)
+    notes: list[str] = []
+    found: dict[int, tuple] = {}
+    if spectra is not None:
+        if not m.spectrum_bins:
+            raise PredictError(f"--spectra given, but the model in {trained.workdir} reads no "
+                               f"spectrum (trained with data.spectrum_rate="
+                               f"{trained.config.data.spectrum_rate})")
+        found, notes = _read_spectra(Path(spectra), cat, grid)
+
+    columns, drawn = perturbed_columns(cat, samples, seed)
+    values, known = catalogue_row({c: v.reshape(-1) for c, v in columns.items()}, m.row_columns)
+    batch = {"row_values": standardized_row(values, known, artifacts["row_mean"],
+                                            artifacts["row_std"]), "row_known": known}
+    if m.spectrum_bins:
+        raw = len(grid.wavelength_um)
+        depth, sigma = np.zeros((n, raw)), np.ones((n, raw))
+        has = np.zeros((n, raw), bool)
+        for row, (d, s, k, _) in found.items():
+            depth[row], sigma[row], has[row] = np.nan_to_num(d), np.nan_to_num(s, nan=1.0), k
+        inputs = spectrum_inputs(depth, sigma, has, m.spectrum_bins)
+        batch.update({k: np.repeat(v, draws, axis=0) for k, v in inputs.items()})
+        batch["has_spectrum"] = np.repeat(has.any(axis=1), draws)
+    shapes, absent = _absent_inputs(trained)
+    batch.update({k: np.zeros((n * draws, *shape), np.float32) for k, shape in shapes.items()})
+    p = {k: v.reshape(n, draws) for k, v in _probabilities(trained, batch, labels).items()}
+    table = _table(trained, cat, columns, known.reshape(n, draws, -1)[:, 0], drawn, found, p,
+                   labels)
+    table.meta.update(_metadata(trained, Path(catalog), spectra, found, notes, absent, samples,
+                                seed, cat, drawn))
+    return Prediction(table, notes)
+
+
+# ------------------------------------------------------------------------------ the output
+_DESCRIPTIONS = {
+    "rank": "1 = highest p_habitable (the Monte Carlo mean); 0 for quarantined rows",
+    "name": "planet name as in the catalogue",
+    "status": "predicted, or quarantined (build-catalog rejected the row: see reason)",
+    "modalities": "the inputs the model used: row (catalogue parameters), spectrum",
+    "p_{label}": "probability of {what}: mean over the Monte Carlo draws within the "
+                 "catalogue's errors",
+    "p_{label}_std": "standard deviation of p_{label} over the draws (measurement errors only)",
+    "p_{label}_published": "probability of {what} at the published values (no draw)",
+    "perturbed": "catalogue columns drawn within their published errors",
+    "unknown": "model input columns the catalogue lacks for this planet (masked)",
+    "spectrum_file": "the spectrum file used, if any",
+    "flags": "build-catalog's soft quality findings for the planet",
+    "reason": "why build-catalog quarantined the row (source/table in brackets)",
+}
+_WHAT = {"habitable": "habitability (surface liquid water)", "biosignature": "a biosignature"}
+
+
+def _describe(key: str, label: str = "") -> str:
+    return _DESCRIPTIONS[key].format(label=label, what=_WHAT.get(label, label))
+
+
+def _table(trained, cat, columns, known0, drawn, found, p, labels) -> Table:
+    n = len(cat.names)
+    order = sorted(range(n), key=lambda i: (-p["habitable"][i].mean(), cat.names[i]))
+    q = cat.quarantine
+    model_columns = list(trained.task.model_config.row_columns)
+    t = Table()
+    t["rank"] = Column(list(range(1, n + 1)) + [0] * len(q), dtype=np.int64,
+                       description=_describe("rank"))
+    t["name"] = Column([cat.names[i] for i in order] + [str(x) for x in q["name"]], dtype=str,
+                       description=_describe("name"))
+    t["status"] = Column(["predicted"] * n + ["quarantined"] * len(q), dtype=str,
+                         description=_describe("status"))
+    t["modalities"] = Column(["row+spectrum" if i in found else "row" for i in order]
+                             + [""] * len(q), dtype=str, description=_describe("modalities"))
+    mask = [False] * n + [True] * len(q)
+    for label in labels:
+        draws = p[label][order, 1:] if n else np.zeros((0, 1))
+        nominal = p[label][order, 0] if n else np.zeros(0)
+        for key, values in ((f"p_{label}", draws.mean(axis=1)),
+                            (f"p_{label}_std", draws.std(axis=1)),
+                            (f"p_{label}_published", nominal)):
+            template = key.replace(label, "{label}")
+            t[key] = MaskedColumn(np.concatenate([values, np.zeros(len(q))]), mask=mask,
+                                  description=_describe(template, label))
+    t["perturbed"] = Column([",".join(drawn[i]) for i in order] + [""] * len(q), dtype=str,
+                            description=_describe("perturbed"))
+    t["unknown"] = Column([",".join(c for c, k in zip(model_columns, known0[i], strict=True)
+                                    if not k) for i in order] + [""] * len(q), dtype=str,
+                          description=_describe("unknown"))
+    t["spectrum_file"] = Column([found[i][3] if i in found else "" for i in order]
+                                + [""] * len(q), dtype=str, description=_describe("spectrum_file"))
+    t["flags"] = Column([cat.flags[i] for i in order] + [""] * len(q), dtype=str,
+                        description=_describe("flags"))
+    reasons = [f"{r['reason']} [{r['source']}/{r['table']}]" if "table" in q.colnames
+               else str(r["reason"]) for r in q]
+    t["reason"] = Column([""] * n + reasons, dtype=str, description=_describe("reason"))
+    return t
+
+
+def _metadata(trained, catalog, spectra, found, notes, absent, samples, seed, cat, drawn):
+    cfg = trained.config
+    never = [c for c in MEASURED if not any(c in d for d in drawn)]
+    return {
+        "caveat": CAVEAT,
+        "model": {"workdir": str(trained.workdir), "step": trained.step, "task": cfg.task,
+                  "trained_on": f"{cfg.planets.num_planets} synthetic planets (built-in "
+                                f"population, seed {cfg.planets.seed}); inputs standardized "
+                                f"with the {trained.artifacts.get('statistics_planets', '?')}"},
+        "catalog": str(catalog),
+        "ranked_by": "p_habitable (the Monte Carlo mean), highest first",
+        "monte_carlo": {"samples": samples, "seed": seed,
+                        "drawn": "columns with a published 1-sigma error, in log space "
+                                 "(eccentricity linear); derived columns derived again",
+                        "never_drawn_here": never},
+        "modalities": {"used": ["row"] + (["spectrum"] if found else []),
+                       "absent_for_every_planet": absent,
+                       "note": "a modality predict cannot supply is absent (has_NAME = 0) "
+                               "for every planet, as in training with modality dropout"},
+        "spectra": {"folder": None if spectra is None else str(spectra),
+                    "files": {cat.names[i]: v[3] for i, v in sorted(found.items())},
+                    "warnings": notes},
+    }
+
+
+def write(prediction: Prediction, out: str | Path, top: int = 20) -> tuple[Path, Path]:
+    """Writes the table as ECSV to ``out`` and the ranking of the ``top`` planets as a PNG
+    beside it (same name, ``.png``); returns both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prediction.table.write(out, format="ascii.ecsv", overwrite=True)
+    png = out.with_suffix(".png")
+    plot_ranking(prediction.predicted, png, top)
+    return out, png
+
+
+def plot_ranking(ranked: Table, path: Path, top: int = 20) -> None:
+    """The ``top`` planets by p_habitable, with p_biosignature beside it, error bars one
+    standard deviation over the Monte Carlo draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = ranked[:top]
+    k = len(shown)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.32 * max(k, 1)))
+    y = np.arange(k)[::-1]
+    for offset, label, color in ((0.15, "habitable", "tab:blue"),
+                                 (-0.15, "biosignature", "tab:green")):
+        if f"p_{label}" in shown.colnames:
+            ax.errorbar(np.asarray(shown[f"p_{label}"]), y + offset,
+                        xerr=np.asarray(shown[f"p_{label}_std"]), fmt="o", color=color,
+                        capsize=3, label=f"p({label})")
+    ax.set_yticks(y, [f"{n}{' *' if 'spectrum' in m else ''}"
+                      for n, m in zip(shown["name"], shown["modalities"], strict=True)])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability (mean ± 1 sd over draws within the catalogue's errors)")
+    ax.set_title(f"top {k} of {len(ranked)} planets by p(habitable); * with a spectrum",
+                 fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.text(0.01, 0.005, "Model trained on synthetic planets; error bars: measurement errors "
+                          "only.", fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
