@@ -186,8 +186,6 @@ def perturbed_columns(cat: _Catalogue, samples: int, seed: int
 # ------------------------------------------------------------------------------ spectra
 def _read_spectra(folder: Path, cat: _Catalogue, grid) -> tuple[dict[int, tuple], list[str]]:
     """``{planet row: (depth, sigma, known, file name)}`` on ``grid``, and warnings."""
-    if not folder.is_dir():
-        raise PredictError(f"--spectra {folder}: no such folder")
     row_of = {normalize_name(name): i for i, name in enumerate(cat.names)}
     quarantined = {normalize_name(n) for n in cat.quarantine["name"]} - set(row_of)
     found, unmatched, notes = {}, [], []
@@ -262,6 +260,9 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
     with ``spectra`` (a folder of spectrum files named by planet) where given."""
     if samples < 1:
         raise PredictError(f"--samples must be at least 1, got {samples}")
+    cat = _read_catalogue(Path(catalog))  # the cheap checks first
+    if spectra is not None and not Path(spectra).is_dir():
+        raise PredictError(f"--spectra {spectra}: no such folder")
     trained = checkpoint if isinstance(checkpoint, TrainedModel) else \
         load_trained(checkpoint, task="fusion")
     m, artifacts = trained.task.model_config, trained.artifacts
@@ -273,7 +274,6 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
     if list(artifacts.get("row_columns", [])) != list(m.row_columns):
         raise PredictError(f"{trained.workdir}: the checkpoint's artifacts describe columns "
                            f"{artifacts.get('row_columns')}, its model reads {list(m.row_columns)}")
-    cat = _read_catalogue(Path(catalog))
     n, draws = len(cat.names), 1 + samples
     grid = spectral_grid(trained.config.data.instrument)
     notes: list[str] = []
