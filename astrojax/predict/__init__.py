@@ -54,6 +54,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
+from flax import nnx
 
 from astrojax.data.archives.catalog import (
     MEASURED,
@@ -223,32 +224,35 @@ def _absent_inputs(trained: TrainedModel) -> tuple[dict[str, tuple], list[str]]:
     return shapes, names
 
 
-def _probabilities(trained: TrainedModel, batch: dict[str, np.ndarray],
+def _probabilities(trained: TrainedModel, rows: dict[str, np.ndarray],
+                   planets: dict[str, np.ndarray], draws: int,
                    labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Probabilities per row of ``rows`` (``[planets * draws, ...]``: the catalogue draws);
+    ``planets`` holds the inputs shared by a planet's draws (``[planets, ...]``). Run in
+    batches of ``_BATCH`` rows, the last padded, so the model compiles once."""
     graphdef = trained.graphdef
 
     @jax.jit
     def run(params, batch):
-        from flax import nnx
-
         out = nnx.merge(graphdef, params)(batch)
         return {name: jax.nn.sigmoid(out[f"logits/{name}"]) for name in labels}
 
-    rows = len(next(iter(batch.values())))
-    size = min(_BATCH, max(rows, 1))
+    total = len(rows["row_values"])
+    size = min(_BATCH, max(total, 1))
     results: dict[str, list] = {name: [] for name in labels}
-    for start in range(0, rows, size):
-        part = {k: v[start:start + size] for k, v in batch.items()}
-        short = size - len(next(iter(part.values())))
-        part = {k: np.concatenate([v, np.zeros((short, *v.shape[1:]), v.dtype)])
-                for k, v in part.items()}
+    for start in range(0, total, size):
+        index = np.arange(start, start + size)
+        valid = int(np.sum(index < total))
+        index = np.minimum(index, total - 1)  # padding repeats the last row
+        batch = {k: v[index] for k, v in rows.items()}
+        batch.update({k: v[index // draws] for k, v in planets.items()})
         try:
-            got = jax.device_get(run(trained.params, part))
+            got = jax.device_get(run(trained.params, batch))
         except KeyError as err:
             raise PredictError(f"the model in {trained.workdir} reads input {err} that predict "
                                "cannot supply (a modality it does not know)") from None
         for name in labels:
-            results[name].append(np.asarray(got[name])[:size - short])
+            results[name].append(np.asarray(got[name])[:valid])
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in results.items()}
 
 
@@ -287,20 +291,21 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
 
     columns, drawn = perturbed_columns(cat, samples, seed)
     values, known = catalogue_row({c: v.reshape(-1) for c, v in columns.items()}, m.row_columns)
-    batch = {"row_values": standardized_row(values, known, artifacts["row_mean"],
-                                            artifacts["row_std"]), "row_known": known}
+    rows = {"row_values": standardized_row(values, known, artifacts["row_mean"],
+                                           artifacts["row_std"]), "row_known": known}
+    planets: dict[str, np.ndarray] = {}
     if m.spectrum_bins:
         raw = len(grid.wavelength_um)
         depth, sigma = np.zeros((n, raw)), np.ones((n, raw))
         has = np.zeros((n, raw), bool)
         for row, (d, s, k, _) in found.items():
             depth[row], sigma[row], has[row] = np.nan_to_num(d), np.nan_to_num(s, nan=1.0), k
-        inputs = spectrum_inputs(depth, sigma, has, m.spectrum_bins)
-        batch.update({k: np.repeat(v, draws, axis=0) for k, v in inputs.items()})
-        batch["has_spectrum"] = np.repeat(has.any(axis=1), draws)
+        planets.update(spectrum_inputs(depth, sigma, has, m.spectrum_bins))
+        planets["has_spectrum"] = has.any(axis=1)
     shapes, absent = _absent_inputs(trained)
-    batch.update({k: np.zeros((n * draws, *shape), np.float32) for k, shape in shapes.items()})
-    p = {k: v.reshape(n, draws) for k, v in _probabilities(trained, batch, labels).items()}
+    planets.update({k: np.zeros((n, *shape), np.float32) for k, shape in shapes.items()})
+    p = {k: v.reshape(n, draws)
+         for k, v in _probabilities(trained, rows, planets, draws, labels).items()}
     table = _table(trained, cat, columns, known.reshape(n, draws, -1)[:, 0], drawn, found, p,
                    labels)
     table.meta.update(_metadata(trained, Path(catalog), spectra, found, notes, absent, samples,
