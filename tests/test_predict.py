@@ -46,14 +46,15 @@ def catalog(tmp_path_factory) -> Path:
     lines = (RECORDED / "exoplanets_org.csv").read_text().splitlines()
     bad = lines[3].replace("GJ 436 b", "Bad-1 b").replace("GJ 436", "Bad-1") \
         .replace(",0.1616,", ",1.5,")
-    assert bad != lines[3] and ",1.5," in bad
+    nameless = lines[1].replace(",51 Peg b,", ",,")
+    assert bad != lines[3] and ",1.5," in bad and nameless != lines[1]
     server = HTTPServer()
     server.start()
     try:
         server.expect_request("/sync").respond_with_data(
             (RECORDED / "nasa_pscomppars.vot").read_bytes(), content_type="text/xml")
         server.expect_request("/csv-files/exoplanets.csv").respond_with_data(
-            "\n".join([*lines, bad]) + "\n", content_type="text/csv")
+            "\n".join([*lines, bad, nameless]) + "\n", content_type="text/csv")
         config = SourceConfig(base_urls={nea.NAME: server.url_for("/"),
                                          eod.NAME: server.url_for("/")},
                               cache_dir=str(tmp / "cache"), max_attempts=1)
@@ -63,7 +64,7 @@ def catalog(tmp_path_factory) -> Path:
         server.clear()
         server.stop()
     build = build_catalog([tmp / "nasa", tmp / "org"], tmp / "catalog")
-    assert len(build.catalog) == 7 and list(build.quarantine["name"]) == ["Bad-1 b"]
+    assert len(build.catalog) == 7 and len(build.quarantine) == 2
     return tmp / "catalog"
 
 
@@ -122,10 +123,13 @@ def test_planets_are_ranked_with_probabilities_and_uncertainties(with_spectra):
 def test_quarantined_rows_are_listed_and_not_predicted(with_spectra):
     table = with_spectra.table
     assert "Bad-1 b" not in list(with_spectra.predicted["name"])
-    [row] = table[table["status"] == "quarantined"]
-    assert row["name"] == "Bad-1 b" and row["rank"] == 0
-    assert "eccentricity" in row["reason"] and "exoplanets_org" in row["reason"]
-    assert np.ma.is_masked(row["p_habitable"]) and np.ma.is_masked(row["p_biosignature"])
+    rows = table[table["status"] == "quarantined"]
+    assert list(rows["name"]) == ["Bad-1 b", ""] and list(rows["rank"]) == [0, 0]
+    assert rows["reason"][0].startswith("range: eccentricity=1.5")
+    assert rows["reason"][0].endswith("[exoplanets_org/exoplanets]")
+    assert rows["reason"][1].startswith("missing name")
+    for row in rows:
+        assert np.ma.is_masked(row["p_habitable"]) and np.ma.is_masked(row["p_biosignature"])
 
 
 def test_a_spectrum_file_is_used_and_changes_the_prediction(with_spectra, trained, catalog):
@@ -195,7 +199,8 @@ def test_the_table_and_png_are_written(with_spectra, tmp_path):
     ecsv, png = write(with_spectra, tmp_path / "out" / "ranking.ecsv", top=5)
     assert png == tmp_path / "out" / "ranking.png" and png.stat().st_size > 10_000
     back = Table.read(ecsv, format="ascii.ecsv")
-    assert list(back["name"]) == list(with_spectra.table["name"])
+    assert list(back["name"].filled("")) == list(with_spectra.table["name"])  # "": no name
+    np.testing.assert_array_equal(back["p_habitable"], with_spectra.table["p_habitable"])
     assert back.meta["caveat"] == CAVEAT
     assert back.meta["modalities"]["used"] == ["row", "spectrum"]
     assert back.meta["spectra"]["files"] == {"TRAPPIST-1 e": "TRAPPIST-1_e.txt"}
@@ -240,7 +245,7 @@ def test_the_command_line(workdir, catalog, spectra, tmp_path):
                    "--spectra", str(spectra), "--samples", "4")
     assert proc.returncode == 0, proc.stderr
     [line] = proc.stdout.strip().splitlines()
-    assert line.startswith("7 planets predicted (1 with a spectrum), 1 quarantined rows listed, "
+    assert line.startswith("7 planets predicted (1 with a spectrum), 2 quarantined rows listed, "
                            "not predicted; highest p_habitable: ")
     assert f"wrote {out} and {out.with_suffix('.png')}" in line
     assert out.is_file() and out.with_suffix(".png").is_file()

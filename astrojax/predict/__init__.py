@@ -144,6 +144,9 @@ def _read_catalogue(path: Path) -> _Catalogue:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # units astropy does not know (archive strings)
             quarantine = Table.read(folder / QUARANTINE_FILE, format="ascii.ecsv")
+        for name in ("name", "source", "table", "reason"):  # a row rejected for no name
+            if name in quarantine.colnames and isinstance(quarantine[name], MaskedColumn):
+                quarantine[name] = quarantine[name].filled("")
     return _Catalogue([str(n) for n in catalog.population.name], values, errors,
                       [set(filter(None, d.split(","))) for d in text["derived"]],
                       text["flags"], quarantine)
@@ -154,7 +157,7 @@ def _planet_seed(seed: int, name: str) -> list[int]:
     return [seed, int.from_bytes(digest, "little")]
 
 
-def perturbed_columns(cat: _Catalogue, samples: int, seed: int
+def _perturbed_columns(cat: _Catalogue, samples: int, seed: int
                       ) -> tuple[dict[str, np.ndarray], list[list[str]]]:
     """Every CATALOGUE_COLUMN as ``[planets, 1 + samples]``: draw 0 the published row, then
     ``samples`` draws within the published errors (the module docstring), derived columns
@@ -205,6 +208,10 @@ def _read_spectra(folder: Path, cat: _Catalogue, grid) -> tuple[dict[int, tuple]
                          f"{grid.wavelength_um[0]:.2f}-{grid.wavelength_um[-1]:.2f} um): "
                          f"{cat.names[row]} is predicted without a spectrum")
             continue
+        if known.mean() < 0.9:  # the model was trained on spectra covering its whole grid
+            notes.append(f"{path.name} covers {known.sum()} of the {len(known)} bins of the "
+                         f"model's grid ({grid.name}); the model was trained on complete "
+                         "spectra")
         found[row] = (depth, sigma, known, path.name)
     if unmatched:
         notes.insert(0, f"{len(unmatched)} spectrum file(s) in {folder} name no planet the "
@@ -289,7 +296,7 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
                                f"{trained.config.data.spectrum_rate})")
         found, notes = _read_spectra(Path(spectra), cat, grid)
 
-    columns, drawn = perturbed_columns(cat, samples, seed)
+    columns, drawn = _perturbed_columns(cat, samples, seed)
     values, known = catalogue_row({c: v.reshape(-1) for c, v in columns.items()}, m.row_columns)
     rows = {"row_values": standardized_row(values, known, artifacts["row_mean"],
                                            artifacts["row_std"]), "row_known": known}
