@@ -22,13 +22,15 @@ from astrojax.config import Config, PlanetsConfig, TrainConfig, to_dict
 from astrojax.data.archives import SourceConfig
 from astrojax.data.archives import exoplanets_org as eod
 from astrojax.data.archives import nasa_exoplanet_archive as nea
-from astrojax.data.archives.catalog import CatalogError, build_catalog
+from astrojax.data.archives.catalog import CatalogError, build_catalog, load_catalog
 from astrojax.data.formats.spectra import SpectrumFileError
 from astrojax.data.generator.observe import CATALOGUE_COLUMNS, DERIVED
 from astrojax.data.generator.population import PlanetPopulation
 from astrojax.predict import CAVEAT, PredictError, predict, write
+from astrojax.tasks import get_task
+from astrojax.tasks.fusion import catalogue_row, standardized_row
 from astrojax.train.loop import train_and_evaluate
-from astrojax.train.restore import load_trained
+from astrojax.train.restore import TrainedModel, load_trained
 from astrojax.train.workdir import WorkdirError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +262,44 @@ def test_the_command_line(workdir, catalog, spectra, tmp_path):
     proc = run_cli("--catalog", str(catalog), "--out", str(out))
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "error: --checkpoint is required (python -m astrojax.predict --help)"
+
+
+def test_a_modality_predict_cannot_supply_is_absent_for_every_planet(trained, catalog):
+    """A model with an embedding input (a graph's, say): every planet runs without it
+    (has_graph = 0), which the metadata says; its presence would change the answer."""
+    cfg = tiny_config()
+    cfg.model.embedding_inputs = (("graph", 8),)
+    task = get_task(cfg)
+    with nnx.use_eager_sharding(False):
+        graphdef, params = nnx.split(task.build_model(nnx.Rngs(1)), nnx.Param)
+    model = TrainedModel(trained.workdir, 0, cfg, task, graphdef, params, trained.artifacts)
+    got = predict(model, catalog, samples=1)
+    assert got.table.meta["modalities"]["absent_for_every_planet"] == ["graph"]
+    p = np.asarray(got.predicted["p_habitable_published"])
+    assert np.all((p >= 0) & (p <= 1))
+    names, rows = _published_batch(task, trained.artifacts, catalog)
+    n = len(names)
+    absent = nnx.merge(graphdef, params)({**rows, "graph": np.ones((n, 8), np.float32),
+                                          "has_graph": np.zeros(n, bool)})
+    present = nnx.merge(graphdef, params)({**rows, "graph": np.ones((n, 8), np.float32),
+                                           "has_graph": np.ones(n, bool)})
+    by_name = dict(zip(got.predicted["name"], p, strict=True))
+    np.testing.assert_allclose([by_name[name] for name in names],
+                               jax.nn.sigmoid(absent["logits/habitable"]), atol=1e-6)
+    assert not np.allclose(absent["logits/habitable"], present["logits/habitable"])
+
+
+def _published_batch(task, artifacts, catalog) -> tuple[list[str], dict]:
+    """The catalogue's names and its published rows as the model's inputs (the task's
+    transform), without spectra."""
+    loaded = load_catalog(catalog)
+    columns = loaded.columns()
+    published = {c: np.where(loaded.known[c], columns[c], np.nan) for c in CATALOGUE_COLUMNS}
+    values, known = catalogue_row(published, task.model_config.row_columns)
+    n, bins = len(values), task.model_config.spectrum_bins
+    batch = {"row_values": standardized_row(values, known, artifacts["row_mean"],
+                                            artifacts["row_std"]),
+             "row_known": known, "spectrum_depth": np.zeros((n, bins), np.float32),
+             "spectrum_sigma": np.ones((n, bins), np.float32),
+             "spectrum_known": np.zeros((n, bins), bool), "has_spectrum": np.zeros(n, bool)}
+    return [str(x) for x in columns["name"]], batch
