@@ -82,7 +82,7 @@ def tiny_config() -> Config:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fusion")
-    train_and_evaluate(tiny_config(), path, devices=jax.devices()[:1])
+    train_and_evaluate(tiny_config(), path, devices=jax.devices()[:2])  # restored onto one
     return path
 
 
