@@ -191,7 +191,7 @@ def test_inputs_are_the_training_transform_of_the_same_row(trained, tmp_path):
            for r in predict(trained, folder, samples=1).predicted}
     batch = {k: v[rows] for k, v in task.arrays.items()}
     batch["has_spectrum"] = np.zeros(n, bool)  # predict was given no spectra
-    logits = nnx.merge(trained.graphdef, trained.params)(batch)["logits/habitable"]
+    logits = trained.model(batch)["logits/habitable"]
     expected = np.asarray(jax.nn.sigmoid(logits))
     np.testing.assert_allclose([got[str(name)] for name in observed.name[rows]], expected,
                                atol=2e-5)
