@@ -134,6 +134,18 @@ def test_quarantined_rows_are_listed_and_not_predicted(with_spectra):
         assert np.ma.is_masked(row["p_habitable"]) and np.ma.is_masked(row["p_biosignature"])
 
 
+def test_a_catalogue_of_quarantined_rows_only(trained, catalog, tmp_path):
+    folder = tmp_path / "nothing_kept"
+    folder.mkdir()
+    shutil.copy(catalog / "quarantine.ecsv", folder)
+    Table.read(catalog / "catalog.ecsv")[:0].write(folder / "catalog.ecsv")
+    got = predict(trained, folder, samples=2)
+    assert len(got.predicted) == 0 and list(got.table["status"]) == ["quarantined"] * 2
+    assert got.summary().startswith("0 planets predicted (0 with a spectrum), 2 quarantined")
+    _, png = write(got, tmp_path / "out.ecsv")
+    assert png.is_file()
+
+
 def test_a_spectrum_file_is_used_and_changes_the_prediction(with_spectra, trained, catalog):
     table = with_spectra.predicted
     by_name = {r["name"]: r for r in table}

@@ -195,7 +195,7 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
     planets.update({k: np.zeros((n, *shape), np.float32) for k, shape in shapes.items()})
     p = {k: v.reshape(n, draws)
          for k, v in _probabilities(trained, rows, planets, draws, labels).items()}
-    table = _table(trained, cat, columns, known.reshape(n, draws, -1)[:, 0], drawn, found, p,
+    table = _table(trained, cat, known.reshape(n, draws, known.shape[1])[:, 0], drawn, found, p,
                    labels)
     table.meta.update(_metadata(trained, Path(catalog), spectra, found, notes, absent, samples,
                                 seed, cat, drawn))
@@ -225,7 +225,9 @@ def _describe(key: str, label: str = "") -> str:
     return _DESCRIPTIONS[key].format(label=label, what=_WHAT.get(label, label))
 
 
-def _table(trained, cat, columns, known0, drawn, found, p, labels) -> Table:
+def _table(trained, cat, known0, drawn, found, p, labels) -> Table:
+    """The predicted planets, ranked, then the quarantined rows; ``known0`` is each planet's
+    known mask at its published values."""
     n = len(cat.names)
     order = sorted(range(n), key=lambda i: (-p["habitable"][i].mean(), cat.names[i]))
     q = cat.quarantine

@@ -88,11 +88,12 @@ def perturbed_columns(cat: Catalogue, samples: int, seed: int
     derived again; and per planet the columns drawn."""
     n, draws = len(cat.names), 1 + samples
     z = np.stack([np.random.default_rng(_planet_seed(seed, name)).standard_normal(
-        (samples, len(MEASURED))) for name in cat.names]) if n else np.zeros((0, samples, 0))
+        (samples, len(MEASURED))) for name in cat.names]) if n else \
+        np.zeros((0, samples, len(MEASURED)))
     out, drawn = {}, [[] for _ in range(n)]
     for j, c in enumerate(MEASURED):
         x, s = cat.values[c][:, None], cat.errors[c][:, None]
-        derived = np.array([c in d for d in cat.derived])[:, None]
+        derived = np.array([c in d for d in cat.derived], bool)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             ok = np.isfinite(x) & np.isfinite(s) & (s > 0) & ~derived
             if c == "eccentricity":
