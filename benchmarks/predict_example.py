@@ -10,7 +10,7 @@ typed from memory and rounded, not data), fetches and builds the catalogue as th
 trains configs/fusion.py into ``--workdir`` when it holds no checkpoint, and runs predict with
 its defaults (32 Monte Carlo draws, seed 0). Writes ``predict_example.ecsv``, ``.png`` and
 ``.json`` (the rows, the summary line, the wall times of the machine that ran it) into
-``--output-dir``.
+``--output-dir``; ``scale`` in the JSON times predict on ``--scale-planets`` rows.
 """
 
 import argparse
@@ -51,12 +51,43 @@ def build_recorded_catalog(folder: Path) -> Path:
     return folder / "catalog"
 
 
+def time_at_scale(workdir: Path, catalog: Path, planets: int, tmp: Path) -> dict:
+    """Wall time of predict (32 draws, model loading and compilation included) on ``planets``
+    rows: the catalogue's rows repeated, each copy under a new name."""
+    import warnings
+
+    import numpy as np
+    from astropy.table import Table, vstack
+
+    from astrojax.predict import predict
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # archive unit strings astropy does not know
+        table = Table.read(catalog / "catalog.ecsv")
+        copies = []
+        for k in range(-(-planets // len(table))):
+            copy = table.copy()
+            copy["name"] = [f"{name} #{k}" for name in table["name"]]
+            copies.append(copy)
+        big = vstack(copies)[:planets]
+        big["planet_index"] = np.arange(len(big))
+        (tmp / "scale").mkdir()
+        big.write(tmp / "scale" / "catalog.ecsv", format="ascii.ecsv")
+    start = time.perf_counter()
+    predict(workdir, tmp / "scale")
+    return {"planets": planets, "samples": 32,
+            "predict_wall_seconds": round(time.perf_counter() - start, 1)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "fusion"))
     parser.add_argument("--steps", type=int, default=None,
                         help="train.steps when training here (default: the config's)")
     parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--scale-planets", type=int, default=6000,
+                        help="also time predict on this many planets (the catalogue's rows "
+                             "repeated under new names; about the size of pscomppars); 0: no")
     args = parser.parse_args(argv)
 
     from astrojax.predict import predict, write
@@ -87,6 +118,8 @@ def main(argv=None) -> int:
         prediction = predict(workdir, catalog)
         record["predict_wall_seconds"] = round(time.perf_counter() - start, 1)
         out, png = write(prediction, out_dir / "predict_example.ecsv")
+        if args.scale_planets:
+            record["scale"] = time_at_scale(workdir, catalog, args.scale_planets, Path(tmp))
     record["summary"] = prediction.summary(out.relative_to(ROOT) if out.is_relative_to(ROOT)
                                            else out)
     record["model"] = prediction.table.meta["model"]
