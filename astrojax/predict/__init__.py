@@ -10,11 +10,13 @@ transforms its training rows (:func:`astrojax.tasks.fusion.catalogue_row` and
 deviations saved in the checkpoint): log10 of the positive columns, unknown columns masked.
 A planet with a spectrum file in ``--spectra`` also gets its spectrum, read by
 :func:`astrojax.data.formats.spectra.read_spectrum`, resampled onto the model's grid with its
-errors (bins the file does not cover are masked) and made relative to its median like the
+errors (bins the file does not cover are masked; a file covering less than 90% of the grid is
+reported, since the model saw only complete spectra) and made relative to its median like the
 training spectra (:func:`~astrojax.tasks.fusion.spectrum_inputs`). Any other modality the model
-was trained with (an embedding input such as a climate cube's or a network's) is absent for
-every planet (``has_NAME`` = 0), as the model is trained to handle; the output's metadata lists
-them.
+was trained with as an embedding input (a climate cube's, a network's) is absent for every
+planet (``has_NAME`` = 0), as modality dropout trained the model to handle; the output's
+metadata lists them. A model input of another kind, which predict cannot fill with an absent
+placeholder, is a :class:`PredictError` naming the batch key.
 
 **Spectrum files** are matched to planets by file name: the name without its suffix (``.ecsv``,
 ``.txt``, ``.csv``, ``.dat``), compared after :func:`astrojax.data.archives.quality.
