@@ -145,7 +145,8 @@ def baselines(task, rows_by_split: dict[str, np.ndarray], labelled: np.ndarray |
             if len(np.unique(y[train])) == 2:
                 trees = HistGradientBoostingClassifier(random_state=0).fit(trees_x[train],
                                                                            y[train])
-                entry["row_trees"] = binary_report(y[rows], trees.predict_proba(trees_x[rows])[:, 1])
+                entry["row_trees"] = binary_report(
+                    y[rows], trees.predict_proba(trees_x[rows])[:, 1])
                 logistic = LogisticRegression(max_iter=2000).fit(linear_x[train], y[train])
                 entry["row_logistic"] = binary_report(
                     y[rows], logistic.predict_proba(linear_x[rows])[:, 1])

@@ -32,9 +32,13 @@ def get_config() -> Config:
                            "log10_surface_pressure_bar")
     m.loss_weighting = "uncertainty"
     m.modality_dropout = 0.2
+    cfg.data.modalities = ("catalogue", "spectrum", "climate", "network", "text")
     cfg.data.spectrum_rate = 0.3
     cfg.data.instrument = "nirspec_prism"
     cfg.data.n_transits = 3
+    cfg.data.climate_rate = 0.15
+    cfg.data.network_rate = 0.1
+    cfg.data.text_rate = 0.2
     # 600 steps (about 12 epochs): of 300, 600 and 1,500 steps, 600 had the best val AUC; at
     # 1,500 the model overfits (val ECE 0.16 against 0.07, accuracy below the base rate).
     cfg.train.steps = 600

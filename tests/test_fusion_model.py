@@ -294,3 +294,12 @@ def test_the_model_projects_each_modality_for_the_contrastive_loss():
                                   tiny(contrastive_weight=1.0))
     assert float(loss) == pytest.approx(float(metrics["loss/contrastive"]), rel=1e-6)
     assert {"contrastive/graph~row", "contrastive/row~spectrum"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_absent_inputs_are_planets_without_those_modalities(packed_model):
+    model, a = packed_model
+    none = dict(a, **{f"{name}_slot": np.full(B, -1, np.int32) for name in SLOTS})
+    absent = {k: v for k, v in a.items() if not k.startswith(("climate", "network", "text"))}
+    np.testing.assert_allclose(model({**absent, **model.absent_inputs(B)})["embedding"],
+                               model(none)["embedding"], atol=1e-6)

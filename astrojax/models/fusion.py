@@ -47,6 +47,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -205,6 +206,7 @@ class FusionModel(nnx.Module):
         if encoders.network is not None:
             graph_cfg, node_features, edge_features = encoders.network
             self.network = GraphVAE(graph_cfg, node_features, edge_features, rngs=rngs)
+            self.network_widths = (node_features, edge_features)
             self.network_proj = Dense(graph_cfg.graph_latent_dim, d, (None, "embed"),
                                       param_dtype=cfg.param_dtype, rngs=rngs)
         if encoders.text is not None:
@@ -236,6 +238,34 @@ class FusionModel(nnx.Module):
         names = (("row",) if self.row_columns else ()) + (("spectrum",) if self.has_spectrum
                                                            else ())
         return names + self.encoded + tuple(name for name, _ in self.embedding_inputs)
+
+    def absent_inputs(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Batch entries that say no planet of a batch has a climate cube, a network or a text
+        (one group, one empty slot), for callers that cannot supply them (inference on
+        catalogue rows alone)."""
+        out = {}
+        for name in self.encoded:
+            out[f"{name}_slot"] = np.full(batch_size, -1, np.int32)
+        if "climate" in self.encoded:
+            grid = self.climate.grid
+            out["climate"] = np.zeros((1, 1, self.climate.in_channels, grid[0], 1, *grid[1:]),
+                                      np.float32)
+        if "network" in self.encoded:
+            nodes, edges = 32, 64
+            node_width, edge_width = self.network_widths
+            out.update({
+                "network_nodes": np.zeros((1, nodes, node_width), np.float32),
+                "network_pe": np.zeros((1, nodes, max(self.network.cfg.random_walk_steps, 1)),
+                                       np.float32),
+                "network_edges": np.zeros((1, edges, edge_width), np.float32),
+                "network_senders": np.zeros((1, edges), np.int32),
+                "network_receivers": np.zeros((1, edges), np.int32),
+                "network_node_graph": np.ones((1, nodes), np.int32),  # the padding graph
+                "network_node_mask": np.zeros((1, nodes), bool),
+                "network_graph_mask": np.zeros((1, 2), bool)})
+        if "text" in self.encoded:
+            out["text"] = np.full((1, 1, 1), self.pad_id, np.int32)
+        return out
 
     def encode_packed(self, name: str, batch: dict) -> jax.Array:
         """The packed inputs of modality ``name`` (climate, network or text) -> one token per slot

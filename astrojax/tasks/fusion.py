@@ -31,7 +31,7 @@ import functools
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import grain
@@ -91,6 +91,45 @@ DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
 _LINEAR_COLUMNS = ("eccentricity",)  # every other catalogue column is positive: log10
 # modality -> the task whose runs its encoder can start from
 _INIT_TASKS = {"climate": "datacube", "network": "graph_vae", "text": "lm"}
+
+
+# ---- the model's inputs from published values: training and astrojax.predict call these
+def catalogue_row(values: Mapping[str, np.ndarray], columns: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, known)`` ``[planets, columns]`` from published values by column (NaN where
+    unpublished): log10 of the positive columns (every column but eccentricity; a non-positive
+    value counts as unknown), NaN where unknown."""
+    out = np.stack([np.asarray(values[c], np.float64) for c in columns], axis=1)
+    logged = [j for j, c in enumerate(columns) if c not in _LINEAR_COLUMNS]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:, logged] = np.log10(out[:, logged])
+    known = np.isfinite(out)
+    return np.where(known, out, np.nan), known
+
+
+def standardized_row(values: np.ndarray, known: np.ndarray, mean, std) -> np.ndarray:
+    """:func:`catalogue_row`'s values standardized with the train split's ``mean`` and ``std``
+    per column (the checkpoint's artifacts ``row_mean``, ``row_std``); unknown values 0."""
+    return np.where(known, (values - np.asarray(mean)) / np.asarray(std), 0.0).astype(np.float32)
+
+
+def spectrum_inputs(depth: np.ndarray, sigma: np.ndarray, known: np.ndarray,
+                    bins: int) -> dict[str, np.ndarray]:
+    """The spectrum's model inputs ``[planets, bins]`` from transit depths and 1-sigma errors
+    (fractions) on the model's grid, ``known`` per bin: the depth relative to the median of the
+    planet's known bins and the error, both in DEPTH_UNIT, padded with unknown bins to ``bins``;
+    an unknown bin holds depth 0 and error 1 (the model reads neither)."""
+    known = np.asarray(known, bool)
+    median = np.zeros((len(depth), 1))
+    rows = known.any(axis=1)
+    median[rows] = np.nanmedian(np.where(known[rows], depth[rows], np.nan), axis=1,
+                                keepdims=True)
+    pad = ((0, 0), (0, bins - depth.shape[1]))
+    relative = np.where(known, (depth - median) / DEPTH_UNIT, 0.0)
+    scaled = np.where(known, sigma / DEPTH_UNIT, 1.0)
+    return {"spectrum_depth": np.pad(relative, pad).astype(np.float32),
+            "spectrum_sigma": np.pad(scaled, pad, constant_values=1.0).astype(np.float32),
+            "spectrum_known": np.pad(known, pad)}
 
 
 class FusionTask(PlanetTask):
@@ -346,35 +385,22 @@ class FusionTask(PlanetTask):
 
     @functools.cached_property
     def _row(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, known)`` ``[planets, columns]``: the published values, log10 of the
-        positive columns (a non-positive value counts as unknown), NaN where unknown."""
-        columns = self.row_columns
-        values = np.stack([self.catalogue.values[c] for c in columns], axis=1).astype(np.float64)
-        logged = [j for j, c in enumerate(columns) if c not in _LINEAR_COLUMNS]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values[:, logged] = np.log10(values[:, logged])
-        known = np.isfinite(values)
-        return np.where(known, values, np.nan), known
+        return catalogue_row(self.catalogue.values, self.row_columns)
 
     @functools.cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         """Every planet's model inputs and labels, by batch key."""
         s, m, d = self.statistics, self.model_config, self.cfg.data
         values, known = self._row
-        row = np.where(known, (values - s["row_mean"]) / s["row_std"], 0.0)
-        out = {"row_values": row.astype(np.float32), "row_known": known,
+        out = {"row_values": standardized_row(values, known, s["row_mean"], s["row_std"]),
+               "row_known": known,
                "planet": np.arange(len(self.table), dtype=np.int32)}
         if m.spectrum_bins:
             depth, sigma, _ = planet_spectra(self.table.population, d.instrument,
                                              n_transits=d.n_transits, seed=self.cfg.planets.seed)
             has = self.masks["spectrum"]
-            relative = (depth - np.median(depth, axis=1, keepdims=True)) / DEPTH_UNIT
-            pad = m.spectrum_bins - depth.shape[1]
-            out["spectrum_depth"] = np.pad(relative, ((0, 0), (0, pad))).astype(np.float32)
-            out["spectrum_sigma"] = np.pad(sigma / DEPTH_UNIT, ((0, 0), (0, pad)),
-                                           constant_values=1.0).astype(np.float32)
-            out["spectrum_known"] = np.pad(np.broadcast_to(has[:, None], depth.shape),
-                                           ((0, 0), (0, pad)))
+            out.update(spectrum_inputs(depth, sigma, np.broadcast_to(has[:, None], depth.shape),
+                                       m.spectrum_bins))
             out["has_spectrum"] = has
         labels, known = self.labels, self.labelled.astype(np.float32)
         for name, _ in m.classes:

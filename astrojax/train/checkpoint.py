@@ -69,32 +69,34 @@ def _reader(directory: Path) -> ocp.CheckpointManager:
 def read_params(workdir: str | Path) -> tuple[dict[tuple[str, ...], Any], dict[str, Any], int]:
     """The parameters of a run's newest checkpoint as host numpy arrays by path, with the
     config saved beside them and the step: ``(params, config, step)``. For starting a model,
-    or a part of one, from another run (any mesh: nothing is placed on devices)."""
+    or a part of one, from another run (any mesh: the arrays are read onto the host's CPU, the
+    optimizer state and data iterator are not read)."""
     directory = Path(workdir).absolute() / "checkpoints"
     if not directory.is_dir():
         raise CheckpointError(f"{workdir}: no checkpoints folder there (is it the workdir of a "
                               "training run?)")
-    reader = _reader(directory)
+    checkpointer = Checkpointer(directory, max_to_keep=1, async_save=False)
     try:
-        step = reader.latest_step()
+        step = checkpointer.latest_step()
         if step is None:
             raise CheckpointError(f"{directory}: no checkpoint there yet")
-        metadata = reader.item_metadata(step)["state"]
+        config = checkpointer.saved_config(step)
+        reader = _reader(directory)
+        try:
+            metadata = reader.item_metadata(step)["state"]["params"]
+        except Exception as err:
+            raise CheckpointError(f"checkpoint {step} in {directory} is damaged: its metadata "
+                                  f"cannot be read ({error_cause(err)})", step) from err
+        finally:
+            reader.close()
         cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
                               metadata)
-        restored = reader.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
-    except CheckpointError:
-        raise
-    except Exception as err:  # Orbax raises many types; name the folder for the user.
-        raise CheckpointError(f"cannot read the newest checkpoint in {directory} "
-                              f"({error_cause(err)})") from err
+        params, _ = checkpointer.restore_params(step, target)
     finally:
-        reader.close()
-    params = {path_key(p): jax.device_get(leaf) for p, leaf in
-              jax.tree_util.tree_leaves_with_path(restored["state"]["params"])}
-    return params, restored["config"], step
+        checkpointer.manager.close()
+    return ({path_key(p): jax.device_get(leaf)
+             for p, leaf in jax.tree_util.tree_leaves_with_path(params)}, config, step)
 
 
 class Checkpointer:
@@ -209,6 +211,27 @@ class Checkpointer:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged "
                                   f"({error_cause(err)})", step) from err
         return restored["state"], restored["config"], restored["artifacts"]
+
+    def restore_params(self, step: int, abstract_params: Any) -> tuple[Any, dict[str, Any]]:
+        """The parameters alone, restored onto ``abstract_params``' shardings (for inference:
+        no optimizer state, no data iterator), and the saved artifacts."""
+        reader = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(create=False),
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                           "artifacts": ocp.JsonCheckpointHandler()})
+        target = {"params": abstract_params}
+        try:
+            restored = reader.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item=target, partial_restore=True,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target)),
+                artifacts=ocp.args.JsonRestore()))
+        except Exception as err:  # Orbax raises many types; name the folder for the user.
+            raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be read "
+                                  f"({error_cause(err)})", step) from err
+        finally:
+            reader.close()
+        return restored["state"]["params"], restored["artifacts"]
 
     def set_aside(self, step: int) -> Path:
         """Renames step ``step``'s folder to ``STEP.bad-TIME`` (kept for inspection, no longer

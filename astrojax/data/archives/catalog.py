@@ -240,7 +240,10 @@ def _merge(tables: list[tuple[str, Table]]) -> Table:
     return merged
 
 
-def _derive(merged: Table) -> None:
+def derive_missing(merged: Table) -> None:
+    """Fills, in place, what the archives left out of ``merged`` (MEASURED columns, NaN where
+    unpublished) by the module docstring's rules, and adds ``derived``: per row the columns
+    computed here. Surface gravity is always computed."""
     derived: list[list[str]] = [[] for _ in range(len(merged))]
 
     def fill(col: str, values: np.ndarray) -> None:
@@ -370,7 +373,7 @@ def build_catalog(dirs: Sequence[str | Path], out_dir: str | Path,
         kept.append((label, check.kept))
     disagreements = cross_match(dict(kept), config, columns=MEASURED)
     merged = _merge(kept)
-    _derive(merged)
+    derive_missing(merged)
     final = check_table(merged, config, table_name="catalog", name_column="name",
                         columns=[*MEASURED, "surface_gravity_ms2"])
     checks.append(final)

@@ -1,0 +1,73 @@
+"""A trained model from a run's workdir, for inference: the newest checkpoint's saved config
+rebuilds the task and its model, and only the parameters are read, onto one device (no
+optimizer state, no data iterator, no mesh), with the data's artifacts saved beside them.
+
+Problems are one line naming the folder: a :class:`WorkdirError` for a folder that is not a
+workdir of the wanted task, a :class:`CheckpointError` for one that cannot be read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+from flax import nnx
+
+from astrojax.config import Config, from_dict
+from astrojax.tasks import Task, get_task
+from astrojax.train.checkpoint import Checkpointer
+from astrojax.train.step import abstract_model
+from astrojax.train.workdir import WorkdirError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """What a workdir's newest checkpoint holds, ready to run."""
+
+    workdir: Path
+    step: int
+    config: Config
+    task: Task
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    artifacts: dict[str, Any]
+
+    @property
+    def model(self) -> nnx.Module:
+        return nnx.merge(self.graphdef, self.params)
+
+
+def load_trained(workdir: str | Path, task: str | None = None,
+                 device: jax.Device | None = None) -> TrainedModel:
+    """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first).
+    ``task``: the task it must have been trained for (a WorkdirError names the one it was)."""
+    workdir = Path(workdir)
+    if not workdir.exists():
+        raise WorkdirError(f"no workdir at {workdir}")
+    if not workdir.is_dir():
+        raise WorkdirError(f"workdir {workdir} is a file, not a folder")
+    folder = workdir / "checkpoints"
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
+        if folder.is_dir() else []
+    if not steps:
+        raise WorkdirError(f"{workdir} holds no checkpoint (no {folder.name}/STEP folder): not a "
+                           "training workdir, or its run has not saved one yet")
+    checkpointer = Checkpointer(folder, max_to_keep=len(steps), async_save=False)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise WorkdirError(f"{folder} holds no complete checkpoint")
+        cfg = from_dict(Config, checkpointer.saved_config(step))
+        if task is not None and cfg.task != task:
+            raise WorkdirError(f"{workdir} was trained for task {cfg.task!r}, not {task!r}")
+        built = get_task(cfg)
+        graphdef, abstract = abstract_model(built, cfg.train.seed)
+        where = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
+                              abstract)
+        params, artifacts = checkpointer.restore_params(step, target)
+    finally:
+        checkpointer.manager.close()
+    return TrainedModel(workdir, step, cfg, built, graphdef, params, artifacts)
