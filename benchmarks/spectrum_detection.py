@@ -3,6 +3,7 @@ each detectable molecule against the number of JWST transits (1, 3, 10, 30).
 
     PYTHONPATH=$PWD nice python benchmarks/spectrum_detection.py             # 9 runs
     PYTHONPATH=$PWD python benchmarks/spectrum_detection.py --steps 50 --transits 1 30  # quick
+    PYTHONPATH=$PWD python benchmarks/spectrum_detection.py --plot-only   # redraw from the JSON
 
 configs/fusion.py's model, heads and training (600 steps), with every transiting planet given
 a NIRSpec PRISM spectrum (``data.spectrum_rate=1``) and the per-molecule presence heads of the
@@ -79,7 +80,14 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="default: the config's (600)")
     parser.add_argument("--transits", type=int, nargs="+", default=list(TRANSITS))
     parser.add_argument("--output", type=Path, default=RESULTS / "spectrum_detection.json")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the PNG and reprint the table from --output's JSON")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        result = json.loads(args.output.read_text())
+        plot(result, args.output.with_suffix(".png"))
+        print_table(result)
+        return 0
 
     import jax
     from fusion_baselines import GBM_CANDIDATES, gbm_classifier, held_out_probs
@@ -266,13 +274,14 @@ def plot(r: dict, path: Path) -> None:
     cols = 3
     rows = -(-len(data) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    lowest = min(min(aucs) for lines in data.values() for aucs in lines.values())
     for ax, (label, lines) in zip(axes.flat, data.items(), strict=False):
         for name, aucs in lines.items():
             ax.plot(transits, aucs, label=name, **styles[name])
         ax.axhline(0.5, color="0.8", lw=0.8)
         n = r["setup"]["scored"]["val"][label]
         ax.set(xscale="log", title=f"{label} (val: {n['positives']} of {n['planets']})",
-               xlabel="transits", ylabel="AUC", ylim=(0.35, 1.0))
+               xlabel="transits", ylabel="AUC", ylim=(min(0.35, lowest - 0.03), 1.0))
         ax.set_xticks(transits, [str(t) for t in transits])
     for ax in axes.flat[len(data):]:
         ax.axis("off")
