@@ -7,8 +7,11 @@ for the planets that have one (``data.spectrum_rate`` of the transiting planets)
 transmission spectrum on ``data.instrument``'s grid after ``data.n_transits`` transits
 (``astrojax.data.generator.spectra``). The batches always carry the catalogue row (the
 baselines read it), whether or not the model does. Labels: ``model.classes`` (habitable,
-biosignature, biosphere, climate_regime) and ``model.retrieval_targets`` (log mixing ratios,
-log surface pressure), from the population's truth. One split for everything (``planets``).
+biosignature, biosphere, climate_regime, and per molecule ``present_h2o``, ... : detectable in
+the planet's transmission spectrum on ``data.instrument``'s grid, known for transiting planets
+only, ``observe.presence_labels``) and ``model.retrieval_targets`` (log mixing ratios, log
+surface pressure), from the population's truth. Losses, metrics and baselines count a planet
+for a label only where the label is known. One split for everything (``planets``).
 
 Preprocessing, from the train split only (saved as the checkpoint's artifacts): positive
 catalogue columns are taken as log10, then every column is standardized with the train planets'
@@ -53,12 +56,14 @@ from astrojax.data.generator.notes import observing_notes
 from astrojax.data.generator.observe import (
     CATALOGUE_COLUMNS,
     CLASS_LABELS,
+    PRESENCE_LABELS,
     RETRIEVAL_TARGETS,
     assumed_population,
     hypothesised_networks,
     modality_masks,
     observe_catalogue,
     planet_labels,
+    presence_labels,
 )
 from astrojax.data.generator.spectra import planet_spectra, spectral_grid
 from astrojax.data.graphs import Bucket, example_sizes, graph_example, pad_examples
@@ -381,7 +386,13 @@ class FusionTask(PlanetTask):
 
     @functools.cached_property
     def labels(self) -> dict[str, np.ndarray]:
-        return planet_labels(self.table.population)
+        """``planet_labels``, plus ``presence_labels`` (with their ``*_known`` masks) when
+        ``model.classes`` asks for one (they cost a spectrum per molecule and planet)."""
+        labels = planet_labels(self.table.population)
+        if any(name in PRESENCE_LABELS for name, _ in self.cfg.model.classes):
+            labels.update(presence_labels(self.table.population, self.catalogue,
+                                          self.cfg.data.instrument))
+        return labels
 
     @functools.cached_property
     def _row(self) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +416,8 @@ class FusionTask(PlanetTask):
         labels, known = self.labels, self.labelled.astype(np.float32)
         for name, _ in m.classes:
             out[name] = labels[name].astype(np.int32)
-            out[f"{name}_known"] = known
+            out[f"{name}_known"] = known * labels.get(f"{name}_known",
+                                                      np.ones(len(self.table), bool))
         for i, target in enumerate(m.retrieval_targets):
             out[target] = ((labels[target] - s["target_mean"][i]) / s["target_std"][i]
                            ).astype(np.float32)
@@ -497,15 +509,17 @@ class FusionTask(PlanetTask):
         sums = {"count": jnp.asarray(batch["row_values"].shape[0], jnp.float32)}
         for name, k in m.classes:
             logits = outputs[f"logits/{name}"]
+            known = batch[f"{name}_known"] > 0
             if k == 2:
                 y = batch[name]
-                sums.update(score_histogram_sums(y, logits, prefix=f"{name}/"))
-                sums.update(calibration_sums(y, jax.nn.sigmoid(logits), prefix=f"{name}/"))
-                sums.update(accuracy_sums(y, (logits > 0).astype(jnp.int32), num_classes=2,
-                                          prefix=f"{name}/"))
+                sums.update(score_histogram_sums(y, logits, known, prefix=f"{name}/"))
+                sums.update(calibration_sums(y, jax.nn.sigmoid(logits), known,
+                                             prefix=f"{name}/"))
+                sums.update(accuracy_sums(y, (logits > 0).astype(jnp.int32), known,
+                                          num_classes=2, prefix=f"{name}/"))
             else:
-                sums.update(accuracy_sums(batch[name], jnp.argmax(logits, -1), num_classes=k,
-                                          prefix=f"{name}/"))
+                sums.update(accuracy_sums(batch[name], jnp.argmax(logits, -1), known,
+                                          num_classes=k, prefix=f"{name}/"))
         for target in m.retrieval_targets:
             sums.update(r2_sums(batch[target][:, None], outputs[f"mean/{target}"][:, None],
                                 prefix=f"{target}/"))
@@ -561,17 +575,19 @@ class FusionTask(PlanetTask):
         margin = habitable_zone_margin(teff, flux)
         margin = np.where(np.isfinite(margin), margin, np.nanmin(margin) - 1.0)  # unknown: lowest
         for name, k in self.model_config.classes:
-            y = a[name]
-            positive = y[rows] > 0
-            if k == 2 and positive.any() and (~positive).any():
-                hz = margin[rows]
+            y, known = a[name], a[f"{name}_known"] > 0
+            fit, scored = train[known[train]], rows[known[rows]]
+            positive = y[scored] > 0
+            both = k == 2 and positive.any() and (~positive).any()
+            if both and name in ("habitable", "biosignature"):
+                hz = margin[scored]
                 out[f"habitable_zone/auc/{name}"] = roc_auc(hz[positive], hz[~positive])
-            if len(np.unique(y[train])) < 2:  # too few labelled planets to fit anything
+            if len(np.unique(y[fit])) < 2:  # too few labelled planets to fit anything
                 continue
-            probe = linear_probe(features[train], y[train], features[rows], y[rows], k)
+            probe = linear_probe(features[fit], y[fit], features[scored], y[scored], k)
             out[f"row_logistic/accuracy/{name}"] = probe["accuracy"]
             out[f"majority/accuracy/{name}"] = probe["majority_accuracy"]
-            if k == 2 and positive.any() and (~positive).any():
+            if both:
                 score = probe["logits"][:, 1] - probe["logits"][:, 0]
                 out[f"row_logistic/auc/{name}"] = roc_auc(score[positive], score[~positive])
         return out

@@ -10,6 +10,8 @@ makes (random stream ``STREAM``; planet ``i`` depends only on ``(seed, i)``, as 
 - :func:`modality_masks`: which views beyond the catalogue row a planet has.
 - :func:`planet_labels`: habitable, biosignature, biosphere, climate regime and the true
   atmosphere (log10 mixing ratios and surface pressure) as a retrieval target.
+- :func:`presence_labels`: per molecule, whether its bands are detectable in the planet's
+  transmission spectrum (``present_h2o``, ...), known for the transiting planets only.
 - :func:`assumed_population`: the modeller's world: the climate solved with the generator's
   own physics for the catalogue's (noisy, incomplete) planet under the atmosphere a modeller
   would assume, Earth's without life. ``climate.planet_cubes`` of it are the planets' climate
@@ -82,6 +84,7 @@ from astrojax.data.generator.physics import (
 )
 from astrojax.data.generator.population import PlanetPopulation
 from astrojax.data.generator.sampling import BLOCK_SIZE, block_rng
+from astrojax.data.generator.spectra import MOLECULES, spectrum_labels
 
 STREAM = 5  # this module's random stream: sampling.py 0-1, biochem 2, climate 3, spectra 4
 NETWORK_STREAM = 7  # hypothesised networks' seed is derived from (seed, 7); notes.py takes 6
@@ -97,8 +100,9 @@ MEASURED = ("star_teff_k", "star_radius_rsun", "star_mass_msun", "orbital_period
             "eccentricity", "planet_radius_rearth", "planet_mass_mearth")
 DERIVED = tuple(c for c in CATALOGUE_COLUMNS if c not in MEASURED)
 MODALITIES = ("catalogue", "spectrum", "climate", "network", "text")
+PRESENCE_LABELS = tuple(f"present_{m}" for m in MOLECULES)  # presence_labels' binary labels
 CLASS_LABELS = {"habitable": 2, "biosignature": 2, "biosphere": len(BIOSPHERE_CLASSES),
-                "climate_regime": len(CLIMATE_REGIMES)}
+                "climate_regime": len(CLIMATE_REGIMES), **dict.fromkeys(PRESENCE_LABELS, 2)}
 # Mixing ratios below 1e-12 are invisible to any spectrum: the retrieval target stops there.
 LOG10_MIXING_RATIO_FLOOR = -12.0
 RETRIEVAL_TARGETS = (*(f"log10_x_{g}" for g in GASES), "log10_surface_pressure_bar")
@@ -361,6 +365,36 @@ def planet_labels(population: PlanetPopulation) -> dict[str, np.ndarray]:
     return out
 
 
+def presence_labels(population: PlanetPopulation, catalogue: ObservedCatalogue,
+                    instrument="nirspec_prism") -> dict[str, np.ndarray]:
+    """Per molecule of ``spectra.MOLECULES``, ``present_M`` (bool) and ``present_M_known``
+    (bool): whether M's bands in the planet's noiseless transmission spectrum on
+    ``instrument``'s grid stand out of the instrument's systematic floor at SNR >= 5
+    (``spectrum_labels(...).present`` with no transit count: detectable with as many
+    transits as it takes), for the planets the catalogue says transit; the others have no
+    transmission spectrum to detect anything in, so their label is unknown (and False).
+
+    Why detectable, not "mixing ratio above a threshold": an observer choosing JWST targets
+    asks which gases a spectrum of this planet could show. A threshold label would call CH4
+    present under a cloud deck or in a thin, cold atmosphere where no transit reveals it, and
+    absent below the threshold where a puffy atmosphere's strong band shows it; the retrieval
+    targets already carry the mixing ratios. The label does not depend on the number of
+    transits, so a detection curve compares the same labels at 1 and 30 transits."""
+    if len(catalogue) != len(population) or not np.array_equal(
+            catalogue.planet_index, np.asarray(population.planet_index)):
+        raise ValueError("presence_labels: the catalogue is not of this population (planet "
+                         "indices differ)")
+    rows = np.flatnonzero(catalogue.transiting)
+    present = np.zeros((len(population), len(MOLECULES)), bool)
+    if len(rows):
+        present[rows] = spectrum_labels(population, instrument, catalogue.seed, rows).present
+    out = {}
+    for j, name in enumerate(PRESENCE_LABELS):
+        out[name] = present[:, j]
+        out[f"{name}_known"] = catalogue.transiting.copy()
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class AssumedAtmosphere:
     """The atmosphere a modeller assumes for a planet known only from its catalogue row:
@@ -524,7 +558,7 @@ def _network_seed(seed: int) -> int:
 
 __all__ = ["CATALOGUE_COLUMNS", "CLASS_LABELS", "DERIVED", "HYPOTHESIS_CLASS_PROBABILITIES",
            "LOG10_MIXING_RATIO_FLOOR", "MEASURED", "MODALITIES", "NETWORK_STREAM",
-           "RETRIEVAL_TARGETS", "STREAM", "AssumedAtmosphere", "CatalogueModel",
-           "ObservedCatalogue", "assumed_population", "check_seed", "hypothesised_biospheres",
-           "hypothesised_networks", "modality_masks", "modellable", "observe_catalogue",
-           "planet_labels"]
+           "PRESENCE_LABELS", "RETRIEVAL_TARGETS", "STREAM", "AssumedAtmosphere",
+           "CatalogueModel", "ObservedCatalogue", "assumed_population", "check_seed",
+           "hypothesised_biospheres", "hypothesised_networks", "modality_masks", "modellable",
+           "observe_catalogue", "planet_labels", "presence_labels"]
