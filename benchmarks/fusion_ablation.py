@@ -187,65 +187,79 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if "all" in args.parts:
-            entry, task, model = scored(base, tmp / "all", "all modalities")
-            rows = {split: task._scored_rows(split) for split in ("val", "test")}
-            out["baselines"] = baselines(task, rows)
-            curve = {}
-            for split in ("val", "test"):
-                curve[split] = {}
-                hidden = [m for m in model.modalities() if m != "row"]
-                for m in [*hidden, "all but the catalogue"]:
-                    names = hidden if m == "all but the catalogue" else [m]
-                    curve[split][m] = [
-                        {"share": s, **{n: report(task, predictions(
-                            task, model, split, {x: s for x in names}))[n]["auc"]
-                            for n in BINARY}} for s in SHARES]
-            out["all"] = {**entry, "missing_curve": curve}
-            save()
-        if "single" in args.parts:
-            out["single"] = out.get("single", {})
-            for m in modalities:
-                cfg = base_config(args.steps)
-                cfg.data.modalities = (m,)
-                out["single"][m] = scored(cfg, tmp / f"single-{m}", f"{m} alone")[0]
-                save()
-        if "leave_one_out" in args.parts:
-            out["leave_one_out"] = out.get("leave_one_out", {})
-            for m in modalities:
-                cfg = base_config(args.steps)
-                cfg.data.modalities = tuple(x for x in modalities if x != m)
-                out["leave_one_out"][m] = scored(cfg, tmp / f"without-{m}", f"without {m}")[0]
-                save()
-        if "labels" in args.parts:
-            pre = base_config(args.steps)
-            pre.model.contrastive_weight, pre.data.label_fraction = 1.0, 0.0
-            start = time.perf_counter()
-            from astrojax.train.loop import train_and_evaluate
-
-            pretrained = train_and_evaluate(pre, tmp / "pretrain")
-            labels = {"pretraining": {
-                "wall_seconds": round(time.perf_counter() - start, 1), "steps": pretrained.step,
-                "final_contrastive_loss": pretrained.train.get("train/loss/contrastive"),
-                "contrastive_weight": 1.0}}
-            for fraction in LABEL_FRACTIONS:
-                entry = {}
-                for mode in ("scratch", "pretrained"):
-                    cfg = base_config(args.steps)
-                    cfg.data.label_fraction = fraction
-                    if mode == "pretrained":
-                        cfg.model.init = str(tmp / "pretrain")
-                    entry[mode], task, _ = scored(cfg, tmp / f"labels-{fraction}-{mode}",
-                                                  f"{fraction:.0%} labels, {mode}")
-                rows = {split: task._scored_rows(split) for split in ("val", "test")}
-                entry["baselines"] = baselines(task, rows, task.labelled)
-                entry["labelled_train_planets"] = int(task.labelled[task.split.train].sum())
-                labels[f"{fraction:g}"] = entry
-                out["labels"] = labels
-                save()
+        for part in args.parts:
+            PART_RUNNERS[part](out, base, modalities, tmp, args.steps, save)
     save()
     plot(out)
     return 0
+
+
+def run_all(out, base, modalities, tmp, steps, save) -> None:
+    entry, task, model = scored(base, tmp / "all", "all modalities")
+    rows = {split: task._scored_rows(split) for split in ("val", "test")}
+    out["baselines"] = baselines(task, rows)
+    curve = {}
+    for split in ("val", "test"):
+        curve[split] = {}
+        hidden = [m for m in model.modalities() if m != "row"]
+        for m in [*hidden, "all but the catalogue"]:
+            names = hidden if m == "all but the catalogue" else [m]
+            curve[split][m] = [
+                {"share": s, **{n: report(task, predictions(
+                    task, model, split, {x: s for x in names}))[n]["auc"]
+                    for n in BINARY}} for s in SHARES]
+    out["all"] = {**entry, "missing_curve": curve}
+    save()
+
+
+def run_single(out, base, modalities, tmp, steps, save) -> None:
+    out["single"] = out.get("single", {})
+    for m in modalities:
+        cfg = base_config(steps)
+        cfg.data.modalities = (m,)
+        out["single"][m] = scored(cfg, tmp / f"single-{m}", f"{m} alone")[0]
+        save()
+
+
+def run_leave_one_out(out, base, modalities, tmp, steps, save) -> None:
+    out["leave_one_out"] = out.get("leave_one_out", {})
+    for m in modalities:
+        cfg = base_config(steps)
+        cfg.data.modalities = tuple(x for x in modalities if x != m)
+        out["leave_one_out"][m] = scored(cfg, tmp / f"without-{m}", f"without {m}")[0]
+        save()
+
+
+def run_labels(out, base, modalities, tmp, steps, save) -> None:
+    pre = base_config(steps)
+    pre.model.contrastive_weight, pre.data.label_fraction = 1.0, 0.0
+    start = time.perf_counter()
+    from astrojax.train.loop import train_and_evaluate
+
+    pretrained = train_and_evaluate(pre, tmp / "pretrain")
+    labels = {"pretraining": {
+        "wall_seconds": round(time.perf_counter() - start, 1), "steps": pretrained.step,
+        "final_train_losses": {k: v for k, v in pretrained.train.items() if "contrastive" in k},
+        "contrastive_weight": 1.0}}
+    for fraction in LABEL_FRACTIONS:
+        entry = {}
+        for mode in ("scratch", "pretrained"):
+            cfg = base_config(steps)
+            cfg.data.label_fraction = fraction
+            if mode == "pretrained":
+                cfg.model.init = str(tmp / "pretrain")
+            entry[mode], task, _ = scored(cfg, tmp / f"labels-{fraction}-{mode}",
+                                          f"{fraction:.0%} labels, {mode}")
+        rows = {split: task._scored_rows(split) for split in ("val", "test")}
+        entry["baselines"] = baselines(task, rows, task.labelled)
+        entry["labelled_train_planets"] = int(task.labelled[task.split.train].sum())
+        labels[f"{fraction:g}"] = entry
+        out["labels"] = labels
+        save()
+
+
+PART_RUNNERS = {"all": run_all, "single": run_single, "leave_one_out": run_leave_one_out,
+                "labels": run_labels}
 
 
 def plot(out: dict) -> None:
