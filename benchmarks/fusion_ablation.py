@@ -72,6 +72,9 @@ def train(cfg, workdir: Path):
     return task, model, result, seconds
 
 
+_FORWARD: dict[int, tuple] = {}
+
+
 def predictions(task, model, split: str, hide: dict[str, float] | None = None, seed: int = 0):
     """Probabilities of the binary labels on ``split``'s scored planets, their labels and
     which modalities each planet has; ``hide`` hides each named modality for that share of the
@@ -80,14 +83,17 @@ def predictions(task, model, split: str, hide: dict[str, float] | None = None, s
     import jax.numpy as jnp
     from flax import nnx
 
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(lambda p, b, k: nnx.merge(graphdef, p)(b, k))
+    if id(model) not in _FORWARD:  # one compilation per trained model, not per call
+        graphdef, params = nnx.split(model)
+        forward = jax.jit(lambda p, b, k: nnx.merge(graphdef, p)(b, k))
+        _FORWARD[id(model)] = (model, forward, params)  # the reference keeps the id unique
+    _, forward, params = _FORWARD[id(model)]
     rng = np.random.default_rng(seed)
     out = {f"p/{n}": [] for n in BINARY} | {n: [] for n in BINARY} | {"planet": []}
     for batch in task.eval_data(0, 1, split):
         b = len(batch["planet"])
-        keep = {name: jnp.asarray(rng.random(b) >= share)
-                for name, share in (hide or {}).items()}
+        keep = {name: jnp.asarray(rng.random(b) >= (hide or {}).get(name, 0.0))
+                for name in model.modalities() if name != "row"}  # one pytree: one compile
         outputs = forward(params, {k: jnp.asarray(v) for k, v in batch.items()}, keep)
         for name in BINARY:
             out[f"p/{name}"].append(np.asarray(jax.nn.sigmoid(outputs[f"logits/{name}"])))
