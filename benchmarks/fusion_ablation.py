@@ -177,7 +177,12 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="*", default=list(PARTS), choices=PARTS)
     parser.add_argument("--steps", type=int, default=None, help="default: the config's")
     parser.add_argument("--output", default=str(RESULTS / "fusion_ablation.json"))
+    parser.add_argument("--tables", action="store_true",
+                        help="only print the README tables from the results file")
     args = parser.parse_args(argv)
+    if args.tables:
+        print(tables(json.loads(Path(args.output).read_text())))
+        return 0
     import jax
 
     path = Path(args.output)
@@ -266,6 +271,59 @@ def run_labels(out, base, modalities, tmp, steps, save) -> None:
 
 PART_RUNNERS = {"all": run_all, "single": run_single, "leave_one_out": run_leave_one_out,
                 "labels": run_labels}
+
+
+def tables(out: dict) -> str:
+    """The README's tables (val / test AUC) from a results file."""
+    def auc(entry, name):
+        return f"{entry['val'][name]['auc']:.3f} / {entry['test'][name]['auc']:.3f}"
+
+    def tree(part, name, key="row_trees"):
+        got = [part.get(split, {}).get(name, {}).get(key, {}).get("auc") for split in
+               ("val", "test")]
+        return " / ".join("–" if g is None else f"{g:.3f}" for g in got)
+
+    lines = ["| run (val / test AUC) | habitable | biosignature | minutes |",
+             "| --- | --- | --- | --- |"]
+    runs = {"all modalities": out.get("all")}
+    runs.update({f"{m} alone": e for m, e in out.get("single", {}).items()})
+    runs.update({f"all but {m}": e for m, e in out.get("leave_one_out", {}).items()})
+    for name, entry in runs.items():
+        if entry:
+            lines.append(f"| {name} | {auc(entry, 'habitable')} | {auc(entry, 'biosignature')} "
+                         f"| {entry['wall_seconds'] / 60:.1f} |")
+    base = out.get("baselines", {})
+    if base:
+        lines.append(f"| trees on the catalogue row | {tree(base, 'habitable')} | "
+                     f"{tree(base, 'biosignature')} | |")
+        hz = [" / ".join(f"{base[s][n]['habitable_zone_auc']:.3f}" for s in ("val", "test"))
+              for n in BINARY]
+        lines.append(f"| conservative habitable zone (margin) | {hz[0]} | {hz[1]} | |")
+    curve = out.get("all", {}).get("missing_curve", {})
+    if curve:
+        lines += ["", "| hidden from a share of the planets that have it (val AUC habitable / "
+                  "biosignature) | " + " | ".join(f"{s:.0%}" for s in SHARES) + " |",
+                  "| --- |" + " --- |" * len(SHARES)]
+        for m, points in curve["val"].items():
+            lines.append(f"| {m} | " + " | ".join(
+                f"{p['habitable']:.3f} / {p['biosignature']:.3f}" for p in points) + " |")
+    labels = out.get("labels", {})
+    if labels:
+        lines += ["", "| labelled train planets (val / test AUC) | habitable | biosignature |",
+                  "| --- | --- | --- |"]
+        for fraction, entry in labels.items():
+            if fraction == "pretraining":
+                continue
+            n = entry["labelled_train_planets"]
+            for mode in ("scratch", "pretrained"):
+                lines.append(f"| {float(fraction):.0%} ({n}), fusion {mode} | "
+                             f"{auc(entry[mode], 'habitable')} | "
+                             f"{auc(entry[mode], 'biosignature')} |")
+            b = entry["baselines"]
+            for key, what in (("row_trees", "trees"), ("row_logistic", "logistic regression")):
+                lines.append(f"| {float(fraction):.0%} ({n}), {what} on the row | "
+                             f"{tree(b, 'habitable', key)} | {tree(b, 'biosignature', key)} |")
+    return "\n".join(lines)
 
 
 def plot(out: dict) -> None:

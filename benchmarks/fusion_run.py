@@ -1,6 +1,7 @@
 """The fusion model on the built-in planets as an observer sees them: one run of configs/fusion.py.
 
-    python benchmarks/fusion_run.py                  # the config's 600 steps
+    python benchmarks/fusion_run.py --modalities catalogue spectrum   # the recorded run
+    python benchmarks/fusion_run.py                  # the config's 600 steps, every modality
     python benchmarks/fusion_run.py --steps 100      # quick
     python benchmarks/fusion_run.py --spectrum-rates 0 1   # plus the spectrum ablation
     python benchmarks/fusion_run.py --step-counts 300 1500 --fixed-weights-steps 1500
@@ -39,6 +40,9 @@ def main(argv=None) -> int:
                         help="also train for these numbers of steps (how train.steps was chosen)")
     parser.add_argument("--fixed-weights-steps", type=int, default=0,
                         help="also train with model.loss_weighting='fixed' for this many steps")
+    parser.add_argument("--modalities", nargs="*", default=None,
+                        help="data.modalities of every run (default: the config's); the "
+                             "recorded fusion_run.json is --modalities catalogue spectrum")
     args = parser.parse_args(argv)
 
     import jax
@@ -91,6 +95,8 @@ def main(argv=None) -> int:
 
     def run(spectrum_rate=None, with_reliability=False, steps=None, weighting=None) -> dict:
         cfg = runpy.run_path(str(ROOT / "configs" / "fusion.py"))["get_config"]()
+        if args.modalities:
+            cfg.data.modalities = tuple(args.modalities)
         steps = steps or args.steps
         if steps:
             cfg.train.steps = steps

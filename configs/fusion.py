@@ -1,17 +1,18 @@
-"""Fusion: habitability and biosignatures from the observed catalogue row and, where a planet
-has one, its transmission spectrum.
+"""Fusion: habitability and biosignatures from everything an observer has of a planet.
 
     python -m astrojax.train --config configs/fusion.py --workdir runs/fusion
 
 4,096 built-in planets seen as an observer would (astrojax.data.generator.observe): catalogue
-rows with errors and gaps for every planet, NIRSpec PRISM spectra after 3 transits for 30% of
-the transiting ones. Labels: habitable, biosignature, biosphere class, climate regime, and the
-atmosphere (log mixing ratios, log surface pressure) as a Gaussian retrieval. Evaluated on the
-val planets (test once at the end) beside the base rate, the conservative habitable zone and a
-logistic regression on the catalogue row (eval/baseline/...). About 90 s on a 2-core CPU; val /
-test AUC 0.72 / 0.75 (habitable) and 0.72 / 0.78 (biosignature), against 0.70 / 0.73 and 0.70 /
-0.74 for gradient-boosted trees on the catalogue row (benchmarks/fusion_baselines.py): the
-README's fusion section has the table.
+rows with errors and gaps for every planet; NIRSpec PRISM spectra after 3 transits for 30% of
+the transiting ones; climate cubes of the modeller's world (an assumed lifeless Earth-like
+atmosphere) for 15%, and hypothesised metabolic networks for 10%, of the planets a modeller can
+model; observing notes for 20% of all planets. Labels: habitable, biosignature, biosphere
+class, climate regime, and the atmosphere (log mixing ratios, log surface pressure) as a
+Gaussian retrieval. Evaluated on the val planets (test once at the end) beside the base rate,
+the conservative habitable zone and a logistic regression on the catalogue row
+(eval/baseline/...). About 8 minutes on a 2-core CPU. The README's fusion section has the
+figures beside gradient-boosted trees on the catalogue row (benchmarks/fusion_ablation.py,
+benchmarks/fusion_baselines.py).
 """
 
 from astrojax.config import Config
