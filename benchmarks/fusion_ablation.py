@@ -179,7 +179,17 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "fusion_ablation.json"))
     parser.add_argument("--tables", action="store_true",
                         help="only print the README tables from the results file")
+    parser.add_argument("--merge-from", default=None,
+                        help="only copy the parts of this results file (parts run in another "
+                             "process) into --output, redraw the PNG and print the tables")
     args = parser.parse_args(argv)
+    if args.merge_from:
+        out = json.loads(Path(args.output).read_text())
+        other = json.loads(Path(args.merge_from).read_text())
+        out.update({part: other[part] for part in PARTS if part in other})
+        Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+        plot(out)
+        args.tables = True
     if args.tables:
         print(tables(json.loads(Path(args.output).read_text())))
         return 0
