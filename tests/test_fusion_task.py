@@ -277,11 +277,13 @@ def test_a_pretrained_fusion_model_is_fine_tuned_from_all_but_its_heads(tmp_path
     from astrojax.train import step as step_lib
     from astrojax.train.checkpoint import path_key, read_params
 
-    pretrain = tiny(steps=2, eval_every=2)
+    pretrain = with_everything()  # empty slots included: their zero tokens must not give NaN
+    pretrain.train.steps = pretrain.train.eval_every = 2
     pretrain.model.contrastive_weight, pretrain.data.label_fraction = 1.0, 0.0
     result = train_and_evaluate(pretrain, tmp_path / "pre", devices=jax.devices()[:1])
     assert np.isfinite(result.eval["eval/auc/habitable"])
-    cfg = tiny()
+    assert result.train["nonfinite_steps"] == 0 and np.isfinite(result.train["loss"])
+    cfg = with_everything()
     cfg.model.init, cfg.data.label_fraction = str(tmp_path / "pre"), 0.1
     task = get_task(cfg)
     assert task.warm_start().parts == {"": (str(tmp_path / "pre"), "")}

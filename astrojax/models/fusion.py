@@ -336,8 +336,10 @@ class FusionModel(nnx.Module):
         if self.contrastive:  # each modality's own view, before fusion
             for name, (mean_bd, has_b) in summaries.items():
                 z = self.contrast[name](mean_bd)
-                out[f"contrast/{name}"] = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(
-                    1e-6)
+                # rsqrt(|z|^2 + eps), not z / |z|: a zero z (an empty slot's token) would give
+                # 0/0 in the gradient, and NaN * 0 is still NaN where the loss masks it out
+                out[f"contrast/{name}"] = z * jax.lax.rsqrt(
+                    jnp.sum(z * z, axis=-1, keepdims=True) + 1e-12)
                 out[f"present/{name}"] = has_b
         for name, k in self.classes:
             logits = self.class_heads[name](planet_bd)
