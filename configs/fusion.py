@@ -40,8 +40,9 @@ def get_config() -> Config:
     cfg.data.climate_rate = 0.15
     cfg.data.network_rate = 0.1
     cfg.data.text_rate = 0.2
-    # 600 steps (about 12 epochs): of 300, 600 and 1,500 steps, 600 had the best val AUC; at
-    # 1,500 the model overfits (val ECE 0.16 against 0.07, accuracy below the base rate).
+    # 600 steps (about 12 epochs): of 300, 600 and 1,500 steps, 600 had the best val AUC for the
+    # catalogue + spectrum model; at 1,500 it overfits (val ECE 0.16 against 0.07, accuracy
+    # below the base rate). Not re-chosen for every modality.
     cfg.train.steps = 600
     cfg.train.global_batch_size = 64
     cfg.train.log_every = 50
