@@ -293,22 +293,33 @@ def tables(out: dict) -> str:
                ("val", "test")]
         return " / ".join("–" if g is None else f"{g:.3f}" for g in got)
 
-    lines = ["| run (val / test AUC) | habitable | biosignature | minutes |",
-             "| --- | --- | --- | --- |"]
-    runs = {"all modalities": out.get("all")}
-    runs.update({f"{m} alone": e for m, e in out.get("single", {}).items()})
-    runs.update({f"all but {m}": e for m, e in out.get("leave_one_out", {}).items()})
-    for name, entry in runs.items():
-        if entry:
-            lines.append(f"| {name} | {auc(entry, 'habitable')} | {auc(entry, 'biosignature')} "
-                         f"| {entry['wall_seconds'] / 60:.1f} |")
+    def on_planets_with(entry, modality):
+        """val AUCs (habitable / biosignature) and count of the planets that have it."""
+        got = (entry or {}).get("val", {}).get("by_modality", {}).get(modality)
+        if got is None:
+            return "–", ""
+        return f"{got['habitable']:.3f} / {got['biosignature']:.3f}", str(got["planets"])
+
+    lines = ["| run (val / test AUC) | habitable | biosignature | val planets with the modality | "
+             "its model on them | the all-modality model on them | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    runs = {"all modalities": (out.get("all"), None)}
+    runs.update({f"{m} alone": (e, m) for m, e in out.get("single", {}).items()})
+    runs.update({f"all but {m}": (e, None) for m, e in out.get("leave_one_out", {}).items()})
+    for name, (entry, alone) in runs.items():
+        if not entry:
+            continue
+        own, n = on_planets_with(entry, alone) if alone else ("–", "")
+        full, _ = on_planets_with(out.get("all"), alone) if alone else ("–", "")
+        lines.append(f"| {name} | {auc(entry, 'habitable')} | {auc(entry, 'biosignature')} | "
+                     f"{n or '–'} | {own} | {full} | {entry['wall_seconds'] / 60:.1f} |")
     base = out.get("baselines", {})
     if base:
         lines.append(f"| trees on the catalogue row | {tree(base, 'habitable')} | "
-                     f"{tree(base, 'biosignature')} | |")
+                     f"{tree(base, 'biosignature')} | | | | |")
         hz = [" / ".join(f"{base[s][n]['habitable_zone_auc']:.3f}" for s in ("val", "test"))
               for n in BINARY]
-        lines.append(f"| conservative habitable zone (margin) | {hz[0]} | {hz[1]} | |")
+        lines.append(f"| conservative habitable zone (margin) | {hz[0]} | {hz[1]} | | | | |")
     curve = out.get("all", {}).get("missing_curve", {})
     if curve:
         lines += ["", "| hidden from a share of the planets that have it (val AUC habitable / "
