@@ -81,14 +81,7 @@ def read_params(workdir: str | Path) -> tuple[dict[tuple[str, ...], Any], dict[s
         if step is None:
             raise CheckpointError(f"{directory}: no checkpoint there yet")
         config = checkpointer.saved_config(step)
-        reader = _reader(directory)
-        try:
-            metadata = reader.item_metadata(step)["state"]["params"]
-        except Exception as err:
-            raise CheckpointError(f"checkpoint {step} in {directory} is damaged: its metadata "
-                                  f"cannot be read ({error_cause(err)})", step) from err
-        finally:
-            reader.close()
+        metadata = checkpointer.params_metadata(step)
         cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
                               metadata)
@@ -183,16 +176,19 @@ class Checkpointer:
     def saved_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
         """Shapes of the parameters saved at ``step``, by path, from the checkpoint's
         metadata (no array is read)."""
+        return {path_key(p): tuple(leaf.shape) for p, leaf in
+                jax.tree_util.tree_leaves_with_path(self.params_metadata(step))}
+
+    def params_metadata(self, step: int) -> Any:
+        """The saved parameters' metadata tree (shapes and dtypes; no array is read)."""
         reader = self._reader()
         try:
-            params = reader.item_metadata(step)["state"]["params"]
+            return reader.item_metadata(step)["state"]["params"]
         except Exception as err:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
                                   f"metadata cannot be read ({error_cause(err)})", step) from err
         finally:
             reader.close()
-        return {path_key(p): tuple(leaf.shape)
-                for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
 
     def restore(self, step: int, abstract_state: Any,
                 data_iterator: grain.DatasetIterator

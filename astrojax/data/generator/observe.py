@@ -82,7 +82,7 @@ from astrojax.data.generator.physics import (
     stellar_luminosity,
     surface_gravity,
 )
-from astrojax.data.generator.population import PlanetPopulation
+from astrojax.data.generator.population import PlanetPopulation, planet_rows
 from astrojax.data.generator.sampling import BLOCK_SIZE, block_rng
 from astrojax.data.generator.spectra import MOLECULES, spectrum_labels
 
@@ -171,18 +171,8 @@ class ObservedCatalogue:
         return len(self.planet_index)
 
     def rows(self, indices=None) -> np.ndarray:
-        """Row numbers ``[k]`` int64 of ``indices`` (default: every planet; negative ones count
-        from the end); TypeError for non-integers, IndexError naming one out of range."""
-        n = len(self)
-        if indices is None:
-            return np.arange(n)
-        rows = np.asarray(indices).reshape(-1)
-        if rows.size and not np.issubdtype(rows.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
-        bad = rows[(rows < -n) | (rows >= n)]
-        if bad.size:
-            raise IndexError(f"planet index {bad[0]} out of range for a catalogue of {n}")
-        return rows.astype(np.int64) % max(n, 1)
+        """Row numbers ``[k]`` int64 of ``indices`` (see ``population.planet_rows``)."""
+        return planet_rows(len(self), indices, "catalogue")
 
     def known(self, column: str) -> np.ndarray:
         """Where ``column`` is published; KeyError naming the columns if it is not one."""

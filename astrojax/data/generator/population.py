@@ -88,19 +88,24 @@ class PlanetPopulation:
             yield dict(zip(lists, values, strict=True))
 
     def rows(self, indices=None) -> np.ndarray:
-        """Row numbers ``[k]`` int64 of ``indices`` (default: every planet; negative ones count
-        from the end); TypeError for non-integers, IndexError naming one out of range."""
-        n = len(self)
-        if indices is None:
-            return np.arange(n)
-        rows = np.asarray(indices).reshape(-1)
-        if rows.size and not np.issubdtype(rows.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
-        bad = rows[(rows < -n) | (rows >= n)]
-        if bad.size:
-            raise IndexError(f"planet index {bad[0]} out of range for a population of {n}")
-        return rows.astype(np.int64) % max(n, 1)
+        """Row numbers ``[k]`` int64 of ``indices`` (see :func:`planet_rows`)."""
+        return planet_rows(len(self), indices, "population")
 
     def descriptions(self) -> list[str]:
         """The templated English text of every planet, in order."""
         return [describe_planet(r, r["text_variant"]) for r in self.records()]
+
+
+def planet_rows(n: int, indices=None, what: str = "population") -> np.ndarray:
+    """Row numbers ``[k]`` int64 of ``indices`` among ``n`` planets (default: every planet;
+    negative ones count from the end); TypeError for non-integers, IndexError naming one out of
+    range of the ``what``."""
+    if indices is None:
+        return np.arange(n)
+    rows = np.asarray(indices).reshape(-1)
+    if rows.size and not np.issubdtype(rows.dtype, np.integer):
+        raise TypeError(f"indices must be integers, got dtype {rows.dtype}")
+    bad = rows[(rows < -n) | (rows >= n)]
+    if bad.size:
+        raise IndexError(f"planet index {bad[0]} out of range for a {what} of {n}")
+    return rows.astype(np.int64) % max(n, 1)
