@@ -474,3 +474,14 @@ def test_hugging_face_sliding_window_edge_cases():
     assert sliding_window_from_hf(None) == 0 and sliding_window_to_hf(0) is None
     with pytest.raises(ValueError, match="sliding_window=1"):
         sliding_window_from_hf(1)
+
+
+def test_prefix_embeddings_equal_the_tokens_they_embed(cfg, model):
+    """A soft prefix that is exactly the embeddings of some tokens gives the logits of the
+    sequence with those tokens in front (the planet-conditioned LM's prefix goes this way)."""
+    tokens = random_tokens(cfg, (B, T))
+    prefix = model.embed(tokens[:, :3])
+    np.testing.assert_allclose(model(tokens[:, 3:], prefix_bpd=prefix), model(tokens),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="prefix_bpd"):
+        model(tokens, prefix_bpd=prefix[:1])

@@ -131,9 +131,14 @@ class Transformer(nnx.Module):
             return nnx.remat(_run_block, policy=self._policy, prevent_cse=not self.scan_layers)
         return _run_block
 
-    def __call__(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None) -> jax.Array:
+    def __call__(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None,
+                 prefix_bpd=None) -> jax.Array:
         x_btd = self.hidden_states(tokens_bt, positions_bt=positions_bt,
-                                   segment_ids_bt=segment_ids_bt)
+                                   segment_ids_bt=segment_ids_bt, prefix_bpd=prefix_bpd)
+        return self.logits(x_btd)
+
+    def logits(self, x_btd: jax.Array) -> jax.Array:
+        """float32 logits ``[b, t, v]`` of final-normed hidden states."""
         with jax.named_scope("logits"):
             if self.tie_embeddings:
                 w_dv = self.embedding_vd[...].T
@@ -141,18 +146,37 @@ class Transformer(nnx.Module):
                 w_dv = self.w_dv_out[...]
             return jnp.einsum("btd,dv->btv", x_btd, w_dv.astype(jnp.float32))
 
-    def hidden_states(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None) -> jax.Array:
-        """The final-normed float32 hidden states ``[b, t, d]`` the logits are read from (what
-        an encoder built on the language model, such as the fusion model's text encoder,
-        pools)."""
-        b, t = tokens_bt.shape
-        if positions_bt is None:
-            positions_bt = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-        sin_bth, cos_bth = rope_sin_cos(positions_bt, self.head_dim, self.rope_theta)
+    def rope(self, positions_bt: jax.Array):
+        """float32 rotary tables ``(sin_bth, cos_bth)`` at ``positions_bt``, computed once for
+        every layer (the cached decoder calls this too, so a change of RoPE lands in both)."""
+        return rope_sin_cos(positions_bt, self.head_dim, self.rope_theta)
 
+    def embed(self, tokens_bt: jax.Array, prefix_bpd: jax.Array | None = None) -> jax.Array:
+        """Token embeddings ``[b, t, d]`` in the compute dtype; with ``prefix_bpd``, those ``p``
+        vectors (soft prompt, e.g. a planet embedding's projection) come first: ``[b, p+t, d]``."""
         with jax.named_scope("embed"):
             x_btd = jnp.take(self.embedding_vd[...], tokens_bt, axis=0).astype(self.dtype)
-            x_btd = constrain(x_btd, _ACTIVATIONS)
+            if prefix_bpd is not None:
+                if prefix_bpd.shape[0] != x_btd.shape[0] or prefix_bpd.shape[2] != x_btd.shape[2]:
+                    raise ValueError(f"prefix_bpd {prefix_bpd.shape} must be [batch "
+                                     f"{x_btd.shape[0]}, p, d_model {x_btd.shape[2]}]")
+                x_btd = jnp.concatenate([prefix_bpd.astype(self.dtype), x_btd], axis=1)
+            return constrain(x_btd, _ACTIVATIONS)
+
+    def hidden_states(self, tokens_bt, *, positions_bt=None, segment_ids_bt=None,
+                      prefix_bpd=None) -> jax.Array:
+        """The final-normed float32 hidden states ``[b, t, d]`` the logits are read from (what
+        an encoder built on the language model, such as the fusion model's text encoder,
+        pools).
+
+        With ``prefix_bpd`` (``[b, p, d]``) the sequence is the prefix then the tokens, ``p + t``
+        long: the output, and ``positions_bt`` / ``segment_ids_bt`` when given, cover all of
+        it (default positions ``0 .. p+t-1``)."""
+        x_btd = self.embed(tokens_bt, prefix_bpd)
+        b, t = x_btd.shape[:2]
+        if positions_bt is None:
+            positions_bt = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        sin_bth, cos_bth = self.rope(positions_bt)
 
         block_fn = self._block_fn()
         if self.scan_layers:
