@@ -140,6 +140,11 @@ def _restore(cfg: config_lib.Config, program: step_lib.Program, checkpointer: Ch
             log.warning("%s; moved it to %s, trying the checkpoint before it (%s)", err,
                         moved.name, before)
             continue
+        if saved_artifacts.get("lora_base") != artifacts.get("lora_base"):
+            raise TrainingError(f"checkpoint {step} in {checkpointer.directory} trained adapters "
+                                f"on the base {saved_artifacts.get('lora_base')}, but this run "
+                                f"reads {artifacts.get('lora_base')}: resume with that base, or "
+                                "use a new --workdir")
         if saved_artifacts != artifacts:
             log.warning("the data's artifacts (normalization statistics, ...) differ from "
                         "those checkpoint %d was trained with", step)
@@ -178,7 +183,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
 
     program = step_lib.build_program(cfg, task, mesh)
-    artifacts = task.artifacts()
+    artifacts = {**task.artifacts(), **program.artifacts}
 
     train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
     eval_batches = task.eval_data(jax.process_index(), jax.process_count())
