@@ -11,6 +11,7 @@ workdir of the wanted task, a :class:`CheckpointError` for one that cannot be re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,15 @@ import jax
 from flax import nnx
 
 from astrojax.config import Config, from_dict
+from astrojax.sharding import state_shardings
 from astrojax.tasks import Task, get_task
 from astrojax.train.checkpoint import Checkpointer
-from astrojax.train.step import abstract_model, load_frozen, trainable_filter
+from astrojax.train.step import (
+    abstract_model,
+    abstract_with_shardings,
+    load_frozen,
+    trainable_filter,
+)
 from astrojax.train.workdir import WorkdirError
 
 
@@ -42,9 +49,13 @@ class TrainedModel:
 
 
 def load_trained(workdir: str | Path, task: str | None = None,
-                 device: jax.Device | None = None) -> TrainedModel:
-    """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first).
-    ``task``: the task it must have been trained for (a WorkdirError names the one it was)."""
+                 device: jax.Device | None = None,
+                 mesh: jax.sharding.Mesh | Callable[[Config], jax.sharding.Mesh] | None = None
+                 ) -> TrainedModel:
+    """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first), or
+    sharded over ``mesh`` by the run's logical axis rules, as in training (a callable gets the
+    run's config and returns the mesh, e.g. ``lambda cfg: make_mesh(cfg.mesh)``). ``task``: the
+    task it must have been trained for (a WorkdirError names the one it was)."""
     workdir = Path(workdir)
     if not workdir.exists():
         raise WorkdirError(f"no workdir at {workdir}")
@@ -68,14 +79,19 @@ def load_trained(workdir: str | Path, task: str | None = None,
         graphdef, abstract = abstract_model(built, cfg.train.seed)
         abstract = nnx.filter_state(abstract, trainable_filter(cfg))
         device = device or jax.devices()[0]
-        where = jax.sharding.SingleDeviceSharding(device)
-        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
-                              abstract)
+        if mesh is None:
+            where = jax.sharding.SingleDeviceSharding(device)
+            shardings = jax.tree.map(lambda a: where, abstract)
+        else:
+            if callable(mesh):
+                mesh = mesh(cfg)
+            shardings = state_shardings(abstract, mesh, cfg.mesh.logical_axis_rules)
+        target = abstract_with_shardings(abstract, shardings)
         params, artifacts = checkpointer.restore_params(step, target)
     finally:
         checkpointer.manager.close()
     if cfg.lora.rank:  # the checkpoint holds the adapters; the base the step it records
         base_step = artifacts.get("lora_base", {}).get("step")
-        frozen, _ = load_frozen(cfg, built, device=device, step=base_step)
+        frozen, _ = load_frozen(cfg, built, mesh, device=device, step=base_step)
         params = nnx.merge_state(params, frozen)
     return TrainedModel(workdir, step, cfg, built, graphdef, params, artifacts)
