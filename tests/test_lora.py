@@ -26,6 +26,7 @@ from astrojax.config import (
     TransformerConfig,
     validate,
 )
+from astrojax.generate import load_generator
 from astrojax.models import lora
 from astrojax.models.transformer import Transformer, tiny_config
 from astrojax.sharding import make_mesh, state_shardings
@@ -98,7 +99,8 @@ def test_adapted_model_starts_equal_to_its_base(overrides):
         assert np.any(np.asarray(item.adapter.lora_a[...]))
 
 
-@pytest.mark.parametrize("overrides", [dict(scan_layers=True), dict(scan_layers=False), HYBRID],
+@pytest.mark.parametrize("overrides", [dict(scan_layers=True), dict(scan_layers=False),
+                                       pytest.param(HYBRID, marks=pytest.mark.slow)],
                          ids=["scanned", "unrolled", "hybrid"])
 def test_merged_equals_adapted_and_unmerge_restores_the_base(overrides):
     cfg = tiny_config(**overrides)
@@ -151,6 +153,23 @@ def test_scanned_equals_unrolled():
     np.testing.assert_allclose(nnx.state(lora.merge(scanned))["blocks"]["attn"]["w_dnh"][...][1],
                                nnx.state(lora.merge(unrolled))["blocks"][1]["attn"]["w_dnh"][...],
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cached_decoding_applies_the_adapters():
+    """Prefill and the one-token steps read the weights through the same projections, so a
+    model with adapters decodes exactly as its full forward pass scores (attention and Mamba)."""
+    cfg = tiny_config(mixers=("mamba", "attention"), scan_layers=False)
+    model = build(cfg, targets=LORA_TARGETS)
+    seq = tokens(cfg, batch=2, length=9)
+    full = nnx.jit(lambda m, t: m(t))(model, seq)
+    assert float(jnp.max(jnp.abs(full - nnx.jit(lambda m, t: m(t))(base_of(model), seq)))) > 0.1
+    logits, cache = nnx.jit(lambda m, t: m.prefill(t, jnp.array([5, 5]), m.init_cache(2, 9)))(
+        model, seq[:, :5])
+    step = nnx.jit(lambda m, t, c: m.decode_step(t, c))
+    for i in range(5, 9):
+        np.testing.assert_allclose(logits, full[:, i - 1], rtol=2e-5, atol=2e-5, err_msg=str(i))
+        logits, cache = step(model, seq[:, i], cache)
 
 
 def test_adapters_carry_the_weights_logical_axes():
@@ -323,10 +342,16 @@ def base_workdir(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def lora_run(base_workdir):
+    workdir = base_workdir.parent / "lora"
+    return workdir, train_and_evaluate(run_config(4, base=str(base_workdir), dropout=0.1),
+                                       workdir)
+
+
 @pytest.mark.slow
-def test_lora_run_trains_adapters_on_the_frozen_base(base_workdir, tmp_path):
-    cfg = run_config(4, base=str(base_workdir), dropout=0.1)
-    result = train_and_evaluate(cfg, tmp_path / "lora")
+def test_lora_run_trains_adapters_on_the_frozen_base(base_workdir, lora_run):
+    workdir, result = lora_run
     base_params, _, base_step = read_params(base_workdir)
     # the train state is the adapters; AdamW's moments are shaped like them and nothing else
     params = dict(nnx.to_flat_state(result.state.params))
@@ -336,13 +361,12 @@ def test_lora_run_trains_adapters_on_the_frozen_base(base_workdir, tmp_path):
     moments = sorted(x.shape for x in jax.tree.leaves(result.state.opt_state) if x.ndim > 0)
     assert moments == sorted(shapes * 2)
     # the checkpoint holds the adapters alone and names the base's step
-    checkpointer = Checkpointer(tmp_path / "lora" / "checkpoints", max_to_keep=3,
-                                async_save=False)
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=3, async_save=False)
     saved = checkpointer.saved_shapes(4)
     checkpointer.manager.close()
     assert saved and all(path[-2] in ("lora_a", "lora_b") for path in saved)  # .../value
     # restored for inference: the base's weights bit for bit, the adapters moved
-    trained = load_trained(tmp_path / "lora")
+    trained = load_trained(workdir)
     assert trained.artifacts["lora_base"]["step"] == base_step
     flat = {tuple(map(str, k)): np.asarray(v[...]) for k, v in nnx.to_flat_state(trained.params)}
     for path, value in base_params.items():
@@ -353,31 +377,31 @@ def test_lora_run_trains_adapters_on_the_frozen_base(base_workdir, tmp_path):
     sums = trained.task.eval_sums(trained.model, jax.tree.map(jnp.asarray, batch))
     np.testing.assert_allclose(sums["nll_sum"] / sums["count"], result.eval["eval/loss"],
                                rtol=1e-5)
+    # and python -m astrojax.generate's loader decodes with it
+    completion = load_generator(workdir, sharded=False)(["method="], max_new_tokens=4)
+    assert len(completion) == 1
 
 
 @pytest.mark.slow
-def test_lora_resume_is_exact_and_refuses_another_base(base_workdir, tmp_path):
-    straight = train_and_evaluate(run_config(4, base=str(base_workdir), dropout=0.1),
-                                  tmp_path / "straight")
-    half = run_config(2, base=str(base_workdir), dropout=0.1)
-    half.optim.decay_steps = 4
+def test_lora_resume_is_exact_and_refuses_another_base(base_workdir, lora_run, tmp_path):
+    base = tmp_path / "base"  # a copy, so that it can move on below
+    shutil.copytree(base_workdir, base)
+    half = run_config(2, base=str(base), dropout=0.1)
+    half.optim.decay_steps = 4  # the schedule of the 4-step run
     train_and_evaluate(half, tmp_path / "resumed")
-    rest = run_config(4, base=str(base_workdir), dropout=0.1)
+    rest = run_config(4, base=str(base), dropout=0.1)
     rest.optim.decay_steps = 4
     resumed = train_and_evaluate(rest, tmp_path / "resumed")
-    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params),
-                    strict=True):
-        np.testing.assert_array_equal(a, b)
-    # a base that has moved on (a newer checkpoint) is not the one the adapters were trained on
-    moved = tmp_path / "moved_base"
-    shutil.copytree(base_workdir, moved)
-    step_dir = moved / "checkpoints" / "2"
-    shutil.copytree(step_dir, moved / "checkpoints" / "3")
-    shutil.copytree(tmp_path / "resumed", tmp_path / "elsewhere")
-    other = run_config(6, base=str(moved), dropout=0.1)
-    other.optim.decay_steps = 4
-    with pytest.raises(TrainingError, match="trained adapters on the base"):
-        train_and_evaluate(other, tmp_path / "elsewhere")
+    for a, b in zip(jax.tree.leaves(lora_run[1].state.params),
+                    jax.tree.leaves(resumed.state.params), strict=True):
+        np.testing.assert_array_equal(a, b)  # dropout masks included
+    # the base moves on (a newer checkpoint): the adapters were not trained on that one
+    shutil.copytree(base / "checkpoints" / "2", base / "checkpoints" / "3")
+    more = run_config(6, base=str(base), dropout=0.1)
+    more.optim.decay_steps = 4
+    with pytest.raises(TrainingError, match=r"trained adapters on the base .*'step': 2.* but "
+                                            r"this run reads .*'step': 3"):
+        train_and_evaluate(more, tmp_path / "resumed")
 
 
 @pytest.mark.slow
