@@ -10,7 +10,7 @@ steps. Measured: trainable parameters, optimizer-state and checkpoint bytes, sec
 and the loss on the val planets' notes (what was learned) and descriptions (what was kept)
 every ``--eval-every`` steps, beside the base model's and an 8-gram model's of the training
 texts. To stay within a few minutes on a shared 2-core CPU the base is the quickstart config
-trained for ``--base-steps`` (default 120, not the quickstart's 300) unless ``--base`` is given.
+trained for ``--base-steps`` (default 100, not the quickstart's 300) unless ``--base`` is given.
 Writes benchmarks/results/lora.json.
 """
 
@@ -104,10 +104,10 @@ def fine_tune(cfg, base: str, eval_every: int, devices) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="", help="workdir of a quickstart run to fine-tune")
-    parser.add_argument("--base-steps", type=int, default=120)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--base-steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--eval-every", type=int, default=20)
     args = parser.parse_args()
     devices = jax.devices()[:1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +126,8 @@ def main() -> None:
                                               for k, v in result.eval.items()
                                               if k in ("eval/loss", "eval/accuracy")}}
         runs = {}
+        quick = lora_config("", args.steps, 0)
+        batch = (quick.train.global_batch_size, quick.data.seq_len)
         for name, rank in (("lora", args.rank), ("full", 0)):
             print(f"fine-tuning on the notes: {name}", flush=True)
             cfg = lora_config(base if rank else "", args.steps, rank)
@@ -136,7 +138,8 @@ def main() -> None:
                 "notes of the train planets; held-out: the val planets' notes and descriptions",
         "machine": f"shared 2-core CPU ({platform.machine()}), JAX {jax.__version__}, 1 device",
         "base": base_info,
-        "fine_tuning": {"steps": args.steps, "batch": "16 x 256 bytes", "optimizer":
+        "fine_tuning": {"steps": args.steps, "batch": f"{batch[0]} x {batch[1]} bytes",
+                        "optimizer":
                         "AdamW 3e-3, warmup 10, cosine to 10% (configs/lora_quickstart.py)",
                         "lora": {"rank": args.rank, "alpha": 16.0, "dropout": 0.0,
                                  "targets": "q k v o gate up down"}},

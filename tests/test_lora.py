@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from test_config import assert_one_line_error, run_cli
 
 from astrojax.config import (
     LORA_TARGETS,
@@ -316,6 +317,18 @@ def test_bad_targets_are_one_line_config_errors():
     cfg.lora = LoRAConfig(rank=0, base="runs/x")
     with pytest.raises(ConfigError, match="config.lora.base: .*rank is 0"):
         validate(cfg)
+
+
+LORA_CLI = ("--config", "configs/lora_quickstart.py", "--workdir", "/tmp/astrojax-never-written")
+
+
+@pytest.mark.slow
+def test_cli_names_bad_targets_and_a_missing_base(tmp_path):
+    proc = run_cli(*LORA_CLI, "--config.lora.targets=('q','query')")
+    assert_one_line_error(proc, "config.lora.targets", "'query'", "q, k, v, o, gate")
+    proc = run_cli("--config", "configs/lora_quickstart.py", "--workdir", str(tmp_path / "w"),
+                   f"--config.lora.base={tmp_path / 'nowhere'}", devices=1)
+    assert_one_line_error(proc, "config.lora.base", "nowhere does not exist")
 
 
 # ---------------------------------------------------------------------------------------------

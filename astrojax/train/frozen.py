@@ -40,6 +40,28 @@ def base_kind(base: str) -> str:
     raise ConfigError("lora.base", f"{base} {what}")
 
 
+def check_base(cfg: Config) -> None:
+    """ConfigError unless ``config.lora.base`` is a run this one can fine-tune: same task and
+    model config, not itself a LoRA run (reads the base's saved config only: cheap enough to
+    call before anything else starts)."""
+    if base_kind(cfg.lora.base) == "hf":
+        _no_hf(cfg.lora.base)
+    checkpointer = Checkpointer(Path(cfg.lora.base).absolute() / "checkpoints", max_to_keep=1,
+                                async_save=False)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise ConfigError("lora.base", f"{cfg.lora.base} has no checkpoint")
+        _check_base(cfg, checkpointer.saved_config(step), cfg.lora.base, step)
+    finally:
+        checkpointer.manager.close()
+
+
+def _no_hf(base: str):
+    raise ConfigError("lora.base", f"{base} is a Hugging Face folder; reading one needs "
+                                   "astrojax.models.hf, which this build does not have yet")
+
+
 def load_base(cfg: Config, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
     """The base's parameters restored onto ``target`` (the frozen part of the run's abstract
     params, ``jax.ShapeDtypeStruct`` leaves carrying shardings) and where they came from,
@@ -47,8 +69,7 @@ def load_base(cfg: Config, target: Any, step: int | None = None) -> tuple[Any, d
     resume or an inference reads the same step). ``step``: that step, default the newest."""
     base = cfg.lora.base
     if base_kind(base) == "hf":
-        raise ConfigError("lora.base", f"{base} is a Hugging Face folder; reading one needs "
-                                       "astrojax.models.hf, which this build does not have yet")
+        _no_hf(base)
     directory = Path(base).absolute() / "checkpoints"
     checkpointer = Checkpointer(directory, max_to_keep=1, async_save=False)
     try:

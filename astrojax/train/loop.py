@@ -22,6 +22,7 @@ from astrojax.train import checkpoint as ckpt_lib
 from astrojax.train import step as step_lib
 from astrojax.train import workdir as workdir_lib
 from astrojax.train.checkpoint import Checkpointer, CheckpointError
+from astrojax.train.frozen import check_base
 from astrojax.train.metrics import MetricsWriter, Progress
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
     task.check_mesh(config_lib.resolve_mesh_shape(cfg.mesh, len(devices)))
+    if cfg.lora.rank:
+        check_base(cfg)
     is_main = jax.process_index() == 0
     with contextlib.ExitStack() as run:
         if is_main:
