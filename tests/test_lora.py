@@ -25,6 +25,7 @@ from astrojax.config import (
     TextDataConfig,
     TrainConfig,
     TransformerConfig,
+    to_dict,
     validate,
 )
 from astrojax.generate import load_generator
@@ -36,6 +37,7 @@ from astrojax.train.checkpoint import Checkpointer, read_params
 from astrojax.train.loop import TrainingError, train_and_evaluate
 from astrojax.train.restore import load_trained
 from astrojax.train.step import build_program
+from astrojax.train.workdir import WorkdirError, check_resume
 
 KEY_IMPL = "unsafe_rbg"  # XLA:CPU compiles threefry slowly; init randomness is irrelevant here
 ALL = ("q", "k", "v", "o", "gate", "up", "down")
@@ -317,6 +319,17 @@ def test_bad_targets_are_one_line_config_errors():
     cfg.lora = LoRAConfig(rank=0, base="runs/x")
     with pytest.raises(ConfigError, match="config.lora.base: .*rank is 0"):
         validate(cfg)
+
+
+def test_resume_refuses_another_adapter_scale(tmp_path):
+    saved, current = Config(task="lm"), Config(task="lm")
+    saved.lora = LoRAConfig(rank=8, alpha=16.0, base="runs/x")
+    current.lora = LoRAConfig(rank=8, alpha=32.0, base="runs/x")
+    shapes = {("blocks", "attn", "w_dnh_lora", "lora_a"): (4, 128, 8)}
+    with pytest.raises(WorkdirError, match=r"another scale \(config.lora.alpha \(16.0 -> 32.0\)"):
+        check_resume(4, to_dict(saved), to_dict(current), shapes, shapes, tmp_path)
+    current.lora = LoRAConfig(rank=8, alpha=16.0, dropout=0.1, base="runs/x")
+    check_resume(4, to_dict(saved), to_dict(current), shapes, shapes, tmp_path)  # a warning
 
 
 LORA_CLI = ("--config", "configs/lora_quickstart.py", "--workdir", "/tmp/astrojax-never-written")
