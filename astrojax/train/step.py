@@ -40,6 +40,9 @@ class TrainState:
     rng: jax.Array
 
 
+LORA_STREAM = 0x10A  # folded into the seed for the adapters' initialization and dropout
+
+
 def build_model(task: Task, seed: int) -> nnx.Module:
     """The task's model, with LoRA adapters when ``config.lora.rank > 0`` (drawn from their own
     stream, so the base weights' initialization does not depend on them)."""
@@ -50,9 +53,6 @@ def build_model(task: Task, seed: int) -> nnx.Module:
             apply_lora(model, task.cfg.lora, rngs=nnx.Rngs(params=jax.random.fold_in(
                 jax.random.key(seed), LORA_STREAM)))
         return model
-
-
-LORA_STREAM = 0x10A  # folded into the seed for the adapters' initialization and dropout
 
 
 def trainable_filter(cfg: Config):
