@@ -24,6 +24,7 @@ from astrojax.config.sections import (
     PACKING_MODES,
     POSITION_EMBEDDINGS,
     REMAT_POLICIES,
+    ROPE_SCALINGS,
     SEQUENCE_MIXERS,
     TASK_NAMES,
     TASK_SECTIONS,
@@ -196,6 +197,31 @@ def _check_transformer(cfg: Config, m: TransformerConfig, p: str) -> None:
                                              "scan_layers=False: scanned layers must be alike")
     _one_of(f"{p}param_dtype", m.param_dtype, DTYPES)
     _one_of(f"{p}dtype", m.dtype, DTYPES)
+    if m.qkv_bias and "mamba" in m.mixers and len(set(m.mixers)) == 1:
+        raise ConfigError(f"{p}qkv_bias", "Mamba layers have no q/k/v projections to bias")
+    _check_rope_scaling(m, p)
+
+
+def _check_rope_scaling(m: TransformerConfig, p: str) -> None:
+    _one_of(f"{p}rope_scaling", m.rope_scaling, ROPE_SCALINGS)
+    if m.rope_scaling == "none":
+        defaults = TransformerConfig()
+        for name in ("rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+                     "rope_original_max_len"):
+            if getattr(m, name) != getattr(defaults, name):
+                raise ConfigError(f"{p}{name}", f"{getattr(m, name)} does nothing with "
+                                                f"{p}rope_scaling='none'")
+        return
+    if not m.rope_scaling_factor >= 1.0:
+        raise ConfigError(f"{p}rope_scaling_factor", f"must be >= 1, got {m.rope_scaling_factor}")
+    if m.rope_scaling in ("dynamic", "llama3"):
+        _positive(f"{p}rope_original_max_len", m.rope_original_max_len)
+    if m.rope_scaling == "llama3":
+        _positive(f"{p}rope_low_freq_factor", m.rope_low_freq_factor)
+        if not m.rope_high_freq_factor > m.rope_low_freq_factor:
+            raise ConfigError(f"{p}rope_high_freq_factor",
+                              f"{m.rope_high_freq_factor} must exceed "
+                              f"{p}rope_low_freq_factor={m.rope_low_freq_factor}")
 
 
 def _check_graph_vae(cfg: Config, g: GraphVAEConfig, p: str) -> None:

@@ -15,6 +15,7 @@ PACKING_MODES = ("pack", "pad")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
+ROPE_SCALINGS = ("none", "linear", "dynamic", "llama3")  # tests check layers.ROPE_SCALINGS
 EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
@@ -93,6 +94,18 @@ class TransformerConfig:
     remat_policy: str = "none"
     param_dtype: str = "float32"
     dtype: str = "float32"
+    # Biases on the q, k and v projections (Qwen2); off keeps older checkpoints' parameters.
+    qkv_bias: bool = False
+    # RoPE scaling for contexts beyond pretraining, as Hugging Face's rope_parameters (see
+    # layers.RopeScaling): "none"; "linear" (frequencies / factor); "dynamic" (NTK: the base
+    # grows once a call's positions pass rope_original_max_len, HF's max_position_embeddings);
+    # "llama3" (Llama 3.1's per-frequency blend; rope_original_max_len is HF's
+    # original_max_position_embeddings).
+    rope_scaling: str = "none"
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0  # llama3 only
+    rope_high_freq_factor: float = 4.0  # llama3 only
+    rope_original_max_len: int = 0  # dynamic and llama3
 
 
 @dataclasses.dataclass
