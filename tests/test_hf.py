@@ -19,7 +19,7 @@ from flax import nnx
 
 from astrojax.config import DEFAULT_LOGICAL_AXIS_RULES, Config, ConfigError, MeshConfig, validate
 from astrojax.data.tokenizer import ByteTokenizer, HFTokenizer, TokenizerError, load_tokenizer
-from astrojax.models import layers
+from astrojax.models import generate, layers
 from astrojax.models.hf import HFCheckpointError, config_from_hf, from_hf, hf_config, to_hf
 from astrojax.models.transformer import Transformer, tiny_config
 from astrojax.sharding import axis_rules, make_mesh
@@ -459,3 +459,23 @@ def test_to_hf_loads_in_transformers_with_the_same_logits(torch_hf, tmp_path):
         tmp_path, attn_implementation="eager", dtype=torch.float32).eval()
     assert type(loaded).__name__ == "Qwen2ForCausalLM"
     assert_close(logits(model), _torch_logits(torch, loaded))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llama-dynamic", "qwen2"])
+def test_cached_generate_of_an_imported_model_matches_transformers(torch_hf, tmp_path, name):
+    """Greedy decoding through our KV cache (Qwen2: biases and a ring-buffered window of 5;
+    dynamic NTK: positions pass max_position_embeddings=8 mid-generation, so the base is
+    recomputed every step on both sides) gives transformers' generate's tokens."""
+    torch, transformers = torch_hf
+    config_name, kw = HF_CASES[name]
+    hf = _hf_model(transformers, torch, config_name, **kw)
+    hf.save_pretrained(tmp_path)
+    hf.generation_config.eos_token_id = None  # no stop token on either side
+    prompts_bt = TOKENS_BT[:, :6]
+    with torch.no_grad():
+        expected = hf.generate(torch.as_tensor(prompts_bt, dtype=torch.long),
+                               attention_mask=torch.ones(prompts_bt.shape, dtype=torch.long),
+                               max_new_tokens=10, do_sample=False, pad_token_id=0)
+    out = generate(from_hf(tmp_path), list(prompts_bt), max_new_tokens=10, length_bucket=6)
+    np.testing.assert_array_equal(np.stack(out.tokens), expected[:, 6:].numpy())
