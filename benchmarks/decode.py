@@ -96,6 +96,51 @@ def measure(name: str, run, batch: int, new_tokens: int, repeats: int) -> tuple[
     return result, ids
 
 
+def token_step_alone(model, prompts, new_tokens: int, repeats: int) -> dict:
+    """Where our time goes: the model's own token step (``Transformer.decode_step`` + argmax,
+    jitted, the cache donated) run ``new_tokens - 1`` times back to back with one wait at the
+    end, against ``generate``'s per-step time, which adds a host round trip per token (the
+    "every row stopped?" check) and the per-step key derivation."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    batch, prompt_len = prompts.shape
+    cache_len = -(-(prompt_len + new_tokens) // prompt_len) * prompt_len
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def prefill(graphdef, state, tokens_bt):
+        m = nnx.merge(graphdef, state)
+        cache = m.init_cache(tokens_bt.shape[0], cache_len)
+        lengths_b = jnp.full((tokens_bt.shape[0],), tokens_bt.shape[1], jnp.int32)
+        logits_bv, cache = m.prefill(tokens_bt, lengths_b, cache)
+        return jnp.argmax(logits_bv, -1).astype(jnp.int32), cache
+
+    @functools.partial(jax.jit, static_argnums=0, donate_argnums=2)
+    def step(graphdef, state, cache, tokens_b):
+        logits_bv, cache = nnx.merge(graphdef, state).decode_step(tokens_b, cache)
+        return jnp.argmax(logits_bv, -1).astype(jnp.int32), cache
+
+    graphdef, state = nnx.split(model)
+    tokens_bt = jnp.asarray(prompts)
+
+    def run():
+        token_b, cache = jax.block_until_ready(prefill(graphdef, state, tokens_bt))
+        start = time.perf_counter()
+        for _ in range(new_tokens - 1):
+            token_b, cache = step(graphdef, state, cache, token_b)
+        jax.block_until_ready(token_b)
+        return time.perf_counter() - start
+
+    run()  # compile
+    per_step = statistics.median(run() for _ in range(repeats)) / (new_tokens - 1)
+    return {"per_decode_step_ms": round(1e3 * per_step, 3),
+            "decode_tokens_per_s": round(batch / per_step, 1),
+            "batch": batch}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
@@ -155,6 +200,10 @@ def main(argv=None) -> dict:
             row[f"transformers_{threads}_threads"], hf_ids = measure(
                 f"transformers/{threads}", theirs, batch, args.new_tokens, args.repeats)
         torch.set_num_threads(default_threads)
+        row["astrojax_token_step_alone"] = token_step_alone(model, prompts, args.new_tokens,
+                                                            args.repeats)
+        print(f"{'step alone':>15} batch {batch:2d}: "
+              f"{row['astrojax_token_step_alone']['per_decode_step_ms']:.2f} ms/step", flush=True)
         best = max((k for k in row if k.startswith("transformers_")),
                    key=lambda k: row[k]["new_tokens_per_s"])
         row["transformers_fastest"] = best
@@ -181,6 +230,8 @@ def main(argv=None) -> dict:
                   "num_kv_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
                   "mlp_dim": cfg.mlp_dim, "vocab_size": cfg.vocab_size,
                   "scan_layers": cfg.scan_layers, "weights": f"random init, seed {args.seed}"},
+        "astrojax_token_step_alone": token_step_alone.__doc__.split(":", 1)[1].strip()
+        .replace("\n    ", " "),
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
         "repeats": args.repeats, "results": rows,
         "command": "python benchmarks/decode.py " + " ".join(argv or sys.argv[1:]),
