@@ -261,13 +261,24 @@ def plot(result: dict, path: Path) -> None:
         width = 0.8 / len(sides)
         for i, side in enumerate(sides):
             values = [r[side][key] or 0 for r in rows]
-            label = side.replace("transformers_", "transformers, ").replace("_", " ")
+            threads = side.split("_")[1] if side != "astrojax" else None
+            label = side if threads is None else \
+                f"transformers, {threads} thread{'s' if threads != '1' else ''}"
             bars = ax.bar(x + (i - (len(sides) - 1) / 2) * width, values, width, label=label)
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        if key == "decode_tokens_per_s":  # our token step without generate's host round trip
+            alone = [r["astrojax_token_step_alone"]["decode_tokens_per_s"] for r in rows]
+            ax.scatter(x - (len(sides) - 1) / 2 * width, alone, marker="_", s=400, color="k",
+                       label="astrojax token step alone", zorder=3)
+            for xi, value in zip(x, alone, strict=True):
+                ax.annotate(f"{value:.0f}", (xi - (len(sides) - 1) / 2 * width, value),
+                            textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+            ax.legend(fontsize=7, loc="upper left")
+        ax.margins(y=0.12)
         ax.set_xticks(x, [f"batch {r['batch']}" for r in rows])
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("new tokens / s")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Greedy decoding, quickstart-sized model, prompt {result['prompt_len']} "
                  f"({result['timings']})", fontsize=10)
     fig.tight_layout()
