@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from pathlib import Path
 
 import hf_reference as ref
 import jax
@@ -479,3 +480,31 @@ def test_cached_generate_of_an_imported_model_matches_transformers(torch_hf, tmp
                                max_new_tokens=10, do_sample=False, pad_token_id=0)
     out = generate(from_hf(tmp_path), list(prompts_bt), max_new_tokens=10, length_bucket=6)
     np.testing.assert_array_equal(np.stack(out.tokens), expected[:, 6:].numpy())
+
+
+@pytest.mark.slow
+def test_generate_takes_a_hugging_face_folder(tmp_path):
+    """``python -m astrojax.generate --checkpoint FOLDER`` on a Hugging Face folder: from_hf,
+    the folder's tokenizer (BOS template, end-of-sequence ids), and the same completion as
+    generate_text on the model loaded by hand; the parameters split over the fsdp axis."""
+    import subprocess
+    import sys
+
+    from astrojax.generate import is_hf_folder, load_generator
+    from astrojax.models import generate_text
+
+    config = ref.config("llama", vocab_size=320, bos_token_id=0, eos_token_id=1)
+    _write(tmp_path, config)
+    _tokenizer_json(tmp_path, bos=True)
+    assert is_hf_folder(tmp_path)
+    generator = load_generator(tmp_path)
+    assert generator.mesh.shape["fsdp"] == jax.device_count()
+    expected = generate_text(from_hf(tmp_path), load_tokenizer(tmp_path), ["a warm"],
+                             max_new_tokens=12)
+    assert generator(["a warm"], max_new_tokens=12) == expected
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "astrojax.generate", "--checkpoint",
+                           str(tmp_path), "--prompt", "a warm", "--max_new_tokens", "12",
+                           "--nosharded"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip("\n") == "a warm" + expected[0]
