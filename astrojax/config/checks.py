@@ -19,6 +19,7 @@ from astrojax.config.sections import (
     DTYPES,
     EDGE_DECODERS,
     FUSION_MODALITIES,
+    LORA_TARGETS,
     LOSS_WEIGHTINGS,
     MESH_AXES,
     PACKING_MODES,
@@ -28,6 +29,7 @@ from astrojax.config.sections import (
     SEQUENCE_MIXERS,
     TASK_NAMES,
     TASK_SECTIONS,
+    TEXT_CORPORA,
     TEXT_VOCAB_SIZE,
     Config,
     ConfigError,
@@ -39,6 +41,7 @@ from astrojax.config.sections import (
     GraphVAEConfig,
     LinkPredDataConfig,
     LoaderConfig,
+    LoRAConfig,
     MeshConfig,
     OptimConfig,
     PlanetsConfig,
@@ -121,7 +124,7 @@ def validate(cfg: Config, num_devices: int | None = None) -> Config:
     _one_of("task", cfg.task, TASK_NAMES)
     _check_sections_match_task(cfg)
     _check_types(cfg, "")
-    for name in ("planets", "data", "model", "optim", "train"):
+    for name in ("planets", "data", "model", "optim", "train", "lora"):
         section = getattr(cfg, name)
         if section is not None:
             _SECTION_CHECKS[type(section)](cfg, section, f"{name}.")
@@ -298,6 +301,7 @@ def _check_text_data(cfg: Config, d: TextDataConfig, p: str) -> None:
     _check_loader(d, p)
     _positive(f"{p}seq_len", d.seq_len)
     _one_of(f"{p}packing", d.packing, PACKING_MODES)
+    _one_of(f"{p}corpus", d.corpus, TEXT_CORPORA)
     if d.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"{p}seq_len",
                           f"{d.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
@@ -435,6 +439,33 @@ def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
     _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
 
 
+def check_lora_targets(targets: Any, key: str = "lora.targets") -> None:
+    """ConfigError naming ``key`` unless ``targets`` are distinct names of LORA_TARGETS."""
+    if isinstance(targets, str) or not targets:
+        raise ConfigError(key, f"expected a tuple of names of {', '.join(LORA_TARGETS)}, got "
+                               f"{targets!r}")
+    for name in targets:
+        _one_of(key, name, LORA_TARGETS)
+    if len(set(targets)) != len(targets):
+        raise ConfigError(key, f"names a target twice: {tuple(targets)}")
+
+
+def _check_lora(cfg: Config, lora: LoRAConfig, p: str) -> None:
+    _positive(f"{p}rank", lora.rank, allow_zero=True)
+    check_lora_targets(lora.targets, f"{p}targets")
+    if lora.rank == 0:
+        if lora.base:
+            raise ConfigError(f"{p}base", f"is {lora.base!r} but {p}rank is 0 (no adapters); set "
+                                          f"{p}rank > 0, or warm-start otherwise")
+        return
+    _positive(f"{p}alpha", lora.alpha)
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"{p}dropout", f"must be in [0, 1), got {lora.dropout}")
+    if not lora.base:
+        raise ConfigError(f"{p}base", f"{p}rank={lora.rank} trains adapters on frozen weights: "
+                                      "name their source, the workdir of a run of this task")
+
+
 _SECTION_CHECKS = {
     TransformerConfig: _check_transformer, GraphVAEConfig: _check_graph_vae,
     DatacubeConfig: _check_datacube, PlanetsConfig: _check_planets,
@@ -442,6 +473,7 @@ _SECTION_CHECKS = {
     LinkPredDataConfig: _check_linkpred_data, CubeDataConfig: _check_cube_data,
     OptimConfig: _check_optim, TrainConfig: _check_train,
     FusionConfig: _check_fusion, FusionDataConfig: _check_fusion_data,
+    LoRAConfig: _check_lora,
 }
 
 def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:

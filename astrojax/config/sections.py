@@ -23,7 +23,11 @@ LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 FUSION_MODALITIES = ("catalogue", "spectrum", "climate", "network", "text")  # fusion inputs
 DATACUBE_OBJECTIVES = ("masked", "supervised", "masked+supervised")
 MESH_AXES = ("data", "fsdp", "context", "tensor")
+# LoRA target names (PEFT / Hugging Face style); astrojax.models.lora.TARGETS maps them to
+# weights and checks that it lists the same names.
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down", "in_proj", "out_proj")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
+TEXT_CORPORA = ("descriptions", "notes")  # task lm's texts (TextDataConfig.corpus)
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -250,10 +254,14 @@ class LoaderConfig:
 
 @dataclasses.dataclass
 class TextDataConfig(LoaderConfig):
-    """Task lm: the planets' descriptions as byte tokens."""
+    """Task lm: the planets' texts as byte tokens. ``corpus``: "descriptions" (what the planet
+    is, generator/text.py) or "notes" (what an observer writes from its catalogue row,
+    generator/notes.py: another style and other facts, e.g. to fine-tune a description model
+    on)."""
 
     seq_len: int = 256
     packing: str = "pack"
+    corpus: str = "descriptions"
 
 
 @dataclasses.dataclass
@@ -368,6 +376,24 @@ class TrainConfig:
     on_bad_checkpoint: str = "fail"
 
 
+@dataclasses.dataclass
+class LoRAConfig:
+    """Low-rank adapters (astrojax.models.lora). ``rank`` 0: off, the whole model trains.
+    ``rank`` > 0: the model's weights come from ``base`` and stay frozen; only adapters of that
+    rank on the ``targets`` train (and only they have optimizer state and are checkpointed),
+    adding ``alpha / rank * B(A(dropout(x)))`` to each targeted projection (PEFT's
+    convention). ``targets``: names from LORA_TARGETS (q, k, v, o: attention; gate, up, down:
+    the SwiGLU MLP; in_proj, out_proj: Mamba). ``base``: the workdir of a run of the same task
+    and model config (its newest checkpoint's parameters); a Hugging Face folder is the hook
+    for astrojax.models.hf."""
+
+    rank: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+    base: str = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskSections:
     """The section types of one task's config: its model, its data, and whether it reads the
@@ -403,6 +429,7 @@ class Config:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
 
     def __post_init__(self) -> None:
         sections = TASK_SECTIONS.get(self.task)

@@ -69,6 +69,18 @@ def embedding_table(num_embeddings: int, features: int, *, param_dtype: DType = 
 # Norms and projections
 
 
+def project(module: nnx.Module, name: str, spec: str, x: jax.Array) -> jax.Array:
+    """``einsum(spec, x, module.<name>)`` in ``module.dtype``: the one place where a layer's
+    projection reads its weight, so that an adapter attached beside the weight (an attribute
+    ``<name>_lora``, see :mod:`astrojax.models.lora`) applies wherever the weight does
+    (training, evaluation, cached decoding). Without one, exactly the plain einsum."""
+    dt = module.dtype
+    x = x.astype(dt)
+    y = jnp.einsum(spec, x, getattr(module, name)[...].astype(dt))
+    adapter = getattr(module, f"{name}_lora", None)
+    return y if adapter is None else adapter(x, spec, y)
+
+
 class RMSNorm(nnx.Module):
     """Root-mean-square norm computed in float32, with a learned ``scale_d`` (``("norm",)``);
     returns ``dtype``."""
@@ -143,12 +155,9 @@ class SwiGLU(nnx.Module):
         self.w_fd_down = param(rngs, fan_in_init(f), ("mlp", "embed"), (f, d), param_dtype)
 
     def __call__(self, x_btd: jax.Array) -> jax.Array:
-        dt = self.dtype
-        x_btd = x_btd.astype(dt)
-        gate_btf = jnp.einsum("btd,df->btf", x_btd, self.w_df_gate[...].astype(dt))
-        up_btf = jnp.einsum("btd,df->btf", x_btd, self.w_df_up[...].astype(dt))
-        return jnp.einsum("btf,fd->btd", jax.nn.silu(gate_btf) * up_btf,
-                          self.w_fd_down[...].astype(dt))
+        gate_btf = project(self, "w_df_gate", "btd,df->btf", x_btd)
+        up_btf = project(self, "w_df_up", "btd,df->btf", x_btd)
+        return project(self, "w_fd_down", "btf,fd->btd", jax.nn.silu(gate_btf) * up_btf)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,20 +302,18 @@ class Attention(nnx.Module):
 
     def project_qkv(self, x_btd: jax.Array):
         """``(q_btnh, k_btkh, v_btkh)`` in the compute dtype, before any rotation."""
-        dt = self.dtype
-        x_btd = x_btd.astype(dt)
-        q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.w_dnh[...].astype(dt))
-        k_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_k[...].astype(dt))
-        v_btkh = jnp.einsum("btd,dkh->btkh", x_btd, self.w_dkh_v[...].astype(dt))
+        q_btnh = project(self, "w_dnh", "btd,dnh->btnh", x_btd)
+        k_btkh = project(self, "w_dkh_k", "btd,dkh->btkh", x_btd)
+        v_btkh = project(self, "w_dkh_v", "btd,dkh->btkh", x_btd)
         if self.qkv_bias:
+            dt = self.dtype
             q_btnh = q_btnh + self.b_nh_q[...].astype(dt)
             k_btkh = k_btkh + self.b_kh_k[...].astype(dt)
             v_btkh = v_btkh + self.b_kh_v[...].astype(dt)
         return q_btnh, k_btkh, v_btkh
 
     def project_out(self, o_btnh: jax.Array) -> jax.Array:
-        dt = self.dtype
-        return jnp.einsum("btnh,nhd->btd", o_btnh.astype(dt), self.w_nhd[...].astype(dt))
+        return project(self, "w_nhd", "btnh,nhd->btd", o_btnh)
 
     def __call__(self, x_btd, sin_bth=None, cos_bth=None, segment_ids_bt=None):
         q_btnh, k_btkh, v_btkh = self.project_qkv(x_btd)
@@ -427,4 +434,4 @@ class Block(nnx.Module):
 
 __all__ = ["DTYPES", "ROPE_SCALINGS", "Attention", "Block", "Dense", "LayerNorm", "MLP",
            "RMSNorm", "RopeScaling", "SwiGLU", "apply_rope", "embedding_table", "fan_in_init",
-           "param", "rope_inv_freq", "rope_sin_cos", "to_dtype"]
+           "param", "project", "rope_inv_freq", "rope_sin_cos", "to_dtype"]

@@ -25,7 +25,7 @@ from astrojax.models.attention.linear import (
     linear_attention_step,
 )
 from astrojax.models.attention.ssm import causal_depthwise_conv, selective_scan
-from astrojax.models.layers import Attention, DType, fan_in_init, param, to_dtype
+from astrojax.models.layers import Attention, DType, fan_in_init, param, project, to_dtype
 
 MIXERS = ("attention", "linear", "mamba")
 
@@ -142,10 +142,8 @@ class MambaBlock(nnx.Module):
         self.w_ed_out = param(rngs, fan_in_init(e), ("mlp", "embed"), (e, d), pdt)
 
     def _in_proj(self, x_d):
-        dt = self.dtype
-        x_d = x_d.astype(dt)
-        xin_e = jnp.einsum("...d,de->...e", x_d, self.w_de_x[...].astype(dt))
-        z_e = jnp.einsum("...d,de->...e", x_d, self.w_de_z[...].astype(dt))
+        xin_e = project(self, "w_de_x", "...d,de->...e", x_d)
+        z_e = project(self, "w_de_z", "...d,de->...e", x_d)
         return xin_e.astype(jnp.float32), z_e
 
     def _selective_params(self, xc_e):
@@ -163,9 +161,8 @@ class MambaBlock(nnx.Module):
         return -jnp.exp(self.a_log_en[...].astype(jnp.float32))
 
     def _out_proj(self, y_e, z_e):
-        dt = self.dtype
         y_e = y_e * jax.nn.silu(z_e.astype(jnp.float32))
-        return jnp.einsum("...e,ed->...d", y_e.astype(dt), self.w_ed_out[...].astype(dt))
+        return project(self, "w_ed_out", "...e,ed->...d", y_e)
 
     def __call__(self, x_btd, sin_bth=None, cos_bth=None, segment_ids_bt=None):
         del sin_bth, cos_bth

@@ -14,6 +14,8 @@ import numpy as np
 from flax import nnx
 
 from astrojax.config import ConfigError
+from astrojax.data.generator.notes import observing_notes
+from astrojax.data.generator.observe import observe_catalogue
 from astrojax.data.pipeline import text_dataset
 from astrojax.data.planets import SPLITS, TextSource
 from astrojax.data.tokenizer import ByteTokenizer
@@ -24,7 +26,8 @@ from astrojax.tasks.base import Batch, Metrics, PlanetTask
 
 
 class LanguageModelTask(PlanetTask):
-    """Trains the transformer to write the built-in planets' descriptions.
+    """Trains the transformer to write the built-in planets' descriptions (or, with
+    ``data.corpus="notes"``, their observing notes).
 
     Trains on the descriptions of the train split's planets (``planets``); evaluates on the val
     split's, and once on test after the last step. Baselines on the same held-out targets: the
@@ -43,10 +46,14 @@ class LanguageModelTask(PlanetTask):
 
     @functools.cached_property
     def _texts(self) -> dict[str, list[str]]:
+        if self.cfg.data.corpus == "notes":
+            seed = self.cfg.planets.seed
+            catalogue = observe_catalogue(self.table.population, seed)
+            return {name: observing_notes(catalogue, seed, self.split[name]) for name in SPLITS}
         return {name: TextSource(self.table, self.split[name]).texts() for name in SPLITS}
 
     def texts(self, split: str) -> list[str]:
-        """The descriptions of the planets in ``split``, in table order."""
+        """The texts of the planets in ``split``, in table order."""
         return self._texts[split]
 
     def _dataset(self, texts, process_index, process_count, **kwargs) -> grain.IterDataset:

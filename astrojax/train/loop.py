@@ -22,6 +22,7 @@ from astrojax.train import checkpoint as ckpt_lib
 from astrojax.train import step as step_lib
 from astrojax.train import workdir as workdir_lib
 from astrojax.train.checkpoint import Checkpointer, CheckpointError
+from astrojax.train.frozen import check_base
 from astrojax.train.metrics import MetricsWriter, Progress
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,11 @@ def _restore(cfg: config_lib.Config, program: step_lib.Program, checkpointer: Ch
             log.warning("%s; moved it to %s, trying the checkpoint before it (%s)", err,
                         moved.name, before)
             continue
+        if saved_artifacts.get("lora_base") != artifacts.get("lora_base"):
+            raise TrainingError(f"checkpoint {step} in {checkpointer.directory} trained adapters "
+                                f"on the base {saved_artifacts.get('lora_base')}, but this run "
+                                f"reads {artifacts.get('lora_base')}: resume with that base, or "
+                                "use a new --workdir")
         if saved_artifacts != artifacts:
             log.warning("the data's artifacts (normalization statistics, ...) differ from "
                         "those checkpoint %d was trained with", step)
@@ -163,6 +169,8 @@ def train_and_evaluate(cfg: config_lib.Config, workdir: str | Path,
     config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
     task.check_mesh(config_lib.resolve_mesh_shape(cfg.mesh, len(devices)))
+    if cfg.lora.rank:
+        check_base(cfg)
     is_main = jax.process_index() == 0
     with contextlib.ExitStack() as run:
         if is_main:
@@ -178,7 +186,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     log.info("mesh %s on %d %s device(s)", dict(mesh.shape), mesh.size, jax.default_backend())
 
     program = step_lib.build_program(cfg, task, mesh)
-    artifacts = task.artifacts()
+    artifacts = {**task.artifacts(), **program.artifacts}
 
     train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
     eval_batches = task.eval_data(jax.process_index(), jax.process_count())

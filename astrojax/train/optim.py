@@ -27,7 +27,8 @@ def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 # embedding) are decayed, as in the Llama, GPT and Mamba recipes; norm scales, biases, Mamba's
 # A_log and D, learned position tables, mask tokens and pooling queries are not. A name that
 # matches neither list is an error, so a new kind of parameter is decided on, not guessed.
-DECAYED = re.compile(r"w_.*|kernel|embedding(_.*)?")
+# LoRA's adapter matrices are weights too (decayed toward the base model, as PEFT's AdamW does).
+DECAYED = re.compile(r"w_.*|kernel|embedding(_.*)?|lora_[ab]")
 # Learned tokens (mask, missing-value, planet tokens), modality embeddings and the learned
 # uncertainty weights' log variances are vectors that stand for something, not weights.
 NOT_DECAYED = re.compile(r"scale(_.*)?|bias(_.*)?|b_.*|a_log(_.*)?|d_e|pos_.*|query(_.*)?|"

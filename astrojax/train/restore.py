@@ -1,6 +1,8 @@
 """A trained model from a run's workdir, for inference: the newest checkpoint's saved config
 rebuilds the task and its model, and only the parameters are read, onto one device (no
-optimizer state, no data iterator, no mesh), with the data's artifacts saved beside them.
+optimizer state, no data iterator, no mesh), with the data's artifacts saved beside them. A
+LoRA run's checkpoint holds its adapters; the frozen weights come from the base step it
+records.
 
 Problems are one line naming the folder: a :class:`WorkdirError` for a folder that is not a
 workdir of the wanted task, a :class:`CheckpointError` for one that cannot be read.
@@ -20,7 +22,12 @@ from astrojax.config import Config, from_dict
 from astrojax.sharding import state_shardings
 from astrojax.tasks import Task, get_task
 from astrojax.train.checkpoint import Checkpointer
-from astrojax.train.step import abstract_model, abstract_with_shardings
+from astrojax.train.step import (
+    abstract_model,
+    abstract_with_shardings,
+    load_frozen,
+    trainable_filter,
+)
 from astrojax.train.workdir import WorkdirError
 
 
@@ -70,8 +77,10 @@ def load_trained(workdir: str | Path, task: str | None = None,
             raise WorkdirError(f"{workdir} was trained for task {cfg.task!r}, not {task!r}")
         built = get_task(cfg)
         graphdef, abstract = abstract_model(built, cfg.train.seed)
+        abstract = nnx.filter_state(abstract, trainable_filter(cfg))
+        device = device or jax.devices()[0]
         if mesh is None:
-            where = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+            where = jax.sharding.SingleDeviceSharding(device)
             shardings = jax.tree.map(lambda a: where, abstract)
         else:
             if callable(mesh):
@@ -81,4 +90,8 @@ def load_trained(workdir: str | Path, task: str | None = None,
         params, artifacts = checkpointer.restore_params(step, target)
     finally:
         checkpointer.manager.close()
+    if cfg.lora.rank:  # the checkpoint holds the adapters; the base the step it records
+        base_step = artifacts.get("lora_base", {}).get("step")
+        frozen, _ = load_frozen(cfg, built, mesh, device=device, step=base_step)
+        params = nnx.merge_state(params, frozen)
     return TrainedModel(workdir, step, cfg, built, graphdef, params, artifacts)

@@ -1,4 +1,10 @@
-"""Pure train and eval steps over an explicit train state, and the state's shardings."""
+"""Pure train and eval steps over an explicit train state, and the state's shardings.
+
+With LoRA (``config.lora.rank > 0``) the model carries adapters, the train state's ``params``
+are the adapters alone (so only they get gradients, optimizer moments and checkpoints), and
+the frozen weights, read from ``config.lora.base``, are an extra argument of every step that
+the :class:`Program` binds.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from astrojax import sharding
-from astrojax.config import Config
+from astrojax.config import Config, ConfigError
+from astrojax.models.lora import apply_lora, dropout_rng
 from astrojax.tasks.base import Batch, Metrics, Task, WarmStart
 from astrojax.train.checkpoint import CheckpointError, path_key, read_params
+from astrojax.train.frozen import load_base
 from astrojax.train.optim import make_optimizer, nonfinite_counts
 
 
@@ -32,10 +40,29 @@ class TrainState:
     rng: jax.Array
 
 
+LORA_STREAM = 0x10A  # folded into the seed for the adapters' initialization and dropout
+
+
 def build_model(task: Task, seed: int) -> nnx.Module:
+    """The task's model, with LoRA adapters when ``config.lora.rank > 0`` (drawn from their own
+    stream, so the base weights' initialization does not depend on them)."""
     # Shardings are applied by jit's out_shardings, not eagerly at variable creation.
     with nnx.use_eager_sharding(False):
-        return task.build_model(nnx.Rngs(seed))
+        model = task.build_model(nnx.Rngs(seed))
+        if task.cfg.lora.rank:
+            apply_lora(model, task.cfg.lora, rngs=nnx.Rngs(params=jax.random.fold_in(
+                jax.random.key(seed), LORA_STREAM)))
+        return model
+
+
+def trainable_filter(cfg: Config):
+    """The filter of the parameters that train: the adapters with LoRA, else all."""
+    return nnx.LoRAParam if cfg.lora.rank else nnx.Param
+
+
+def frozen_filter(cfg: Config):
+    """The filter of the parameters that do not train (nothing without LoRA)."""
+    return nnx.All(nnx.Param, nnx.Not(trainable_filter(cfg)))
 
 
 def abstract_model(task: Task, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
@@ -51,7 +78,7 @@ def abstract_model(task: Task, seed: int) -> tuple[nnx.GraphDef, nnx.State]:
 
 def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> TrainState:
     """A fresh train state (call under jit with out_shardings to create it sharded)."""
-    params = nnx.state(build_model(task, seed), nnx.Param)
+    params = nnx.state(build_model(task, seed), trainable_filter(task.cfg))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=jax.random.key_data(jax.random.key(seed)))
 
@@ -120,13 +147,22 @@ def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation
 def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransformation,
                     schedule: optax.Schedule) -> Callable[[TrainState, Batch],
                                                           tuple[TrainState, Metrics]]:
-    """``train_step(state, batch) -> (state, metrics)``: a pure function, ready for jax.jit."""
+    """``train_step(state, batch, frozen=None) -> (state, metrics)``: a pure function, ready
+    for jax.jit. ``frozen``: the parameters that do not train (LoRA's base weights)."""
+    dropout = task.cfg.lora.rank and task.cfg.lora.dropout
 
-    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    def train_step(state: TrainState, batch: Batch,
+                   frozen: nnx.State | None = None) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
         def loss_fn(params):
-            return task.loss(nnx.merge(graphdef, params), batch, rng, state.step)
+            # The frozen state's Variables were made at jit's trace level; NNX transforms
+            # (the scanned stack) refuse a model that mixes levels, so copy them at this one.
+            model = _merge(graphdef, params, jax.tree.map(lambda x: x, frozen))
+            if not dropout:
+                return task.loss(model, batch, rng, state.step)
+            with dropout_rng(jax.random.fold_in(rng, LORA_STREAM)):
+                return task.loss(model, batch, rng, state.step)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         # A NaN or Inf loss with finite gradients (a masked-out term, say) is no better: mark
@@ -142,20 +178,25 @@ def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransf
     return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, Batch], Metrics]:
-    """``eval_step(params, batch) -> sums``: additive eval statistics of one batch."""
+def _merge(graphdef: nnx.GraphDef, params: nnx.State, frozen: nnx.State | None) -> nnx.Module:
+    return nnx.merge(graphdef, params) if frozen is None else nnx.merge(graphdef, params, frozen)
 
-    def eval_step(params: nnx.State, batch: Batch) -> Metrics:
-        return task.eval_sums(nnx.merge(graphdef, params), batch)
+
+def make_eval_step(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, Batch], Metrics]:
+    """``eval_step(params, batch, frozen=None) -> sums``: additive eval statistics of one
+    batch."""
+
+    def eval_step(params: nnx.State, batch: Batch, frozen: nnx.State | None = None) -> Metrics:
+        return task.eval_sums(_merge(graphdef, params, frozen), batch)
 
     return eval_step
 
 
 def make_embed_fn(graphdef: nnx.GraphDef, task: Task) -> Callable[[nnx.State, Batch], Metrics]:
-    """``embed(params, batch) -> embeddings``, for probes and downstream models."""
+    """``embed(params, batch, frozen=None) -> embeddings``, for probes and downstream models."""
 
-    def embed(params: nnx.State, batch: Batch) -> Metrics:
-        return task.embed(nnx.merge(graphdef, params), batch)
+    def embed(params: nnx.State, batch: Batch, frozen: nnx.State | None = None) -> Metrics:
+        return task.embed(_merge(graphdef, params, frozen), batch)
 
     return embed
 
@@ -168,7 +209,9 @@ def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """The jitted pieces of a run on one mesh: init, train step and eval step, with shardings."""
+    """The jitted pieces of a run on one mesh: init, train step and eval step, with shardings.
+    With LoRA, ``frozen`` holds the base weights on the mesh (bound into the steps) and
+    ``artifacts`` where they came from (saved with every checkpoint)."""
 
     task: Task
     mesh: Mesh
@@ -180,6 +223,8 @@ class Program:
     eval_step: Callable[[nnx.State, Batch], Metrics]
     embed: Callable[[nnx.State, Batch], Metrics]
     healthy: Callable[[TrainState], jax.Array]
+    frozen: nnx.State | None = None
+    artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def shard(self, local_batch: dict[str, Any]) -> Batch:
         """This process's numpy slice of a batch as global arrays on the mesh."""
@@ -193,7 +238,8 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
     """Derives shardings from the model's logical axes and jits init, train and eval steps.
 
     The train step donates the state and pins its output shardings to the input ones, so it
-    compiles once and updates the state in place.
+    compiles once and updates the state in place. With LoRA the frozen weights are read from
+    ``config.lora.base`` onto their shardings here, once, and bound into the steps.
     """
     rules = cfg.mesh.logical_axis_rules
     decay_steps = cfg.optim.decay_steps if cfg.optim.decay_steps > 0 else cfg.train.steps
@@ -207,17 +253,40 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
     def traced_with_rules(fn):  # activations' sharding constraints read the same table
         return sharding.with_axis_rules(fn, rules)
 
+    train_step = jax.jit(traced_with_rules(make_train_step(graphdef, task, tx, schedule)),
+                         out_shardings=(shardings, rep), donate_argnums=0)
+    eval_step = jax.jit(traced_with_rules(make_eval_step(graphdef, task)), out_shardings=rep)
+    embed = jax.jit(traced_with_rules(make_embed_fn(graphdef, task)))
+    frozen_params, artifacts = None, {}
+    if cfg.lora.rank:
+        frozen_params, artifacts = load_frozen(cfg, task, mesh)
+        train_step, eval_step, embed = (functools.partial(fn, frozen=frozen_params)
+                                        for fn in (train_step, eval_step, embed))
     return Program(
         task=task, mesh=mesh, rules=rules, abstract_state=abstract_state,
-        state_shardings=shardings,
-        init=jax.jit(init_fn, out_shardings=shardings),
-        train_step=jax.jit(traced_with_rules(make_train_step(graphdef, task, tx, schedule)),
-                           out_shardings=(shardings, rep), donate_argnums=0),
-        eval_step=jax.jit(traced_with_rules(make_eval_step(graphdef, task)),
-                          out_shardings=rep),
-        embed=jax.jit(traced_with_rules(make_embed_fn(graphdef, task))),
-        healthy=jax.jit(healthy, out_shardings=rep),
+        state_shardings=shardings, init=jax.jit(init_fn, out_shardings=shardings),
+        train_step=train_step, eval_step=eval_step, embed=embed,
+        healthy=jax.jit(healthy, out_shardings=rep), frozen=frozen_params, artifacts=artifacts,
     )
+
+
+def load_frozen(cfg: Config, task: Task, mesh: Mesh | None = None, *, device=None,
+                step: int | None = None) -> tuple[nnx.State, dict[str, Any]]:
+    """A LoRA run's frozen weights from ``config.lora.base`` on ``mesh`` (sharded by their
+    logical axes) or on one ``device``, and where they came from (see
+    ``astrojax.train.frozen.load_base``); ``step``: the base's step, default its newest."""
+    if task.warm_start() is not None:
+        raise ConfigError("lora.base", "this task also warm-starts part of its model from "
+                                       "other runs; with LoRA every frozen weight comes from "
+                                       "lora.base alone")
+    _, abstract = abstract_model(task, cfg.train.seed)
+    abstract = nnx.filter_state(abstract, frozen_filter(cfg))
+    if mesh is not None:
+        where = sharding.state_shardings(abstract, mesh, cfg.mesh.logical_axis_rules)
+    else:
+        single = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+        where = jax.tree.map(lambda _: single, abstract)
+    return load_base(cfg, abstract_with_shardings(abstract, where), step)
 
 
 def healthy(state: TrainState) -> jax.Array:

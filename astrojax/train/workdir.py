@@ -115,6 +115,9 @@ def check_resume(step: int, saved: dict[str, Any], current: dict[str, Any],
         model_keys = [k for k in changed if k.split(".")[0] not in ("train", "optim", "mesh")]
         raise WorkdirError(f"{where} has other parameter shapes than this config "
                            f"({listing(model_keys) or 'the model differs'}): {hint}")
+    if "lora.alpha" in changed and "lora.alpha" in old:  # same shapes, another function
+        raise WorkdirError(f"{where} trained adapters with another scale "
+                           f"({listing(['lora.alpha'])}): {hint}")
     data_keys = [k for k in changed if k.startswith(("data.", "planets.")) and
                  k not in DATA_KEYS_THAT_MAY_CHANGE]
     if data_keys:
