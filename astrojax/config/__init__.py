@@ -33,6 +33,8 @@ from astrojax.config.sections import (
     ConfigError,
     CubeDataConfig,
     DatacubeConfig,
+    DescribeConfig,
+    DescribeDataConfig,
     FusionConfig,
     FusionDataConfig,
     GraphDataConfig,
@@ -51,7 +53,8 @@ from astrojax.config.sections import (
 __all__ = [
     "ATTENTION_IMPLS", "BAD_CHECKPOINT_POLICIES", "CONTEXT_IMPLS", "Config", "ConfigError",
     "CubeDataConfig", "DATACUBE_OBJECTIVES", "DEFAULT_LOGICAL_AXIS_RULES", "DTYPES",
-    "DatacubeConfig", "EDGE_DECODERS", "FUSION_MODALITIES", "FusionConfig", "FusionDataConfig",
+    "DatacubeConfig", "DescribeConfig", "DescribeDataConfig", "EDGE_DECODERS",
+    "FUSION_MODALITIES", "FusionConfig", "FusionDataConfig",
     "GraphDataConfig", "GraphVAEConfig", "LOSS_WEIGHTINGS", "LinkPredDataConfig", "LoaderConfig",
     "MESH_AXES",
     "MeshConfig", "OptimConfig", "PACKING_MODES", "POSITION_EMBEDDINGS", "PlanetsConfig",
