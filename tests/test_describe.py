@@ -224,6 +224,13 @@ def test_a_run_starts_from_the_fusion_and_lm_runs_and_keeps_the_fusion_model_fro
     assert trained[("lm", "embedding_vd", "value")].shape == lm[("embedding_vd", "value")].shape
     moved = [p for p in trained if p[0] == "lm" and not np.array_equal(trained[p], lm[p[1:]])]
     assert len(moved) == len([p for p in trained if p[0] == "lm"])  # the LM trained
+    # the optimizer state without the frozen parameters' moments checkpoints and resumes
+    cfg.train.steps = 4
+    resumed = train_and_evaluate(cfg, runs / "describe", devices=jax.devices()[:2])
+    assert resumed.step == 4 and np.isfinite(resumed.train["loss"])
+    np.testing.assert_array_equal(
+        np.asarray(resumed.state.params["fusion"]["planet_token_d"][...]),
+        fusion[("planet_token_d", "value")])
 
 
 @pytest.mark.slow
