@@ -46,6 +46,10 @@ def time_quickstart(workdir: Path) -> dict:
                  if k.startswith("test/")},
         "median_logged_tokens_per_second": sorted(r["tokens_per_second"] for r in train)[
             len(train) // 2],
+        # what the command prints at the end: a held-out planet's description, written by the
+        # trained model (greedy) after the first sentence of the true one, and the truth
+        "showcase": (workdir / "showcase.txt").read_text().rstrip("\n")
+        if (workdir / "showcase.txt").exists() else None,
         "_rows": rows,
     }
 

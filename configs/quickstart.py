@@ -25,9 +25,13 @@ def get_config() -> Config:
     # (0.8 s vs 1.9 s per step here); scan pays off for deep models and on GPU.
     cfg.model.scan_layers = False
     cfg.planets.num_planets = 4096
-    cfg.data.seq_len = 256
+    # A row holds a whole description (378-493 bytes): generation then writes one from start
+    # to end at positions the model was trained at (rows of 256 split them, and the model
+    # never saw a description's second half after its first).
+    cfg.model.max_seq_len = 512
+    cfg.data.seq_len = 512
     cfg.train.steps = 300
-    cfg.train.global_batch_size = 16
+    cfg.train.global_batch_size = 8
     cfg.train.log_every = 10
     cfg.train.eval_every = 100
     cfg.train.eval_batches = 4

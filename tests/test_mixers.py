@@ -317,7 +317,8 @@ def _decode(graphdef, state, x_btd):
         y_bd, cache = module.step(x_bd, cache)
         return cache, y_bd
 
-    _, y_tbd = jax.lax.scan(step, module.init_cache(x_btd.shape[0]), jnp.moveaxis(x_btd, 1, 0))
+    _, y_tbd = jax.lax.scan(step, module.init_cache_state(x_btd.shape[0]),
+                            jnp.moveaxis(x_btd, 1, 0))
     return jnp.moveaxis(y_tbd, 0, 1)
 
 
@@ -325,7 +326,7 @@ def test_mamba_step_matches_forward(mamba_module, cfg):
     x_btd = normal(np.random.default_rng(8), (B, T, cfg.d_model))
     stepped = _decode(*nnx.split(mamba_module), x_btd)
     np.testing.assert_allclose(stepped, mix(mamba_module, x_btd), rtol=1e-5, atol=1e-5)
-    conv, ssm = mamba_module.init_cache(3)
+    conv, ssm = mamba_module.init_cache_state(3)
     assert conv.shape == (3, 3, 64) and ssm.shape == (3, 64, 16)
 
 

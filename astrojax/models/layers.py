@@ -229,6 +229,65 @@ class Attention(nnx.Module):
                            window=self.window, segment_ids=segment_ids_bt, scale=self.scale)
         return self.project_out(o_btnh)
 
+    # ------------------------------------------------------------------------------------------
+    # Cached decoding (causal attention only). The cache is a plain dict of arrays: keys and
+    # values ``[b, c, k, h]`` in the compute dtype and ``pos [c]``, the sequence index each slot
+    # holds (-1: empty). Rows are left-padded, so every row writes the same slot at each step
+    # and ``start_b`` (the row's first real index) masks its padding. Without a window ``c`` is
+    # the whole length; with ``window=(left, 0)`` it is a ring buffer of ``left + 1`` slots.
+
+    def init_cache(self, batch_size: int, length: int) -> dict[str, jax.Array]:
+        """An empty cache for sequences of up to ``length`` tokens."""
+        if not self.causal or (self.window is not None and self.window[1] != 0):
+            raise ValueError("only causal attention (window (left, 0) or none) can decode "
+                             "from a cache")
+        slots = length if self.window is None else min(length, self.window[0] + 1)
+        k, h = self.w_dkh_k.shape[-2:]
+        kv = jnp.zeros((batch_size, slots, k, h), self.dtype)
+        return {"k": kv, "v": kv, "pos": jnp.full((slots,), -1, jnp.int32)}
+
+    def _cache_kv(self, k_btkh, v_btkh, cache, first: jax.Array | int):
+        """``cache`` with the ``t`` new keys and values of sequence indices ``first ..
+        first + t - 1`` written in (the last ``c`` of them if more than fit)."""
+        t, c = k_btkh.shape[1], cache["pos"].shape[0]
+        keep = min(t, c)
+        index_t = first + jnp.arange(t - keep, t, dtype=jnp.int32)
+        slot_t = index_t % c
+        axes = ("batch", None, "kv_heads", "head_dim")
+        k = cache["k"].at[:, slot_t].set(k_btkh[:, t - keep:].astype(cache["k"].dtype))
+        v = cache["v"].at[:, slot_t].set(v_btkh[:, t - keep:].astype(cache["v"].dtype))
+        return {"k": constrain(k, axes), "v": constrain(v, axes),
+                "pos": cache["pos"].at[slot_t].set(index_t)}
+
+    def prefill(self, x_btd, sin_bth, cos_bth, segment_ids_bt, cache):
+        """The call's output for a left-padded prompt (segment id 0 on padding, 1 on the
+        rest), and ``cache`` (empty) holding its keys and values: ``(y_btd, cache)``."""
+        q_btnh, k_btkh, v_btkh = self.project_qkv(x_btd)
+        q_btnh = apply_rope(q_btnh, sin_bth, cos_bth)
+        k_btkh = apply_rope(k_btkh, sin_bth, cos_bth)
+        o_btnh = attention(q_btnh, k_btkh, v_btkh, impl=self.impl, causal=True,
+                           window=self.window, segment_ids=segment_ids_bt, scale=self.scale)
+        real = (segment_ids_bt != 0)[:, :, None, None]  # padding's keys stay zero in the cache
+        cache = self._cache_kv(jnp.where(real, k_btkh, 0), jnp.where(real, v_btkh, 0), cache, 0)
+        return self.project_out(o_btnh), cache
+
+    def decode(self, x_b1d, sin_b1h, cos_b1h, cache, index, start_b):
+        """One token per row at sequence index ``index`` (a scalar): ``(y_b1d, cache)``.
+        Attends over the cache through the ``xla`` kernel: one query is memory-bound, and the
+        kernel masks slots by segment id (empty, another row's padding, outside the window)."""
+        q_b1nh, k_b1kh, v_b1kh = self.project_qkv(x_b1d)
+        q_b1nh = apply_rope(q_b1nh, sin_b1h, cos_b1h)
+        k_b1kh = apply_rope(k_b1kh, sin_b1h, cos_b1h)
+        cache = self._cache_kv(k_b1kh, v_b1kh, cache, index)
+        pos_c = cache["pos"]
+        seen_bc = (pos_c >= 0) & (pos_c >= start_b[:, None])
+        if self.window is not None:
+            seen_bc &= pos_c >= index - self.window[0]
+        ids = (jnp.ones((x_b1d.shape[0], 1), jnp.int32), seen_bc.astype(jnp.int32))
+        o_b1nh = attention(q_b1nh, cache["k"], cache["v"], impl="xla", causal=False,
+                           segment_ids=ids, scale=self.scale)
+        return self.project_out(o_b1nh), cache
+
 
 class Block(nnx.Module):
     """Pre-norm residual block: ``x + attn(attn_norm(x))`` then ``x + mlp(mlp_norm(x))``, with
@@ -256,6 +315,23 @@ class Block(nnx.Module):
         with jax.named_scope("mlp"):
             x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
         return x_btd if self.out_axes is None else constrain(x_btd, self.out_axes)
+
+    def _extend(self, x_btd, mixer_out):
+        y_btd, cache = mixer_out
+        x_btd = x_btd + y_btd
+        x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
+        return (x_btd if self.out_axes is None else constrain(x_btd, self.out_axes)), cache
+
+    def prefill(self, x_btd, sin_bth, cos_bth, segment_ids_bt, cache):
+        """The call on a left-padded prompt, through the mixer's ``prefill``:
+        ``(x_btd, mixer cache)``."""
+        return self._extend(x_btd, self.attn.prefill(self.attn_norm(x_btd), sin_bth, cos_bth,
+                                                     segment_ids_bt, cache))
+
+    def decode(self, x_b1d, sin_b1h, cos_b1h, cache, index, start_b):
+        """One token per row through the mixer's ``decode``: ``(x_b1d, mixer cache)``."""
+        return self._extend(x_b1d, self.attn.decode(self.attn_norm(x_b1d), sin_b1h, cos_b1h,
+                                                    cache, index, start_b))
 
 
 __all__ = ["DTYPES", "Attention", "Block", "Dense", "LayerNorm", "MLP", "RMSNorm", "SwiGLU",

@@ -18,7 +18,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrojax.config import TransformerConfig
-from astrojax.models.attention.linear import feature_map_fn, linear_attention
+from astrojax.models.attention.linear import (
+    feature_map_fn,
+    linear_attention,
+    linear_attention_state,
+    linear_attention_step,
+)
 from astrojax.models.attention.ssm import causal_depthwise_conv, selective_scan
 from astrojax.models.layers import Attention, DType, fan_in_init, param, to_dtype
 
@@ -50,6 +55,31 @@ class LinearAttention(Attention):
         o_btnh = linear_attention(q_btnh, k_btkh, v_btkh, feature_map=self.feature_map,
                                   chunk_size=self.chunk_size, segment_ids=segment_ids_bt)
         return self.project_out(o_btnh)
+
+    # Cached decoding: the recurrent state replaces the key/value cache (``length`` unused).
+
+    def init_cache(self, batch_size: int, length: int) -> dict[str, jax.Array]:
+        del length
+        k, h = self.w_dkh_k.shape[-2:]
+        hv = self.w_dkh_v.shape[-1]
+        return {"s": jnp.zeros((batch_size, k, h, hv), jnp.float32),
+                "z": jnp.zeros((batch_size, k, h), jnp.float32)}
+
+    def prefill(self, x_btd, sin_bth, cos_bth, segment_ids_bt, cache):
+        del cache  # prefill starts from the empty state
+        q_btnh, k_btkh, v_btkh = self.project_qkv(x_btd)
+        o_btnh = linear_attention(q_btnh, k_btkh, v_btkh, feature_map=self.feature_map,
+                                  chunk_size=self.chunk_size, segment_ids=segment_ids_bt)
+        s, z = linear_attention_state(k_btkh, v_btkh, feature_map=self.feature_map,
+                                      segment_ids=segment_ids_bt)
+        return self.project_out(o_btnh), {"s": s, "z": z}
+
+    def decode(self, x_b1d, sin_b1h, cos_b1h, cache, index, start_b):
+        del sin_b1h, cos_b1h, index, start_b
+        q_b1nh, k_b1kh, v_b1kh = self.project_qkv(x_b1d)
+        o_b1nh, (s, z) = linear_attention_step(q_b1nh, k_b1kh, v_b1kh, (cache["s"], cache["z"]),
+                                               feature_map=self.feature_map)
+        return self.project_out(o_b1nh), {"s": s, "z": z}
 
 
 def _uniform_init(scale: float):
@@ -149,14 +179,14 @@ class MambaBlock(nnx.Module):
                                chunk_size=self.scan_chunk_size, segment_ids=segment_ids_bt)
         return self._out_proj(y_bte, z_bte)
 
-    def init_cache(self, batch_size: int):
+    def init_cache_state(self, batch_size: int):
         """Empty decoding state: ``(conv_state [b, d_conv - 1, e], ssm_state [b, e, n])``."""
         return (jnp.zeros((batch_size, self.d_conv - 1, self.d_inner), jnp.float32),
                 jnp.zeros((batch_size, self.d_inner, self.d_state), jnp.float32))
 
     def step(self, x_bd, cache):
         """One token of one sequence per row: ``(y_bd, cache)``, the recurrent form of
-        ``__call__`` (no segment handling: start a new sequence with ``init_cache``)."""
+        ``__call__`` (no segment handling: start a new sequence with ``init_cache_state``)."""
         conv_bke, h_ben = cache
         xin_be, z_be = self._in_proj(x_bd)
         window_bke = jnp.concatenate([conv_bke, xin_be[:, None]], axis=1)
@@ -167,6 +197,35 @@ class MambaBlock(nnx.Module):
                  + (dt_be * xc_be)[..., None] * b_bn[:, None, :])
         y_be = jnp.einsum("ben,bn->be", h_ben, c_bn) + self.d_e[...].astype(jnp.float32) * xc_be
         return self._out_proj(y_be, z_be), (window_bke[:, 1:], h_ben)
+
+    # The transformer's cached-decoding interface (dict caches, left-padded prompts).
+
+    def init_cache(self, batch_size: int, length: int) -> dict[str, jax.Array]:
+        del length
+        conv, ssm = self.init_cache_state(batch_size)
+        return {"conv": conv, "ssm": ssm}
+
+    def prefill(self, x_btd, sin_bth, cos_bth, segment_ids_bt, cache):
+        """The prompt run through :meth:`step` one token at a time (``lax.scan``), padding
+        leaving the state as it was: the outputs and the state after the prompt."""
+        del sin_bth, cos_bth
+
+        def one(state, inputs):
+            x_bd, real_b = inputs
+            y_bd, new = self.step(x_bd, state)
+            new = jax.tree.map(lambda n, o: jnp.where(
+                real_b.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, state)
+            return new, y_bd
+
+        state, y_tbd = jax.lax.scan(one, (cache["conv"], cache["ssm"]),
+                                    (jnp.moveaxis(x_btd, 1, 0),
+                                     jnp.moveaxis(segment_ids_bt != 0, 1, 0)))
+        return jnp.moveaxis(y_tbd, 0, 1), {"conv": state[0], "ssm": state[1]}
+
+    def decode(self, x_b1d, sin_b1h, cos_b1h, cache, index, start_b):
+        del sin_b1h, cos_b1h, index, start_b
+        y_bd, (conv, ssm) = self.step(x_b1d[:, 0], (cache["conv"], cache["ssm"]))
+        return y_bd[:, None], {"conv": conv, "ssm": ssm}
 
 
 def make_mixer(kind: str, cfg: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.Module:

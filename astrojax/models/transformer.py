@@ -93,6 +93,7 @@ class Transformer(nnx.Module):
         # graphdef, which jax.jit / nnx.jit hash as a static argument.
         self.head_dim, self.rope_theta = cfg.head_dim, cfg.rope_theta
         self.scan_layers, self.tie_embeddings = cfg.scan_layers, cfg.tie_embeddings
+        self.num_layers = cfg.num_layers
         self.dtype = to_dtype(cfg.dtype)
         # Resolve the remat policy now so a bad name fails at construction, not under jit.
         self._remat = cfg.remat_policy != "none"
@@ -191,6 +192,91 @@ class Transformer(nnx.Module):
 
         with jax.named_scope("final_norm"):
             return self.final_norm(x_btd)
+
+
+    # ------------------------------------------------------------------------------------------
+    # Cached decoding. The cache is an explicit pytree: ``{"layers": one mixer cache per layer
+    # (stacked on a leading axis when layers are scanned), "index": the next sequence index
+    # (int32 scalar), "start": each row's first real index [b]}``. Prompts are left-padded, so
+    # every row is at the same index and writes the same cache slot; a row's positions count
+    # from its own start. astrojax.models.decode drives these with jit.
+
+    def init_cache(self, batch_size: int, length: int) -> dict:
+        """An empty cache for ``batch_size`` sequences of up to ``length`` tokens (prefix,
+        prompt and generated tokens together)."""
+        if self.scan_layers:
+            one = self.blocks.attn.init_cache(batch_size, length)
+            layers = jax.tree.map(
+                lambda a: jnp.broadcast_to(a, (self.num_layers, *a.shape)), one)
+        else:
+            layers = [block.attn.init_cache(batch_size, length) for block in self.blocks]
+        return {"layers": layers, "index": jnp.zeros((), jnp.int32),
+                "start": jnp.zeros((batch_size,), jnp.int32)}
+
+    def prefill(self, tokens_bt, lengths_b, cache, *, prefix_bpd=None):
+        """Runs left-padded prompts (``tokens_bt [b, t]``, the last ``lengths_b`` of each row
+        real) after an optional soft prefix through the model, filling the empty ``cache``.
+
+        Returns ``(logits_bv, cache)``: the next-token logits after each prompt. Row r's
+        sequence is ``prefix_bpd[r]`` then its tokens, at positions ``0, 1, ...``; its padding
+        moves before the prefix so that the real part is contiguous and ends at the last index.
+        """
+        b, t = tokens_bt.shape
+        x_btd = self.embed(tokens_bt, prefix_bpd)
+        p = x_btd.shape[1] - t
+        pad_b = t - lengths_b.astype(jnp.int32)
+        j_t = jnp.arange(p + t, dtype=jnp.int32)
+        if p:  # [prefix, padding, tokens] -> [padding, prefix, tokens]
+            pad_bt = pad_b[:, None]
+            src_bt = jnp.where(j_t < pad_bt, p + j_t,
+                               jnp.where(j_t < pad_bt + p, j_t - pad_bt, j_t))
+            x_btd = jnp.take_along_axis(x_btd, src_bt[:, :, None], axis=1)
+        real_bt = j_t >= pad_b[:, None]
+        x_btd = jnp.where(real_bt[:, :, None], x_btd, 0).astype(x_btd.dtype)
+        segment_ids_bt = real_bt.astype(jnp.int32)
+        positions_bt = jnp.maximum(j_t - pad_b[:, None], 0)
+        sin_bth, cos_bth = self.rope(positions_bt)
+
+        if self.scan_layers:
+            @nnx.scan(in_axes=(0, nnx.Carry, None, None, None, 0), out_axes=(nnx.Carry, 0))
+            def run(block, x_btd, sin_bth, cos_bth, segment_ids_bt, layer_cache):
+                return block.prefill(x_btd, sin_bth, cos_bth, segment_ids_bt, layer_cache)
+
+            x_btd, layers = run(self.blocks, x_btd, sin_bth, cos_bth, segment_ids_bt,
+                                cache["layers"])
+        else:
+            layers = []
+            for block, layer_cache in zip(self.blocks, cache["layers"], strict=True):
+                x_btd, layer_cache = block.prefill(x_btd, sin_bth, cos_bth, segment_ids_bt,
+                                                   layer_cache)
+                layers.append(layer_cache)
+        logits_bv = self.logits(self.final_norm(x_btd[:, -1:]))[:, 0]
+        return logits_bv, {"layers": layers, "index": jnp.asarray(p + t, jnp.int32),
+                           "start": pad_b}
+
+    def decode_step(self, tokens_b, cache):
+        """One token per row at the cache's index: ``(logits_bv, cache)``, the next-token
+        logits and the cache one longer."""
+        index, start_b = cache["index"], cache["start"]
+        x_b1d = self.embed(tokens_b[:, None])
+        sin_b1h, cos_b1h = self.rope((index - start_b)[:, None])
+
+        if self.scan_layers:
+            @nnx.scan(in_axes=(0, nnx.Carry, None, None, 0, None, None),
+                      out_axes=(nnx.Carry, 0))
+            def run(block, x_b1d, sin_b1h, cos_b1h, layer_cache, index, start_b):
+                return block.decode(x_b1d, sin_b1h, cos_b1h, layer_cache, index, start_b)
+
+            x_b1d, layers = run(self.blocks, x_b1d, sin_b1h, cos_b1h, cache["layers"], index,
+                                start_b)
+        else:
+            layers = []
+            for block, layer_cache in zip(self.blocks, cache["layers"], strict=True):
+                x_b1d, layer_cache = block.decode(x_b1d, sin_b1h, cos_b1h, layer_cache, index,
+                                                  start_b)
+                layers.append(layer_cache)
+        logits_bv = self.logits(self.final_norm(x_b1d))[:, 0]
+        return logits_bv, {"layers": layers, "index": index + 1, "start": start_b}
 
 
 def count_params(model: nnx.Module) -> int:

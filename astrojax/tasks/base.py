@@ -127,6 +127,13 @@ class Task(abc.ABC):
         del embed_fn, params, shard
         return {}
 
+    def showcase(self, model: nnx.Module, mesh: jax.sharding.Mesh, rules) -> str:
+        """Text that shows a person what the trained ``model`` learned (printed by ``python -m
+        astrojax.train`` after the last step and written to the workdir's showcase.txt).
+        ``model`` is sharded over ``mesh`` by ``rules``. Default: nothing."""
+        del model, mesh, rules
+        return ""
+
     def embed(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         """Pure: the model's embeddings of a batch (what downstream models consume)."""
         raise NotImplementedError(f"{type(self).__name__} defines no embedding")

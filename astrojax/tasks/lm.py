@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import textwrap
 from collections.abc import Iterable
 
 import grain
@@ -17,6 +18,7 @@ from astrojax.data.pipeline import text_dataset
 from astrojax.data.planets import SPLITS, TextSource
 from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators import NGramModel, language_model_from_sums
+from astrojax.models.decode import generate_text
 from astrojax.models.transformer import Transformer, next_token_stats
 from astrojax.tasks.base import Batch, Metrics, PlanetTask
 
@@ -106,3 +108,30 @@ class LanguageModelTask(PlanetTask):
 
     def finalize_eval(self, sums: dict[str, float]) -> dict[str, float]:
         return language_model_from_sums(sums)
+
+    def showcase(self, model: nnx.Module, mesh: jax.sharding.Mesh, rules) -> str:
+        """The description the model writes (greedy) for the first held-out planet, prompted
+        with the first sentence of its true one, beside the truth. It writes at most as far as
+        the training rows reach (``data.seq_len``): beyond, positions were never trained."""
+        texts = self.texts("test") or self.texts("val")
+        if not texts:
+            return ""
+        truth = texts[0]
+        end = truth.find(". ")
+        prompt = truth[:end + 1] if end >= 0 else truth[:len(truth) // 4]
+        budget = self.cfg.data.seq_len - len(self.tokenizer.encode(prompt, add_eos=False))
+        if budget < 1:
+            return ""
+        written = generate_text(model, self.tokenizer, [prompt], max_new_tokens=budget,
+                                mesh=mesh, rules=rules)[0]
+        split = "test" if self.texts("test") else "val"
+
+        def block(label: str, text: str) -> str:
+            return textwrap.fill(text, 100, initial_indent=f"{label:>8}  ",
+                                 subsequent_indent=" " * 10)
+
+        return "\n".join([
+            f"A held-out planet ({split} split); the model continues the first sentence of its "
+            "description (greedy):",
+            block("prompt", prompt), block("model", written), block("truth", truth[len(prompt):]),
+        ])

@@ -90,8 +90,31 @@ def main(argv: list[str]) -> None:
     except TrainingError as err:  # the run started and cannot go on
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    if not result.stopped_by and jax.process_count() == 1:
+        _showcase(cfg, result, FLAGS.workdir)
     if result.stopped_by:
         sys.exit(128 + {"SIGINT": 2, "SIGTERM": 15}.get(result.stopped_by, 0))
+
+
+def _showcase(cfg, result, workdir) -> None:
+    """Prints what the task shows of the trained model (``Task.showcase``; the language model
+    writes a held-out planet's description) and keeps it in the workdir's showcase.txt."""
+    from pathlib import Path
+
+    import jax
+    from flax import nnx
+
+    from astrojax.tasks import get_task
+    from astrojax.train.step import abstract_model
+
+    task = get_task(cfg)
+    graphdef, _ = abstract_model(task, cfg.train.seed)
+    mesh = jax.tree.leaves(result.state.params)[0].sharding.mesh
+    text = task.showcase(nnx.merge(graphdef, result.state.params), mesh,
+                         cfg.mesh.logical_axis_rules)
+    if text:
+        print(text)
+        (Path(workdir) / "showcase.txt").write_text(text + "\n")
 
 
 def run() -> None:

@@ -9,6 +9,7 @@ workdir of the wanted task, a :class:`CheckpointError` for one that cannot be re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import jax
 from flax import nnx
 
 from astrojax.config import Config, from_dict
+from astrojax.sharding import state_shardings
 from astrojax.tasks import Task, get_task
 from astrojax.train.checkpoint import Checkpointer
-from astrojax.train.step import abstract_model
+from astrojax.train.step import abstract_model, abstract_with_shardings
 from astrojax.train.workdir import WorkdirError
 
 
@@ -40,9 +42,13 @@ class TrainedModel:
 
 
 def load_trained(workdir: str | Path, task: str | None = None,
-                 device: jax.Device | None = None) -> TrainedModel:
-    """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first).
-    ``task``: the task it must have been trained for (a WorkdirError names the one it was)."""
+                 device: jax.Device | None = None,
+                 mesh: jax.sharding.Mesh | Callable[[Config], jax.sharding.Mesh] | None = None
+                 ) -> TrainedModel:
+    """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first), or
+    sharded over ``mesh`` by the run's logical axis rules, as in training (a callable gets the
+    run's config and returns the mesh, e.g. ``lambda cfg: make_mesh(cfg.mesh)``). ``task``: the
+    task it must have been trained for (a WorkdirError names the one it was)."""
     workdir = Path(workdir)
     if not workdir.exists():
         raise WorkdirError(f"no workdir at {workdir}")
@@ -64,9 +70,14 @@ def load_trained(workdir: str | Path, task: str | None = None,
             raise WorkdirError(f"{workdir} was trained for task {cfg.task!r}, not {task!r}")
         built = get_task(cfg)
         graphdef, abstract = abstract_model(built, cfg.train.seed)
-        where = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
-        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
-                              abstract)
+        if mesh is None:
+            where = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+            shardings = jax.tree.map(lambda a: where, abstract)
+        else:
+            if callable(mesh):
+                mesh = mesh(cfg)
+            shardings = state_shardings(abstract, mesh, cfg.mesh.logical_axis_rules)
+        target = abstract_with_shardings(abstract, shardings)
         params, artifacts = checkpointer.restore_params(step, target)
     finally:
         checkpointer.manager.close()

@@ -173,3 +173,34 @@ def linear_attention_reference(q, k, v, *, feature_map: str = "elu1", segment_id
 
 __all__ = ["EPS", "FEATURE_MAPS", "feature_map_fn", "linear_attention",
            "linear_attention_reference", "segment_starts"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Recurrent form, for decoding: the state ``(s [b, k, h, v], z [b, k, h])`` in float32.
+
+
+def linear_attention_state(k, v, *, feature_map: str = "elu1", segment_ids=None):
+    """The state after every token of ``k``, ``v`` (``[b, t, k, h]``), padding (id 0) skipped:
+    what a prompt leaves for :func:`linear_attention_step` to go on from. The prompt must be one
+    run (left padding, then one segment)."""
+    phi = feature_map_fn(feature_map)
+    b, t = k.shape[:2]
+    _, valid_bt = _runs_and_valid(segment_ids, b, t)
+    fk_btkh = phi(k.astype(jnp.float32)) * valid_bt[:, :, None, None]
+    return (jnp.einsum("btkh,btkv->bkhv", fk_btkh, v.astype(jnp.float32)),
+            jnp.sum(fk_btkh, axis=1))
+
+
+def linear_attention_step(q_b1nh, k_b1kh, v_b1kh, state, *, feature_map: str = "elu1",
+                          eps: float = EPS):
+    """One more token per row: ``(out [b, 1, n, v] in q's dtype, state)``, the recurrence of
+    :func:`linear_attention_reference`."""
+    fq_b1kgh, fk_b1kh, v_b1kv, _, _ = _features(q_b1nh, k_b1kh, v_b1kh, feature_map, None)
+    s_bkhv, z_bkh = state
+    s_bkhv = s_bkhv + fk_b1kh[:, 0, :, :, None] * v_b1kv[:, 0, :, None, :]
+    z_bkh = z_bkh + fk_b1kh[:, 0]
+    num_bkgv = jnp.einsum("bkgh,bkhv->bkgv", fq_b1kgh[:, 0], s_bkhv)
+    den_bkg = jnp.einsum("bkgh,bkh->bkg", fq_b1kgh[:, 0], z_bkh)
+    out_bkgv = num_bkgv / (den_bkg[..., None] + eps)
+    b, kh, g, hv = out_bkgv.shape
+    return out_bkgv.reshape(b, 1, kh * g, hv).astype(q_b1nh.dtype), (s_bkhv, z_bkh)
