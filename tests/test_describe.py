@@ -231,6 +231,22 @@ def test_a_run_starts_from_the_fusion_and_lm_runs_and_keeps_the_fusion_model_fro
     np.testing.assert_array_equal(
         np.asarray(resumed.state.params["fusion"]["planet_token_d"][...]),
         fusion[("planet_token_d", "value")])
+    # greedy cached decoding after the prefix writes what the model's own forward pass
+    # (the training layout: prefix, BOS, tokens) ranks first at every position
+    from astrojax.train.step import abstract_model
+
+    task = get_task(cfg)
+    model = nnx.merge(abstract_model(task, cfg.train.seed)[0],
+                      jax.device_get(resumed.state.params))
+    batch = task.eval_data(0, 1, "val")[0]
+    written = task.write_tokens(model, batch)
+    assert len(written) == len(batch["planet"]) == 8
+    k = min(32, min(len(w) for w in written))
+    tokens = np.stack([np.concatenate([[task.tokenizer.bos_id], w[:k]]) for w in written])
+    logits = forward(model, {key: jnp.asarray(v) for key, v in batch.items()},
+                     jnp.asarray(tokens, jnp.int32))
+    vocab = task.tokenizer.vocab_size  # generation never picks the model's padding ids
+    np.testing.assert_array_equal(np.argmax(logits[:, 2:2 + k, :vocab], -1), tokens[:, 1:])
 
 
 @pytest.mark.slow

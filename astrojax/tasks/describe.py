@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import textwrap
 from collections.abc import Iterable
 
 import grain
@@ -36,10 +37,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from astrojax.config import Config, ConfigError, FusionDataConfig, LoaderConfig
+from astrojax.config import (
+    DEFAULT_LOGICAL_AXIS_RULES,
+    Config,
+    ConfigError,
+    FusionDataConfig,
+    LoaderConfig,
+)
+from astrojax.data.generator.text import read_description
 from astrojax.data.planets import PlanetSplit, PlanetTable
 from astrojax.data.tokenizer import ByteTokenizer
 from astrojax.evaluators import NGramModel, language_model_from_sums
+from astrojax.models.decode import generate
 from astrojax.models.describe import PlanetDescriber, prefixed_next_token_stats
 from astrojax.models.transformer import Transformer
 from astrojax.tasks.base import Batch, Metrics, PlanetTask, WarmStart, run_config
@@ -219,3 +228,52 @@ class DescribeTask(PlanetTask):
             metrics = self.finalize_eval(ngram.score(*ngram.contexts_of(rows, segments)))
             out.update({f"{name}/{k}": v for k, v in metrics.items()})
         return out
+
+    # ---- what the trained model writes
+    def write_tokens(self, model: nnx.Module, batch: dict[str, np.ndarray], *,
+                     temperature: float = 0.0, rng: jax.Array | None = None,
+                     mesh: jax.sharding.Mesh | None = None,
+                     rules=DEFAULT_LOGICAL_AXIS_RULES) -> list[np.ndarray]:
+        """The token ids ``model`` writes after BOS for each planet of ``batch`` (a batch of
+        this task's data; EOS left out): its prefix of the planet, then BOS, continued by
+        :func:`astrojax.models.generate` (greedy by default) until EOS or
+        ``data.description_length`` tokens."""
+        prefix = _prefix(model, {k: v for k, v in batch.items()
+                                 if not k.startswith("description")})
+        return generate(model.lm, [[self.tokenizer.bos_id]] * len(batch["planet"]),
+                        max_new_tokens=self.cfg.data.description_length - 1,
+                        stop_tokens=(self.tokenizer.eos_id,), temperature=temperature, rng=rng,
+                        vocab_limit=self.tokenizer.vocab_size, prefix_bpd=prefix,
+                        pad_id=self.tokenizer.pad_id, mesh=mesh, rules=rules).tokens
+
+    def write_descriptions(self, model: nnx.Module, batch: dict[str, np.ndarray],
+                           **kwargs) -> list[str]:
+        """:meth:`write_tokens` as text."""
+        return [self.tokenizer.decode(ids) for ids in self.write_tokens(model, batch, **kwargs)]
+
+    def showcase(self, model: nnx.Module, mesh: jax.sharding.Mesh, rules) -> str:
+        """The description the model writes (greedy) for the first held-out planet, from its
+        data alone, beside the true one, and the facts each states."""
+        split = "test" if self.fills_eval_batch("test", len(self.split.test)) else "val"
+        batches = self.eval_data(0, 1, split)
+        if not batches:
+            return ""
+        batch = batches[0]
+        written = self.write_descriptions(model, batch, mesh=mesh, rules=rules)[0]
+        truth = str(self.descriptions["texts"][batch["planet"][0]])
+
+        def block(label: str, text: str) -> str:
+            facts = ", ".join(f"{k}={v}" for k, v in read_description(text).items())
+            return "\n".join([textwrap.fill(text, 100, initial_indent=f"{label:>8}  ",
+                                             subsequent_indent=" " * 10),
+                               " " * 10 + f"(reads as {facts})"])
+
+        how = (f"from its data ({self.cfg.model.prefix_tokens} prefix vectors)"
+               if self.cfg.model.prefix_tokens else "with no prefix (the control)")
+        return "\n".join([f"A held-out planet ({split} split); the model describes it {how}, "
+                          "greedy:", block("model", written), block("truth", truth)])
+
+
+@nnx.jit
+def _prefix(model: PlanetDescriber, batch: dict) -> jax.Array | None:
+    return model.prefix(batch)
