@@ -340,6 +340,40 @@ class FusionDataConfig(LoaderConfig):
 
 
 @dataclasses.dataclass
+class DescribeConfig:
+    """Task describe: the language model writes a planet's description after ``prefix_tokens``
+    soft-prompt vectors, a learned projector's image of the fusion model's planet embedding
+    (what its heads read). ``prefix_tokens`` 0 is the control: the same language model trained
+    the same way with no prefix, which can only learn the descriptions' base rates.
+    ``projector_dim``: the hidden width of the projector (an MLP, fusion width -> hidden ->
+    ``prefix_tokens`` x the LM's width). ``fusion_init``: the workdir of a ``fusion`` run; the
+    fusion model is then that run's (its model section replaces ``fusion``, and the data's
+    fusion fields must be its data's) and starts from its newest checkpoint. ``train_fusion``:
+    also train the fusion model (default: frozen, no gradient and no optimizer state; an
+    untrained fusion model must be trained). ``lm_init``: the workdir of an ``lm`` run; the
+    language model is then that run's (its model section replaces ``lm``) and starts from its
+    newest checkpoint. Both runs must have read the same planets and split (``planets``), so
+    that held-out planets are held out of them too."""
+
+    prefix_tokens: int = 4
+    projector_dim: int = 256
+    fusion_init: str = ""
+    train_fusion: bool = False
+    lm_init: str = ""
+    fusion: FusionConfig = dataclasses.field(default_factory=FusionConfig)
+    lm: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+
+
+@dataclasses.dataclass
+class DescribeDataConfig(FusionDataConfig):
+    """Task describe: the fusion task's inputs of a planet (the fields of FusionDataConfig)
+    and its description, as byte tokens (BOS, the bytes, EOS) padded to
+    ``description_length``."""
+
+    description_length: int = 496  # the built-in descriptions have at most 491 bytes
+
+
+@dataclasses.dataclass
 class OptimConfig:
     """AdamW with linear warmup, cosine decay and global-norm clipping."""
 
@@ -412,6 +446,7 @@ TASK_SECTIONS: dict[str, TaskSections] = {
     "graph_linkpred": TaskSections(GraphVAEConfig, LinkPredDataConfig, planets=False),
     "datacube": TaskSections(DatacubeConfig, CubeDataConfig),
     "fusion": TaskSections(FusionConfig, FusionDataConfig),
+    "describe": TaskSections(DescribeConfig, DescribeDataConfig),
 }
 TASK_NAMES = tuple(TASK_SECTIONS)
 
