@@ -2,6 +2,7 @@
 
     python benchmarks/quickstart.py            # full quickstart run + step timing (~5 min)
     python benchmarks/quickstart.py --skip-run # step timing only
+    python benchmarks/quickstart.py --reuse    # read the last run's workdir, time the step
 
 Writes benchmarks/results/quickstart.json and quickstart_loss.png (the run's loss curves).
 """
@@ -21,19 +22,22 @@ RESULTS = ROOT / "benchmarks" / "results"
 COMMAND = [sys.executable, "-m", "astrojax.train", "--config", "configs/quickstart.py"]
 
 
-def time_quickstart(workdir: Path) -> dict:
-    """Runs the README command in a fresh workdir; returns wall time and the loss it reached."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run([*COMMAND, "--workdir", str(workdir)], cwd=ROOT, check=True)
-    wall = time.perf_counter() - start
+def time_quickstart(workdir: Path, reuse: bool = False) -> dict:
+    """Runs the README command in a fresh workdir; returns wall time and the loss it reached.
+    ``reuse``: read a finished run's workdir instead (no wall time then)."""
+    wall = None
+    if not reuse:
+        shutil.rmtree(workdir, ignore_errors=True)
+        start = time.perf_counter()
+        subprocess.run([*COMMAND, "--workdir", str(workdir)], cwd=ROOT, check=True)
+        wall = time.perf_counter() - start
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval/loss" in r]
     baselines = {k.removeprefix("eval/baseline/"): v for k, v in evals[-1].items()
                  if k.startswith("eval/baseline/")} if evals else {}
     return {
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": None if wall is None else round(wall, 1),
         "steps": train[-1]["step"],
         "first_logged_loss": train[0]["loss"],
         "final_loss": train[-1]["loss"],
@@ -115,12 +119,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-run", action="store_true", help="only time the train step")
     parser.add_argument("--workdir", default="runs/benchmark_quickstart")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the finished run in --workdir instead of running it again")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version()}}
     if not args.skip_run:
-        run = time_quickstart(ROOT / args.workdir)
+        run = time_quickstart(ROOT / args.workdir, args.reuse)
         plot(run.pop("_rows"), RESULTS / "quickstart_loss.png")
         result["quickstart"] = {"command": "python " + " ".join(COMMAND[1:]) + " --workdir ...",
                                 **run}

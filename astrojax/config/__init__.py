@@ -35,6 +35,8 @@ from astrojax.config.sections import (
     ConfigError,
     CubeDataConfig,
     DatacubeConfig,
+    DescribeConfig,
+    DescribeDataConfig,
     FusionConfig,
     FusionDataConfig,
     GraphDataConfig,
@@ -54,7 +56,8 @@ from astrojax.config.sections import (
 __all__ = [
     "ATTENTION_IMPLS", "BAD_CHECKPOINT_POLICIES", "CONTEXT_IMPLS", "Config", "ConfigError",
     "CubeDataConfig", "DATACUBE_OBJECTIVES", "DEFAULT_LOGICAL_AXIS_RULES", "DTYPES",
-    "DatacubeConfig", "EDGE_DECODERS", "FUSION_MODALITIES", "FusionConfig", "FusionDataConfig",
+    "DatacubeConfig", "DescribeConfig", "DescribeDataConfig", "EDGE_DECODERS",
+    "FUSION_MODALITIES", "FusionConfig", "FusionDataConfig",
     "GraphDataConfig", "GraphVAEConfig", "LORA_TARGETS", "LOSS_WEIGHTINGS", "LinkPredDataConfig",
     "LoRAConfig", "LoaderConfig",
     "MESH_AXES",

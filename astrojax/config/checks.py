@@ -25,6 +25,7 @@ from astrojax.config.sections import (
     PACKING_MODES,
     POSITION_EMBEDDINGS,
     REMAT_POLICIES,
+    ROPE_SCALINGS,
     SEQUENCE_MIXERS,
     TASK_NAMES,
     TASK_SECTIONS,
@@ -34,6 +35,8 @@ from astrojax.config.sections import (
     ConfigError,
     CubeDataConfig,
     DatacubeConfig,
+    DescribeConfig,
+    DescribeDataConfig,
     FusionConfig,
     FusionDataConfig,
     GraphDataConfig,
@@ -199,6 +202,31 @@ def _check_transformer(cfg: Config, m: TransformerConfig, p: str) -> None:
                                              "scan_layers=False: scanned layers must be alike")
     _one_of(f"{p}param_dtype", m.param_dtype, DTYPES)
     _one_of(f"{p}dtype", m.dtype, DTYPES)
+    if m.qkv_bias and "mamba" in m.mixers and len(set(m.mixers)) == 1:
+        raise ConfigError(f"{p}qkv_bias", "Mamba layers have no q/k/v projections to bias")
+    _check_rope_scaling(m, p)
+
+
+def _check_rope_scaling(m: TransformerConfig, p: str) -> None:
+    _one_of(f"{p}rope_scaling", m.rope_scaling, ROPE_SCALINGS)
+    if m.rope_scaling == "none":
+        defaults = TransformerConfig()
+        for name in ("rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+                     "rope_original_max_len"):
+            if getattr(m, name) != getattr(defaults, name):
+                raise ConfigError(f"{p}{name}", f"{getattr(m, name)} does nothing with "
+                                                f"{p}rope_scaling='none'")
+        return
+    if not m.rope_scaling_factor >= 1.0:
+        raise ConfigError(f"{p}rope_scaling_factor", f"must be >= 1, got {m.rope_scaling_factor}")
+    if m.rope_scaling in ("dynamic", "llama3"):
+        _positive(f"{p}rope_original_max_len", m.rope_original_max_len)
+    if m.rope_scaling == "llama3":
+        _positive(f"{p}rope_low_freq_factor", m.rope_low_freq_factor)
+        if not m.rope_high_freq_factor > m.rope_low_freq_factor:
+            raise ConfigError(f"{p}rope_high_freq_factor",
+                              f"{m.rope_high_freq_factor} must exceed "
+                              f"{p}rope_low_freq_factor={m.rope_low_freq_factor}")
 
 
 def _check_graph_vae(cfg: Config, g: GraphVAEConfig, p: str) -> None:
@@ -390,6 +418,38 @@ def _check_fusion_data(cfg: Config, d: FusionDataConfig, p: str) -> None:
     _positive(f"{p}n_transits", d.n_transits)
 
 
+def _fusion_view(cfg: Config) -> Config:
+    """A describe config's fusion model and inputs as a fusion config (what its checks read)."""
+    fields = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(FusionDataConfig)}
+    return Config(task="fusion", model=cfg.model.fusion, data=FusionDataConfig(**fields),
+                  planets=cfg.planets, optim=cfg.optim, train=cfg.train, mesh=cfg.mesh)
+
+
+def _check_describe(cfg: Config, m: DescribeConfig, p: str) -> None:
+    _positive(f"{p}prefix_tokens", m.prefix_tokens, allow_zero=True)
+    _positive(f"{p}projector_dim", m.projector_dim)
+    if m.prefix_tokens and not m.fusion_init and not m.train_fusion:
+        raise ConfigError(f"{p}fusion_init", "is empty and model.train_fusion is False: the "
+                                             "prefix would come from a frozen, untrained fusion "
+                                             "model; name a fusion run's workdir or set "
+                                             "model.train_fusion=True")
+    if not m.fusion_init:
+        _check_fusion(_fusion_view(cfg), m.fusion, f"{p}fusion.")
+    if not m.lm_init:
+        _check_transformer(cfg, m.lm, f"{p}lm.")
+        if m.lm.vocab_size < TEXT_VOCAB_SIZE:
+            raise ConfigError(f"{p}lm.vocab_size",
+                              f"{m.lm.vocab_size} is smaller than the byte tokenizer's "
+                              f"{TEXT_VOCAB_SIZE} ids (out-of-range ids would embed as NaN)")
+
+
+def _check_describe_data(cfg: Config, d: DescribeDataConfig, p: str) -> None:
+    _check_fusion_data(_fusion_view(cfg), d, p)
+    if d.description_length < 2:
+        raise ConfigError(f"{p}description_length", f"must hold at least BOS and EOS, got "
+                                                    f"{d.description_length}")
+
+
 def _check_optim(cfg: Config, o: OptimConfig, p: str) -> None:
     _positive(f"{p}learning_rate", o.learning_rate)
     if not 0.0 <= o.end_learning_rate_fraction <= 1.0:
@@ -448,6 +508,7 @@ _SECTION_CHECKS = {
     OptimConfig: _check_optim, TrainConfig: _check_train,
     FusionConfig: _check_fusion, FusionDataConfig: _check_fusion_data,
     LoRAConfig: _check_lora,
+    DescribeConfig: _check_describe, DescribeDataConfig: _check_describe_data,
 }
 
 def resolve_mesh_shape(mesh: MeshConfig, num_devices: int) -> dict[str, int]:

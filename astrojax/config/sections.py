@@ -15,6 +15,7 @@ PACKING_MODES = ("pack", "pad")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
 CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
+ROPE_SCALINGS = ("none", "linear", "dynamic", "llama3")  # tests check layers.ROPE_SCALINGS
 EDGE_DECODERS = ("inner_product", "mlp", "structural")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 BAD_CHECKPOINT_POLICIES = ("fail", "fallback")
@@ -97,6 +98,18 @@ class TransformerConfig:
     remat_policy: str = "none"
     param_dtype: str = "float32"
     dtype: str = "float32"
+    # Biases on the q, k and v projections (Qwen2); off keeps older checkpoints' parameters.
+    qkv_bias: bool = False
+    # RoPE scaling for contexts beyond pretraining, as Hugging Face's rope_parameters (see
+    # layers.RopeScaling): "none"; "linear" (frequencies / factor); "dynamic" (NTK: the base
+    # grows once a call's positions pass rope_original_max_len, HF's max_position_embeddings);
+    # "llama3" (Llama 3.1's per-frequency blend; rope_original_max_len is HF's
+    # original_max_position_embeddings).
+    rope_scaling: str = "none"
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0  # llama3 only
+    rope_high_freq_factor: float = 4.0  # llama3 only
+    rope_original_max_len: int = 0  # dynamic and llama3
 
 
 @dataclasses.dataclass
@@ -327,6 +340,40 @@ class FusionDataConfig(LoaderConfig):
 
 
 @dataclasses.dataclass
+class DescribeConfig:
+    """Task describe: the language model writes a planet's description after ``prefix_tokens``
+    soft-prompt vectors, a learned projector's image of the fusion model's planet embedding
+    (what its heads read). ``prefix_tokens`` 0 is the control: the same language model trained
+    the same way with no prefix, which can only learn the descriptions' base rates.
+    ``projector_dim``: the hidden width of the projector (an MLP, fusion width -> hidden ->
+    ``prefix_tokens`` x the LM's width). ``fusion_init``: the workdir of a ``fusion`` run; the
+    fusion model is then that run's (its model section replaces ``fusion``, and the data's
+    fusion fields must be its data's) and starts from its newest checkpoint. ``train_fusion``:
+    also train the fusion model (default: frozen, no gradient and no optimizer state; an
+    untrained fusion model must be trained). ``lm_init``: the workdir of an ``lm`` run; the
+    language model is then that run's (its model section replaces ``lm``) and starts from its
+    newest checkpoint. Both runs must have read the same planets and split (``planets``), so
+    that held-out planets are held out of them too."""
+
+    prefix_tokens: int = 4
+    projector_dim: int = 256
+    fusion_init: str = ""
+    train_fusion: bool = False
+    lm_init: str = ""
+    fusion: FusionConfig = dataclasses.field(default_factory=FusionConfig)
+    lm: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+
+
+@dataclasses.dataclass
+class DescribeDataConfig(FusionDataConfig):
+    """Task describe: the fusion task's inputs of a planet (the fields of FusionDataConfig)
+    and its description, as byte tokens (BOS, the bytes, EOS) padded to
+    ``description_length``."""
+
+    description_length: int = 496  # the built-in descriptions have at most 491 bytes
+
+
+@dataclasses.dataclass
 class OptimConfig:
     """AdamW with linear warmup, cosine decay and global-norm clipping."""
 
@@ -399,6 +446,7 @@ TASK_SECTIONS: dict[str, TaskSections] = {
     "graph_linkpred": TaskSections(GraphVAEConfig, LinkPredDataConfig, planets=False),
     "datacube": TaskSections(DatacubeConfig, CubeDataConfig),
     "fusion": TaskSections(FusionConfig, FusionDataConfig),
+    "describe": TaskSections(DescribeConfig, DescribeDataConfig),
 }
 TASK_NAMES = tuple(TASK_SECTIONS)
 

@@ -14,7 +14,9 @@ from astrojax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "A language-model training workdir (python -m "
-                                        "astrojax.train --config configs/quickstart.py ...).")
+                                        "astrojax.train --config configs/quickstart.py ...), or "
+                                        "a Hugging Face model folder (Llama, Mistral, Qwen2: "
+                                        "config.json, safetensors, tokenizer.json).")
 flags.DEFINE_multi_string("prompt", None, "A prompt (repeat the flag for several).")
 flags.DEFINE_string("prompts", None, "A UTF-8 file with one prompt per line (blank lines "
                                      "skipped).")
@@ -33,8 +35,9 @@ USAGE = """usage: python -m astrojax.generate --checkpoint WORKDIR
            (--prompt TEXT ... | --prompts FILE) [--max_new_tokens 256]
            [--temperature 0] [--top_k 0] [--top_p 1] [--seed 0] [--nosharded]
 
-Continues each prompt with the language model trained in WORKDIR (greedy unless a temperature
-is given) and prints prompt and completion, one block per prompt.
+Continues each prompt with the language model trained in WORKDIR, or the Hugging Face model in
+that folder (greedy unless a temperature is given), and prints prompt and completion, one block
+per prompt.
 """
 
 
@@ -76,7 +79,9 @@ def main(argv: list[str]) -> None:
     import jax
 
     from astrojax.config import ConfigError
+    from astrojax.data.tokenizer import TokenizerError
     from astrojax.generate import load_generator
+    from astrojax.models.hf import HFCheckpointError
     from astrojax.train.checkpoint import CheckpointError
     from astrojax.train.workdir import WorkdirError
 
@@ -87,7 +92,8 @@ def main(argv: list[str]) -> None:
                                 temperature=FLAGS.temperature, top_k=FLAGS.top_k,
                                 top_p=FLAGS.top_p,
                                 rng=jax.random.key(FLAGS.seed) if sampled else None)
-    except (WorkdirError, CheckpointError, ConfigError, ValueError) as err:
+    except (WorkdirError, CheckpointError, ConfigError, HFCheckpointError, TokenizerError,
+            ValueError) as err:
         cli.fail(" ".join(str(err).split()))
     for prompt, completion in zip(prompts, completions, strict=True):
         print(f"{prompt}{completion}\n", file=sys.stdout)

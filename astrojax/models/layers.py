@@ -17,6 +17,8 @@ h head_dim, f mlp width, v vocab.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -162,9 +164,85 @@ class SwiGLU(nnx.Module):
 # Rotary position embeddings
 
 
-def rope_sin_cos(positions_bt: jax.Array, head_dim: int, theta: float):
-    """float32 ``(sin_bth, cos_bth)`` with ``h = head_dim // 2`` frequencies."""
-    inv_freq_h = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+ROPE_SCALINGS = ("none", "linear", "dynamic", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """How the rotary frequencies are stretched for contexts longer than pretraining, as in
+    Hugging Face's ``rope_parameters`` (``rope_scaling`` before transformers 5). Frozen and
+    hashable: a model keeps it in its graphdef.
+
+    - ``linear``: every frequency divided by ``factor`` (positions / factor).
+    - ``dynamic`` (NTK-aware): while a call's largest position + 1, ``L``, is at most
+      ``original_max_len`` nothing changes; beyond it the base becomes
+      ``theta * (factor * L / original_max_len - (factor - 1)) ** (d / (d - 2))``. As
+      transformers 5.24 computes it for a fresh forward pass (``_compute_dynamic_ntk_parameters``
+      with ``seq_len = max(position_ids) + 1``); its module also remembers the longest ``L``
+      it has seen and keeps that base for later, shorter calls until one falls back under
+      ``original_max_len``. We keep no state: each call's tables depend on its own positions
+      only, so a jitted function gives the same answer whatever ran before. In cached decoding
+      both recompute the base at every step, and keys already in the cache keep the rotation
+      they were written with.
+    - ``llama3`` (Llama 3.1): wavelengths longer than ``original_max_len / low_freq_factor``
+      divided by ``factor``, shorter than ``original_max_len / high_freq_factor`` kept, and a
+      smooth blend between.
+    """
+
+    kind: str
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ROPE_SCALINGS[1:]:
+            raise ValueError(f"unknown rope scaling {self.kind!r}; expected one of "
+                             f"{', '.join(ROPE_SCALINGS[1:])} (or no RopeScaling)")
+        if not self.factor >= 1.0:
+            raise ValueError(f"rope scaling factor must be >= 1, got {self.factor}")
+        if self.kind in ("dynamic", "llama3") and self.original_max_len < 1:
+            raise ValueError(f"{self.kind} rope scaling needs original_max_len >= 1, got "
+                             f"{self.original_max_len}")
+        if self.kind == "llama3" and not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise ValueError("llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor, "
+                             f"got {self.low_freq_factor} and {self.high_freq_factor}")
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None,
+                  positions_bt: jax.Array | None = None) -> jax.Array:
+    """float32 inverse frequencies ``[head_dim // 2]``; ``dynamic`` scaling reads the largest
+    of ``positions_bt``."""
+    exponent_h = jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim
+    if scaling is not None and scaling.kind == "dynamic":
+        if positions_bt is None:
+            raise ValueError("dynamic rope scaling needs the positions")
+        length = jnp.maximum(jnp.max(positions_bt) + 1, scaling.original_max_len)
+        stretch = scaling.factor * length.astype(jnp.float32) / scaling.original_max_len
+        theta = theta * (stretch - (scaling.factor - 1)) ** (head_dim / (head_dim - 2))
+        return 1.0 / theta ** exponent_h
+    inv_freq_h = theta ** (-exponent_h)
+    if scaling is None:
+        return inv_freq_h
+    if scaling.kind == "linear":
+        return inv_freq_h / scaling.factor
+    # llama3
+    wavelen_h = 2 * math.pi / inv_freq_h
+    low_wavelen = scaling.original_max_len / scaling.low_freq_factor
+    high_wavelen = scaling.original_max_len / scaling.high_freq_factor
+    scaled_h = jnp.where(wavelen_h > low_wavelen, inv_freq_h / scaling.factor, inv_freq_h)
+    smooth_h = ((scaling.original_max_len / wavelen_h - scaling.low_freq_factor)
+                / (scaling.high_freq_factor - scaling.low_freq_factor))
+    blended_h = (1 - smooth_h) * scaled_h / scaling.factor + smooth_h * scaled_h
+    medium_h = (wavelen_h >= high_wavelen) & (wavelen_h <= low_wavelen)
+    return jnp.where(medium_h, blended_h, scaled_h)
+
+
+def rope_sin_cos(positions_bt: jax.Array, head_dim: int, theta: float,
+                 scaling: RopeScaling | None = None):
+    """float32 ``(sin_bth, cos_bth)`` with ``h = head_dim // 2`` frequencies, stretched by
+    ``scaling`` when given."""
+    inv_freq_h = rope_inv_freq(head_dim, theta, scaling, positions_bt)
     angle_bth = positions_bt.astype(jnp.float32)[:, :, None] * inv_freq_h
     return jnp.sin(angle_bth), jnp.cos(angle_bth)
 
@@ -189,12 +267,15 @@ class Attention(nnx.Module):
     ``rope`` rotates q and k by the ``sin_bth``/``cos_bth`` tables passed to the call (the
     caller computes them once for all layers). The call takes a sequence mixer's arguments,
     ``(x_btd, sin_bth, cos_bth, segment_ids_bt)``; without ``rope`` the tables are not needed.
+    ``qkv_bias`` adds biases to the q, k and v projections (Qwen2); they are created only then,
+    so models without them keep their parameter tree.
     """
 
     def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                  impl: str = "auto", causal: bool = False,
                  window: tuple[int, int] | None = None, rope: bool = False,
-                 dtype: DType = "float32", param_dtype: DType = "float32", rngs: nnx.Rngs):
+                 qkv_bias: bool = False, dtype: DType = "float32",
+                 param_dtype: DType = "float32", rngs: nnx.Rngs):
         if num_heads % num_kv_heads:
             raise ValueError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
         if rope and head_dim % 2:
@@ -209,6 +290,12 @@ class Attention(nnx.Module):
                              (d, k, h), pdt)
         self.w_nhd = param(rngs, fan_in_init(n * h), ("heads", "head_dim", "embed"),
                            (n, h, d), pdt)
+        self.qkv_bias = qkv_bias
+        if qkv_bias:
+            zeros = nnx.initializers.zeros
+            self.b_nh_q = param(rngs, zeros, ("heads", "head_dim"), (n, h), pdt)
+            self.b_kh_k = param(rngs, zeros, ("kv_heads", "head_dim"), (k, h), pdt)
+            self.b_kh_v = param(rngs, zeros, ("kv_heads", "head_dim"), (k, h), pdt)
         self.scale = h**-0.5
         self.impl, self.causal, self.rope = impl, causal, rope
         self.window = None if window is None else tuple(window)
@@ -218,6 +305,11 @@ class Attention(nnx.Module):
         q_btnh = project(self, "w_dnh", "btd,dnh->btnh", x_btd)
         k_btkh = project(self, "w_dkh_k", "btd,dkh->btkh", x_btd)
         v_btkh = project(self, "w_dkh_v", "btd,dkh->btkh", x_btd)
+        if self.qkv_bias:
+            dt = self.dtype
+            q_btnh = q_btnh + self.b_nh_q[...].astype(dt)
+            k_btkh = k_btkh + self.b_kh_k[...].astype(dt)
+            v_btkh = v_btkh + self.b_kh_v[...].astype(dt)
         return q_btnh, k_btkh, v_btkh
 
     def project_out(self, o_btnh: jax.Array) -> jax.Array:
@@ -340,6 +432,6 @@ class Block(nnx.Module):
                                                     cache, index, start_b))
 
 
-__all__ = ["DTYPES", "Attention", "Block", "Dense", "LayerNorm", "MLP", "RMSNorm", "SwiGLU",
-           "apply_rope", "embedding_table", "fan_in_init", "param", "project", "rope_sin_cos",
-           "to_dtype"]
+__all__ = ["DTYPES", "ROPE_SCALINGS", "Attention", "Block", "Dense", "LayerNorm", "MLP",
+           "RMSNorm", "RopeScaling", "SwiGLU", "apply_rope", "embedding_table", "fan_in_init",
+           "param", "project", "rope_inv_freq", "rope_sin_cos", "to_dtype"]

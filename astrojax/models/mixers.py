@@ -40,13 +40,13 @@ class LinearAttention(Attention):
     """
 
     def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
-                 feature_map: str = "elu1", chunk_size: int = 64, dtype: DType = "float32",
-                 param_dtype: DType = "float32", rngs: nnx.Rngs):
+                 feature_map: str = "elu1", chunk_size: int = 64, qkv_bias: bool = False,
+                 dtype: DType = "float32", param_dtype: DType = "float32", rngs: nnx.Rngs):
         feature_map_fn(feature_map)  # a bad name fails here, not under jit
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         super().__init__(d_model, num_heads, num_kv_heads, head_dim, causal=True,
-                         dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                         qkv_bias=qkv_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.feature_map, self.chunk_size = feature_map, chunk_size
 
     def __call__(self, x_btd, sin_bth=None, cos_bth=None, segment_ids_bt=None):
@@ -234,9 +234,9 @@ def make_mixer(kind: str, cfg: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.Modu
     if kind == "attention":
         window = (cfg.sliding_window, 0) if cfg.sliding_window > 0 else None
         return Attention(*heads, impl=cfg.attention_impl, causal=True, window=window, rope=True,
-                         **dtypes)
+                         qkv_bias=cfg.qkv_bias, **dtypes)
     if kind == "linear":
-        return LinearAttention(*heads, **dtypes)
+        return LinearAttention(*heads, qkv_bias=cfg.qkv_bias, **dtypes)
     if kind == "mamba":
         return MambaBlock(cfg.d_model, **dtypes)
     raise ValueError(f"unknown sequence mixer {kind!r}; expected one of {', '.join(MIXERS)}")

@@ -22,6 +22,7 @@ from astrojax.config import TransformerConfig
 from astrojax.models.layers import (
     Block,
     RMSNorm,
+    RopeScaling,
     embedding_table,
     fan_in_init,
     param,
@@ -63,6 +64,16 @@ def sliding_window_to_hf(sliding_window: int) -> int | None:
     return sliding_window + 1 if sliding_window > 0 else None
 
 
+def rope_scaling_of(cfg: TransformerConfig) -> RopeScaling | None:
+    """The :class:`~astrojax.models.layers.RopeScaling` of ``cfg`` (None for ``"none"``)."""
+    if cfg.rope_scaling == "none":
+        return None
+    return RopeScaling(cfg.rope_scaling, factor=cfg.rope_scaling_factor,
+                       low_freq_factor=cfg.rope_low_freq_factor,
+                       high_freq_factor=cfg.rope_high_freq_factor,
+                       original_max_len=cfg.rope_original_max_len)
+
+
 def checkpoint_policy(name: str):
     """The ``jax.checkpoint`` policy for a remat name other than ``"none"``; ``"full"`` -> None
     (save nothing, recompute the whole block)."""
@@ -95,6 +106,7 @@ class Transformer(nnx.Module):
         self.scan_layers, self.tie_embeddings = cfg.scan_layers, cfg.tie_embeddings
         self.num_layers = cfg.num_layers
         self.dtype = to_dtype(cfg.dtype)
+        self.rope_scaling, self.max_seq_len = rope_scaling_of(cfg), cfg.max_seq_len
         # Resolve the remat policy now so a bad name fails at construction, not under jit.
         self._remat = cfg.remat_policy != "none"
         self._policy = checkpoint_policy(cfg.remat_policy) if self._remat else None
@@ -150,7 +162,7 @@ class Transformer(nnx.Module):
     def rope(self, positions_bt: jax.Array):
         """float32 rotary tables ``(sin_bth, cos_bth)`` at ``positions_bt``, computed once for
         every layer (the cached decoder calls this too, so a change of RoPE lands in both)."""
-        return rope_sin_cos(positions_bt, self.head_dim, self.rope_theta)
+        return rope_sin_cos(positions_bt, self.head_dim, self.rope_theta, self.rope_scaling)
 
     def embed(self, tokens_bt: jax.Array, prefix_bpd: jax.Array | None = None) -> jax.Array:
         """Token embeddings ``[b, t, d]`` in the compute dtype; with ``prefix_bpd``, those ``p``

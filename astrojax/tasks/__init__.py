@@ -5,6 +5,7 @@ from __future__ import annotations
 from astrojax.config import Config, ConfigError
 from astrojax.tasks.base import Task
 from astrojax.tasks.datacube import DatacubeTask
+from astrojax.tasks.describe import DescribeTask
 from astrojax.tasks.fusion import FusionTask
 from astrojax.tasks.graph_vae import GraphVAETask, LinkPredictionTask
 from astrojax.tasks.lm import LanguageModelTask
@@ -15,6 +16,7 @@ TASKS: dict[str, type[Task]] = {
     "graph_linkpred": LinkPredictionTask,
     "datacube": DatacubeTask,
     "fusion": FusionTask,
+    "describe": DescribeTask,
 }
 
 
@@ -25,5 +27,5 @@ def get_task(cfg: Config) -> Task:
     return TASKS[cfg.task](cfg)
 
 
-__all__ = ["TASKS", "Task", "DatacubeTask", "FusionTask", "GraphVAETask", "LanguageModelTask",
-           "LinkPredictionTask", "get_task"]
+__all__ = ["TASKS", "Task", "DatacubeTask", "DescribeTask", "FusionTask", "GraphVAETask",
+           "LanguageModelTask", "LinkPredictionTask", "get_task"]

@@ -10,15 +10,17 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import grain
 import jax
 import numpy as np
 from flax import nnx
 
-from astrojax.config import Config, ConfigError
+from astrojax.config import Config, ConfigError, from_dict
 from astrojax.data.planets import PlanetSplit, PlanetTable, planet_split
 from astrojax.sharding import check_divisible
 
@@ -37,6 +39,20 @@ class WarmStart:
 
     parts: dict[str, tuple[str, str]]
     fresh: tuple[str, ...] = ()
+
+
+def run_config(key: str, workdir: str, task: str, use: str = "it must be") -> Config:
+    """The config of the run in ``workdir`` (its ``config.json``), which must be a run of
+    ``task``; a ConfigError naming ``key`` (the field that named the workdir) otherwise,
+    saying "... is a 'lm' run; USE a 'fusion' run"."""
+    path = Path(workdir) / "config.json"
+    try:
+        source = from_dict(Config, json.loads(path.read_text()))
+    except (OSError, ValueError, ConfigError) as err:
+        raise ConfigError(key, f"cannot read the run's config {path}: {err}") from err
+    if source.task != task:
+        raise ConfigError(key, f"{workdir} is a {source.task!r} run; {use} a {task!r} run")
+    return source
 
 
 class Task(abc.ABC):
@@ -87,6 +103,13 @@ class Task(abc.ABC):
         initialization (an encoder from a single-modality run, a pretrained model). Not used
         when the run resumes from its own checkpoint. Default: none."""
         return None
+
+    def trainable(self, path: tuple[str, ...]) -> bool:
+        """Whether the optimizer updates the parameter at ``path`` (its names, "/"-joined in
+        ``WarmStart``). A frozen parameter keeps its value: no update, no weight decay, no
+        optimizer moments. Default: every parameter is trained."""
+        del path
+        return True
 
     def baselines(self, split: str = "val") -> dict[str, float]:
         """The best closed-form rules and simplest fair models on the same held-out set that

@@ -32,10 +32,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import grain
 import jax
@@ -49,7 +47,6 @@ from astrojax.config import (
     DatacubeConfig,
     GraphVAEConfig,
     TransformerConfig,
-    from_dict,
 )
 from astrojax.data.generator.climate import CUBE_VARIABLES, CubeGrid, planet_cubes
 from astrojax.data.generator.notes import observing_notes
@@ -90,7 +87,7 @@ from astrojax.models.fusion import (
     fusion_losses,
     modality_keep,
 )
-from astrojax.tasks.base import Batch, Metrics, PlanetTask, WarmStart
+from astrojax.tasks.base import Batch, Metrics, PlanetTask, WarmStart, run_config
 
 DEPTH_UNIT = 1e-4  # spectra enter the model in units of 100 ppm
 _LINEAR_COLUMNS = ("eccentricity",)  # every other catalogue column is positive: log10
@@ -241,17 +238,8 @@ class FusionTask(PlanetTask):
             workdir = getattr(self.cfg.model, f"{name}_init")
             if not workdir or name not in self.cfg.data.modalities:
                 continue
-            path = Path(workdir) / "config.json"
-            try:
-                source = from_dict(Config, json.loads(path.read_text()))
-            except (OSError, ValueError, ConfigError) as err:
-                raise ConfigError(f"model.{name}_init", f"cannot read the run's config {path}: "
-                                                        f"{err}") from err
-            if source.task != task:
-                raise ConfigError(f"model.{name}_init", f"{workdir} is a {source.task!r} run; "
-                                                        f"the {name} encoder starts from a "
-                                                        f"{task!r} run")
-            out[name] = (workdir, source)
+            out[name] = (workdir, run_config(f"model.{name}_init", workdir, task,
+                                             f"the {name} encoder starts from"))
         return out
 
     def warm_start(self) -> WarmStart | None:

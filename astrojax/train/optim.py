@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import jax
 import optax
 
 from astrojax.config import OptimConfig
+from astrojax.train.checkpoint import path_key
 
 
 def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
@@ -63,15 +65,26 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: is_decayed(path), params)
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTransformation,
-                                                                  optax.Schedule]:
-    """The optax chain and its learning-rate schedule (returned for logging)."""
+def make_optimizer(cfg: OptimConfig, total_steps: int,
+                   trainable: Callable[[tuple[str, ...]], bool] | None = None
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optax chain and its learning-rate schedule (returned for logging). ``trainable``
+    (a parameter's path names -> bool; None: all): the others are frozen, their updates zero
+    and no moments kept for them (``optax.multi_transform``), so weight decay cannot move them
+    either; gradient clipping sees the trained parameters' gradients only."""
     schedule = make_schedule(cfg, total_steps)
     parts = []
     if cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay, mask=decay_mask))
+    if trainable is not None:
+        def labels(params):
+            return jax.tree_util.tree_map_with_path(
+                lambda path, _: "train" if trainable(path_key(path)) else "frozen", params)
+
+        parts = [optax.multi_transform({"train": optax.chain(*parts),
+                                        "frozen": optax.set_to_zero()}, labels)]
     # A non-finite gradient skips the whole update (params, moments and the schedule's count
     # stay as they were) and is counted; optax would accept one after max_consecutive_errors,
     # so that is set out of reach and the train loop stops the run instead

@@ -138,9 +138,12 @@ def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation
     params they track, everything else replicated."""
     param_shardings = sharding.state_shardings(abstract_state.params, mesh, rules)
     rep = sharding.replicated(mesh)
+    # A frozen parameter's moments are optax's MaskedNode (no array): it stays as it is.
+    masked = optax.transforms.MaskedNode
     opt_shardings = optax.tree_map_params(
-        tx, lambda _, s: s, abstract_state.opt_state, param_shardings,
-        transform_non_params=lambda _: rep, is_leaf=lambda x: isinstance(x, NamedSharding))
+        tx, lambda v, s: v if isinstance(v, masked) else s, abstract_state.opt_state,
+        param_shardings, transform_non_params=lambda _: rep,
+        is_leaf=lambda x: isinstance(x, NamedSharding | masked))
     return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep)
 
 
@@ -243,8 +246,10 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
     """
     rules = cfg.mesh.logical_axis_rules
     decay_steps = cfg.optim.decay_steps if cfg.optim.decay_steps > 0 else cfg.train.steps
-    tx, schedule = make_optimizer(cfg.optim, decay_steps)
-    graphdef, _ = abstract_model(task, cfg.train.seed)
+    graphdef, abstract_params = abstract_model(task, cfg.train.seed)
+    frozen = any(not task.trainable(path_key(p))
+                 for p, _ in jax.tree_util.tree_leaves_with_path(abstract_params))
+    tx, schedule = make_optimizer(cfg.optim, decay_steps, task.trainable if frozen else None)
     init_fn = functools.partial(init_state, task, tx, cfg.train.seed)
     abstract_state = jax.eval_shape(init_fn)
     shardings = state_shardings(abstract_state, tx, mesh, rules)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from astrojax.data.generator.physics import (
     AIRLESS_PRESSURE_BAR,
     CLIMATE_REGIMES,
@@ -116,3 +118,47 @@ def describe_planet(record: dict, variant: int) -> str:
     return text
 
 
+
+
+# ---------------------------------------------------------------- reading a description back
+#: The facts :func:`read_description` reads, named as the planet record's columns (the truth).
+DESCRIPTION_FACTS = ("climate_regime", "biosphere", "habitable", "biosignature", "star_type")
+
+# Each pattern captures the words that state one fact, in any template and phrasing above; the
+# words are then looked up, so a statement the templates never make ("a warm climate") reads
+# as unparseable rather than as the nearest fact.
+_FACT_PATTERNS = {
+    "climate_regime": re.compile(r"\ba (\w+) climate\b|\bclimate is (\w+)|\((\w+) regime\)|"
+                                 r"\bclimate: (\w+)", re.IGNORECASE),
+    "biosphere": re.compile(r"\b(?:hosts|life:) (.+?)(?: and |;)", re.IGNORECASE),
+    "habitable": re.compile(r"\bit is (not habitable|uninhabitable|habitable)\b", re.IGNORECASE),
+    "biosignature": re.compile(r"\b(\w+) biosignature(?: \([^)]*\))? is detectable",
+                               re.IGNORECASE),
+    "star_type": re.compile(r"\b([A-Z])(?:-type| dwarf| star)\b"),
+}
+_FACT_VALUES = {
+    "climate_regime": {name: i for i, name in enumerate(CLIMATE_REGIMES)},
+    "biosphere": {text: i for i, text in enumerate(_BIOSPHERE_TEXT)},
+    "habitable": {"habitable": 1, "not habitable": 0, "uninhabitable": 0},
+    "biosignature": {"a": 1, "no": 0},
+    "star_type": {name: i for i, name in enumerate(STAR_TYPES)},
+}
+
+
+def read_description(text: str) -> dict[str, int | None]:
+    """The facts a description states, by :data:`DESCRIPTION_FACTS` name, as the record's
+    values (indices into CLIMATE_REGIMES, the biosphere classes, STAR_TYPES; 1/0 for habitable
+    and biosignature). A fact is None (unparseable) when the text does not state it, states it
+    in words the templates never use, or states two different values. Reads every description
+    :func:`describe_planet` writes, in every template and phrasing, back to its record's
+    values."""
+    facts: dict[str, int | None] = {}
+    for name, pattern in _FACT_PATTERNS.items():
+        values = _FACT_VALUES[name]
+        said = {next(g for g in match.groups() if g is not None) for match in
+                pattern.finditer(text)}
+        if name != "star_type":
+            said = {s.lower() for s in said}
+        read = {values.get(s) for s in said}
+        facts[name] = read.pop() if len(read) == 1 else None
+    return facts
