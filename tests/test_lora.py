@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
+import hf_reference as hf_ref
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,7 @@ from astrojax.config import (
 )
 from astrojax.generate import load_generator
 from astrojax.models import lora
+from astrojax.models.hf import from_hf, to_hf
 from astrojax.models.transformer import Transformer, tiny_config
 from astrojax.sharding import make_mesh, state_shardings
 from astrojax.tasks import get_task
@@ -173,6 +175,29 @@ def test_cached_decoding_applies_the_adapters():
     for i in range(5, 9):
         np.testing.assert_allclose(logits, full[:, i - 1], rtol=2e-5, atol=2e-5, err_msg=str(i))
         logits, cache = step(model, seq[:, i], cache)
+
+
+def test_a_hugging_face_model_takes_adapters_and_exports_merged(tmp_path):
+    """from_hf -> adapters (Qwen2: q/k/v biases too) -> to_hf of the merged model -> from_hf
+    gives the adapted logits; to_hf refuses the model with its adapters still attached."""
+    config = hf_ref.config("qwen2")
+    hf_ref.write_checkpoint(tmp_path / "base", config, hf_ref.random_tensors(config))
+    model = from_hf(tmp_path / "base", scan_layers=True)
+    with nnx.use_eager_sharding(False):
+        lora.apply_lora(model, LoRAConfig(rank=4, targets=ALL),
+                        rngs=nnx.Rngs(jax.random.key(1, impl=KEY_IMPL)))
+    rng = np.random.default_rng(0)
+    for item in lora.adapters(model):
+        b = item.adapter.lora_b
+        b[...] = jnp.asarray(rng.normal(0, 0.1, b.shape), b.dtype)
+    x = tokens(tiny_config())
+    forward = nnx.jit(lambda m, t: m(t))
+    adapted = forward(model, x)
+    with pytest.raises(ValueError, match="merge_and_unload"):
+        to_hf(model, tmp_path / "refused")
+    to_hf(lora.merge_and_unload(model), tmp_path / "merged")
+    np.testing.assert_allclose(forward(from_hf(tmp_path / "merged"), x), adapted,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_adapters_carry_the_weights_logical_axes():
@@ -460,3 +485,9 @@ def test_lora_base_must_match_the_model(base_workdir, tmp_path):
     cfg = run_config(2, base=str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="config.lora.base: .*nowhere does not exist"):
         train_and_evaluate(cfg, tmp_path / "bad2")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    cfg = run_config(2, base=str(tmp_path / "hf"))
+    with pytest.raises(ConfigError, match="config.lora.base: .*a Hugging Face folder, but the "
+                                          "training tasks read byte tokens"):
+        train_and_evaluate(cfg, tmp_path / "bad3")

@@ -418,8 +418,8 @@ class LoRAConfig:
     adding ``alpha / rank * B(A(dropout(x)))`` to each targeted projection (PEFT's
     convention). ``targets``: names from LORA_TARGETS (q, k, v, o: attention; gate, up, down:
     the SwiGLU MLP; in_proj, out_proj: Mamba). ``base``: the workdir of a run of the same task
-    and model config (its newest checkpoint's parameters); a Hugging Face folder is the hook
-    for astrojax.models.hf."""
+    and model config (its newest checkpoint's parameters; a Hugging Face folder is refused:
+    the tasks read byte tokens, and from_hf + apply_lora adapt one from Python)."""
 
     rank: int = 0
     alpha: float = 16.0

@@ -459,6 +459,9 @@ def to_hf(model: Transformer, path: str | Path, *, model_type: str | None = None
     loads it and gives the same logits. ``dtype``: of the written tensors (default: the
     parameters'). Tensors are fetched from the devices one at a time, and the host holds one
     shard's worth at most. Returns the folder."""
+    if jax.tree.leaves(nnx.state(model, nnx.LoRAParam)):
+        raise ValueError("this model carries LoRA adapters, which a Hugging Face folder cannot "
+                         "hold: write astrojax.models.lora.merge_and_unload(model)")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     params = nnx.state(model, nnx.Param)

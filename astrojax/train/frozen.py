@@ -3,9 +3,11 @@ run's model, placed on the run's shardings.
 
 The base is the workdir of a run of the same task and model (its newest checkpoint, or the
 step a LoRA checkpoint records). A Hugging Face folder (``config.json`` beside safetensors) is
-recognised here so that ``astrojax.models.hf`` can serve it once it exists; until then it is a
-one-line error. The weights are restored by Orbax straight onto the target shardings (each
-device reads its shards), never gathered on one host.
+recognised and refused in one line: the tasks train on byte tokens, not the folder's tokenizer
+(``astrojax.models.hf.from_hf`` + ``lora.apply_lora`` adapt one from Python; a task that reads
+the folder's tokenizer would load it here through ``from_hf``). The weights are restored by
+Orbax straight onto the target shardings (each device reads its shards), never gathered on
+one host.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def check_base(cfg: Config) -> None:
 
 
 def _no_hf(base: str):
-    raise ConfigError("lora.base", f"{base} is a Hugging Face folder; reading one needs "
-                                   "astrojax.models.hf, which this build does not have yet")
+    raise ConfigError("lora.base", f"{base} is a Hugging Face folder, but the training tasks "
+                                   "read byte tokens, not its tokenizer; in Python, adapt it "
+                                   "with astrojax.models.hf.from_hf and lora.apply_lora")
 
 
 def load_base(cfg: Config, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
