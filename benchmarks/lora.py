@@ -7,7 +7,7 @@ descriptions) fine-tuned on the observing notes, a text it never saw.
 
 Both fine-tunings start from the same base weights, see the same batches and use the same
 optimizer (configs/lora_quickstart.py's AdamW, warmup 10, cosine decay) for the same steps, at
-every learning rate of ``--learning-rates``; each method's rate is then chosen on the val
+every learning rate of ``--learning-rates`` (default: the config's 1e-2); each method's rate is then chosen on the val
 notes and reported on the test notes. Measured: trainable parameters, optimizer-state and
 checkpoint bytes, seconds per step, and the loss on the notes (what was learned) and on the
 descriptions (what was kept) of the val and test planets, beside the base model's and an
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=100)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--learning-rates", default="3e-3")
+    parser.add_argument("--learning-rates", default="1e-2")
     parser.add_argument("--eval-every", type=int, default=20)
     args = parser.parse_args()
     rates = [float(r) for r in args.learning_rates.split(",")]
