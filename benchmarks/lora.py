@@ -7,13 +7,14 @@ descriptions) fine-tuned on the observing notes, a text it never saw.
 
 Both fine-tunings start from the same base weights, see the same batches and use the same
 optimizer (configs/lora_quickstart.py's AdamW, warmup 10, cosine decay) for the same steps, at
-every learning rate of ``--learning-rates`` (default: the config's 1e-2); each method's rate is then chosen on the val
-notes and reported on the test notes. Measured: trainable parameters, optimizer-state and
-checkpoint bytes, seconds per step, and the loss on the notes (what was learned) and on the
-descriptions (what was kept) of the val and test planets, beside the base model's and an
-8-gram model's of the training texts. To stay short on a shared 2-core CPU the base is the
-quickstart config trained for ``--base-steps`` (default 100, not the quickstart's 300) unless
-``--base`` is given (``--keep-base DIR`` keeps the one trained here). Writes
+every learning rate of ``--learning-rates`` (default: the config's 1e-2); each method's rate
+is then chosen on the val notes and reported on the test notes. Measured: trainable
+parameters, optimizer-state and checkpoint bytes, seconds per step, and the loss on the notes
+(what was learned) and on the descriptions (what was kept) of the val and test planets, beside
+the base model's and an 8-gram model's of the training texts. To stay short on a shared 2-core
+CPU the base is the quickstart config trained for ``--base-steps`` (default 100, not the
+quickstart's 300) unless ``--base`` is given (``--keep-base DIR`` keeps the one trained here).
+Writes
 benchmarks/results/lora.json.
 """
 
