@@ -14,8 +14,7 @@ parameters, optimizer-state and checkpoint bytes, seconds per step, and the loss
 the base model's and an 8-gram model's of the training texts. To stay short on a shared 2-core
 CPU the base is the quickstart config trained for ``--base-steps`` (default 100, not the
 quickstart's 300) unless ``--base`` is given (``--keep-base DIR`` keeps the one trained here).
-Writes
-benchmarks/results/lora.json.
+Writes benchmarks/results/lora.json.
 """
 
 from __future__ import annotations
