@@ -206,6 +206,7 @@ def main(argv=None) -> int:
         if planets is None:
             planets, split, table = rows, task.split, task.table
         assert np.array_equal(rows, planets), "both describers must be scored on one set"
+        true_texts = list(task.descriptions["texts"][rows])
         for how, kwargs in (("greedy", {}),
                             ("sampled", {"temperature": 1.0, "rng": jax.random.key(0)})):
             tick = time.perf_counter()
@@ -219,14 +220,12 @@ def main(argv=None) -> int:
                             for i, f in enumerate(DESCRIPTION_FACTS)}
             consistency[key] = regime_consistency(texts, said[:, DESCRIPTION_FACTS.index(
                 "climate_regime")])
+            examples[key] = [{"planet": str(table.ids[r]), "written": w, "true": t}
+                             for r, w, t in list(zip(rows, texts, true_texts, strict=True))[:3]]
         if name == "prefix":
             prefix_use = shuffled_prefix_loss(model, batches)
-            true_texts = list(task.descriptions["texts"][rows])  # the reference: rounding
-            consistency["true descriptions"] = regime_consistency(  # at the regime bounds
-                true_texts, truth["climate_regime"])
-            truths = task.descriptions["texts"][rows]
-            examples[key] = [{"planet": str(table.ids[r]), "written": w, "true": t}
-                             for r, w, t in list(zip(rows, texts, truths, strict=True))[:3]]
+            consistency["true descriptions"] = regime_consistency(  # the reference: rounding
+                true_texts, truth["climate_regime"])  # at the regime bounds
     for batch in batches:  # the fusion model's own heads on the same planets
         out = fusion_forward(fusion, {k: jnp.asarray(v) for k, v in batch.items()})
         for label, k in fusion.classes:
