@@ -3,7 +3,8 @@
     PYTHONPATH=$PWD nice python benchmarks/describe.py   # see the README for the time
 
 Trains, in ``--root`` (default runs/describe-benchmark; a workdir that already holds its final
-checkpoint is reused, not retrained):
+checkpoint is reused, not retrained, and the training time kept in its ``wall_seconds.txt`` is
+reported):
 
 1. ``fusion-cs``: configs/fusion.py on the catalogue row and the spectra (the recorded catalogue
    + spectrum model of fusion_run.json);
@@ -13,8 +14,9 @@ checkpoint is reused, not retrained):
 4. ``no-prefix``: the same with ``prefix_tokens=0``: the same language model trained the same
    way (same steps, batches and seed) with nothing about the planet.
 
-Then each describer writes, greedily (``astrojax.models.generate`` with the prefix as its soft
-prompt, from BOS to EOS), the description of every test planet of the full eval batches, and
+Then each describer writes (``astrojax.models.generate`` with the prefix as its soft prompt,
+from BOS to EOS; greedily, and once sampled at temperature 1, which guesses in proportion to
+what the model believes) the description of every test planet of the full eval batches, and
 ``read_description`` reads the facts it states: climate regime, biosphere, habitable yes/no,
 biosignature detectable yes/no, and the host star's type (a control: the catalogue row gives it
 away, through the observed Teff, so a describer that reads its prefix must get it right). A fact
@@ -36,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import runpy
 import time
 from pathlib import Path
@@ -46,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # the star type's closed-form rule: the generator's Teff range of each type (sampling.py)
 STAR_TEFF_EDGES_K = (3900.0, 5300.0, 6000.0)
+# the surface temperature as each template states it (generator/text.py)
+SURFACE_TEMPERATURE = re.compile(r"(?:surface is at|averages|surface temperature is|"
+                                 r"Surface temperature:) (\d+) K")
 
 
 def config(name: str):
@@ -67,15 +73,20 @@ def train(cfg, workdir: Path) -> dict:
     result = train_and_evaluate(cfg, workdir)
     print(f"{workdir.name}: {'found trained' if done else 'trained'} in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
+    timing = workdir / "wall_seconds.txt"  # the training time, kept for a later invocation
+    if not done:
+        timing.write_text(f"{result.wall_seconds:.1f}\n")
     return {"workdir": str(workdir), "steps": result.step, "trained_here": not done,
-            "wall_seconds": None if done else result.wall_seconds,
+            "wall_seconds": float(timing.read_text()) if timing.exists() else None,
             "val": {k.removeprefix("eval/"): v for k, v in result.eval.items()},
             "test": {k.removeprefix("test/"): v for k, v in result.test.items()}}
 
 
-def held_out_batches(workdir: Path):
+def held_out_batches(workdir: Path, planets: int):
     """The describe run's model, its task (rebuilt to serve every full test batch) and those
-    batches."""
+    batches, joined into batches of about ``planets`` planets (every entry is per planet or per
+    packing group, so consecutive batches concatenate): generation then takes a few long
+    batches rather than many short ones."""
     from astrojax.tasks import get_task
     from astrojax.train.restore import load_trained
 
@@ -83,7 +94,11 @@ def held_out_batches(workdir: Path):
     cfg = trained.config
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=10**6))
     task = get_task(cfg)
-    return trained.model, task, task.eval_data(0, 1, "test")
+    batches = task.eval_data(0, 1, "test")
+    per = max(1, planets // cfg.train.global_batch_size)
+    joined = [{k: np.concatenate([b[k] for b in batches[i:i + per]]) for k in batches[0]}
+              for i in range(0, len(batches), per)]
+    return trained.model, task, joined
 
 
 def scores(truth: np.ndarray, said: np.ndarray, classes: int) -> dict:
@@ -96,6 +111,46 @@ def scores(truth: np.ndarray, said: np.ndarray, classes: int) -> dict:
             "unparseable": float((said < 0).mean()), "count": int(len(truth))}
 
 
+def regime_consistency(texts: list[str], regimes: np.ndarray) -> dict:
+    """How often a written description's climate regime is the one its own stated surface
+    temperature implies (``physics.climate_regime``), over the texts that state both: the
+    templates state the temperature first, so a describer's regime follows from the number it
+    wrote."""
+    from astrojax.data.generator import climate_regime
+
+    stated = []
+    for text in texts:
+        found = {int(t) for t in SURFACE_TEMPERATURE.findall(text)}
+        stated.append(found.pop() if len(found) == 1 else -1)
+    stated = np.array(stated)
+    both = (stated >= 0) & (regimes >= 0)
+    implied = climate_regime(stated[both].astype(float))
+    return {"consistent": float((implied == regimes[both]).mean()) if both.any() else None,
+            "count": int(both.sum())}
+
+
+def shuffled_prefix_loss(model, batches) -> dict:
+    """The prefix model's test loss (nats per byte) with each planet's own prefix and with the
+    prefix of the next planet in its batch: how much of what it writes depends on the planet."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from astrojax.models.describe import prefixed_next_token_stats
+
+    @nnx.jit
+    def stats(model, batch, shift):
+        prefix = jnp.roll(model.prefix(batch), shift, axis=0)
+        logits = model.lm(batch["description"], prefix_bpd=prefix)
+        return prefixed_next_token_stats(logits, batch["description"],
+                                         batch["description_mask"])
+
+    out = {}
+    for name, shift in (("own_prefix", 0), ("another_planets_prefix", 1)):
+        sums = [stats(model, {k: jnp.asarray(v) for k, v in b.items()}, shift) for b in batches]
+        out[name] = float(sum(x["nll_sum"] for x in sums) / sum(x["count"] for x in sums))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=str(ROOT / "runs" / "describe-benchmark"))
@@ -103,6 +158,8 @@ def main(argv=None) -> int:
                         help="describe steps (default: configs/describe.py's)")
     parser.add_argument("--output", default=str(RESULTS / "describe.json"))
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads for sklearn")
+    parser.add_argument("--generation-batch", type=int, default=64,
+                        help="planets per generate call")
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
@@ -138,40 +195,45 @@ def main(argv=None) -> int:
 
     classes = {"climate_regime": len(CLIMATE_REGIMES), "biosphere": len(BIOSPHERE_CLASSES),
                "habitable": 2, "biosignature": 2, "star_type": len(STAR_TYPES)}
-    results, examples, planets = {}, {}, None
+    results, examples, planets, heads, consistency = {}, {}, None, {}, {}
     fusion = load_trained(root / "fusion-cs", task="fusion").model
     fusion_forward = nnx.jit(lambda m, b: m(b))
     for name in ("prefix", "no-prefix"):
-        tick = time.perf_counter()
-        model, task, batches = held_out_batches(root / name)
-        rows, said, texts, heads = [], [], [], {}
-        for batch in batches:
-            rows.append(batch["planet"])
-            written = task.write_descriptions(model, batch)
-            texts += written
-            said.append([[(f if f is not None else -1) for f in read_description(t).values()]
-                         for t in written])
-            if name == "prefix":
-                out = fusion_forward(fusion, {k: jnp.asarray(v) for k, v in batch.items()})
-                for label, k in fusion.classes:
-                    logits = np.asarray(out[f"logits/{label}"])
-                    pred = (logits > 0).astype(int) if k == 2 else logits.argmax(-1)
-                    heads.setdefault(label, []).append(pred)
-        times[f"generation_seconds/{name}"] = time.perf_counter() - tick
-        rows, said = np.concatenate(rows), np.concatenate(said)
+        model, task, batches = held_out_batches(root / name, args.generation_batch)
+        rows = np.concatenate([b["planet"] for b in batches])
         population = task.table.population
         truth = {f: np.asarray(getattr(population, f), np.int64)[rows] for f in DESCRIPTION_FACTS}
         if planets is None:
             planets, split, table = rows, task.split, task.table
         assert np.array_equal(rows, planets), "both describers must be scored on one set"
-        results[name] = {f: scores(truth[f], said[:, i], classes[f])
-                         for i, f in enumerate(DESCRIPTION_FACTS)}
-        for label, pred in heads.items():
-            results.setdefault("fusion_heads", {})[label] = scores(
-                truth[label], np.concatenate(pred), classes[label])
-        truths = task.descriptions["texts"][rows]
-        examples[name] = [{"planet": str(table.ids[r]), "written": w, "true": t}
-                          for r, w, t in list(zip(rows, texts, truths, strict=True))[:3]]
+        true_texts = list(task.descriptions["texts"][rows])
+        for how, kwargs in (("greedy", {}),
+                            ("sampled", {"temperature": 1.0, "rng": jax.random.key(0)})):
+            tick = time.perf_counter()
+            texts = [t for batch in batches for t in task.write_descriptions(model, batch,
+                                                                             **kwargs)]
+            times[f"generation_seconds/{name}/{how}"] = time.perf_counter() - tick
+            said = np.array([[-1 if f is None else f for f in read_description(t).values()]
+                             for t in texts])
+            key = name if how == "greedy" else f"{name}/sampled"
+            results[key] = {f: scores(truth[f], said[:, i], classes[f])
+                            for i, f in enumerate(DESCRIPTION_FACTS)}
+            consistency[key] = regime_consistency(texts, said[:, DESCRIPTION_FACTS.index(
+                "climate_regime")])
+            examples[key] = [{"planet": str(table.ids[r]), "written": w, "true": t}
+                             for r, w, t in list(zip(rows, texts, true_texts, strict=True))[:3]]
+        if name == "prefix":
+            prefix_use = shuffled_prefix_loss(model, batches)
+            consistency["true descriptions"] = regime_consistency(  # the reference: rounding
+                true_texts, truth["climate_regime"])  # at the regime bounds
+    for batch in batches:  # the fusion model's own heads on the same planets
+        out = fusion_forward(fusion, {k: jnp.asarray(v) for k, v in batch.items()})
+        for label, k in fusion.classes:
+            logits = np.asarray(out[f"logits/{label}"])
+            heads.setdefault(label, []).append((logits > 0).astype(int) if k == 2
+                                               else logits.argmax(-1))
+    results["fusion_heads"] = {label: scores(truth[label], np.concatenate(pred), classes[label])
+                               for label, pred in heads.items() if label in DESCRIPTION_FACTS}
 
     # the baselines on the same planets, fitted on the train planets
     full = {f: np.asarray(getattr(table.population, f), np.int64) for f in DESCRIPTION_FACTS}
@@ -195,7 +257,9 @@ def main(argv=None) -> int:
 
     out = {"backend": jax.default_backend(), "machine": f"{os.cpu_count()}-core CPU, shared",
            "test_planets": int(len(planets)), "facts": list(DESCRIPTION_FACTS),
-           "decoding": "greedy, from BOS to EOS", "accuracy": results,
+           "decoding": "from BOS to EOS: greedy, and sampled at temperature 1 (one draw, "
+                       "key 0)", "accuracy": results,
+           "regime_consistency": consistency, "prefix_use": prefix_use,
            "runs": {k: {kk: vv for kk, vv in v.items() if kk != "config_values"}
                     for k, v in runs.items()},
            "describe_config": runs["prefix"]["config_values"], "examples": examples,
@@ -209,7 +273,10 @@ def main(argv=None) -> int:
 
 def print_table(out: dict) -> None:
     acc = out["accuracy"]
-    rows = (("prefix", "LM with the planet prefix"), ("no-prefix", "same LM, no prefix"),
+    rows = (("prefix", "LM with the planet prefix, greedy"),
+            ("no-prefix", "same LM, no prefix, greedy"),
+            ("prefix/sampled", "LM with the planet prefix, sampled (T = 1)"),
+            ("no-prefix/sampled", "same LM, no prefix, sampled (T = 1)"),
             ("majority", "majority class (train)"), ("fusion_heads", "fusion model's own heads"),
             ("trees_on_row", "gradient-boosted trees on the catalogue row"),
             ("teff_rule", "star type from the observed Teff (closed form)"))
@@ -224,7 +291,9 @@ def print_table(out: dict) -> None:
             cells.append("–" if s is None else
                          f"{s['accuracy']:.3f} ({s['balanced_accuracy']:.3f})")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    for key in ("prefix", "no-prefix"):
+    print("prefix use (test loss, own / another planet's prefix):", out["prefix_use"])
+    print("regime consistent with the stated surface temperature:", out["regime_consistency"])
+    for key in ("prefix", "no-prefix", "prefix/sampled", "no-prefix/sampled"):
         print(f"unparseable ({key}): " + ", ".join(
             f"{f} {acc[key][f]['unparseable']:.3f}" for f in facts))
 

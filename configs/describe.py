@@ -33,7 +33,7 @@ def get_config() -> Config:
     cfg.data.instrument = "nirspec_prism"
     cfg.data.n_transits = 3
     cfg.data.description_length = 496
-    cfg.train.steps = 300
+    cfg.train.steps = 200
     cfg.train.global_batch_size = 8
     cfg.train.log_every = 10
     cfg.train.eval_every = 100
