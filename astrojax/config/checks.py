@@ -22,10 +22,12 @@ from astrojax.config.sections import (
     LORA_TARGETS,
     LOSS_WEIGHTINGS,
     MESH_AXES,
+    OPTIMIZERS,
     PACKING_MODES,
     POSITION_EMBEDDINGS,
     REMAT_POLICIES,
     ROPE_SCALINGS,
+    SCHEDULES,
     SEQUENCE_MIXERS,
     TASK_NAMES,
     TASK_SECTIONS,
@@ -463,6 +465,37 @@ def _check_optim(cfg: Config, o: OptimConfig, p: str) -> None:
         if not 0.0 <= getattr(o, name) < 1.0:
             raise ConfigError(f"{p}{name}", f"must be in [0, 1), got {getattr(o, name)}")
     _positive(f"{p}grad_clip_norm", o.grad_clip_norm, allow_zero=True)
+    _check_schedule(cfg, o, p)
+    _one_of(f"{p}optimizer", o.optimizer, OPTIMIZERS)
+    _positive(f"{p}block_size", o.block_size)
+    _positive(f"{p}min_8bit_size", o.min_8bit_size, allow_zero=True)
+    _positive(f"{p}accumulation_steps", o.accumulation_steps)
+
+
+def _check_schedule(cfg: Config, o: OptimConfig, p: str) -> None:
+    _one_of(f"{p}schedule", o.schedule, SCHEDULES)
+    total = o.decay_steps if o.decay_steps > 0 else cfg.train.steps
+    if o.schedule == "onecycle":
+        if not o.onecycle_div_factor >= 1.0:
+            raise ConfigError(f"{p}onecycle_div_factor",
+                              f"must be >= 1 (the start is learning_rate / it), got "
+                              f"{o.onecycle_div_factor}")
+        if o.warmup_steps >= total:
+            raise ConfigError(f"{p}warmup_steps", f"{o.warmup_steps} leaves no step of the "
+                                                  f"{total} for onecycle's annealing")
+    elif o.schedule == "cosine_restarts":
+        if not o.warmup_steps < o.restart_period:
+            raise ConfigError(f"{p}restart_period",
+                              f"{o.restart_period} must exceed {p}warmup_steps="
+                              f"{o.warmup_steps} (the first cycle warms up)")
+    elif o.schedule == "wsd":
+        if not 0.0 < o.wsd_decay_fraction <= 1.0:
+            raise ConfigError(f"{p}wsd_decay_fraction",
+                              f"must be in (0, 1], got {o.wsd_decay_fraction}")
+        if o.warmup_steps + round(o.wsd_decay_fraction * total) > total:
+            raise ConfigError(f"{p}wsd_decay_fraction",
+                              f"{o.warmup_steps} warmup steps and a decay over "
+                              f"{o.wsd_decay_fraction:g} of the {total} steps overlap")
 
 
 def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
@@ -560,6 +593,29 @@ def _check_mesh(cfg: Config, sizes: dict[str, int]) -> None:
         raise ConfigError("train.global_batch_size",
                           f"{cfg.train.global_batch_size} is not divisible by the data-parallel "
                           f"size {data_parallel} {where}")
+    _check_accumulation(cfg, data_parallel, where)
+
+
+def _check_accumulation(cfg: Config, data_parallel: int, where: str) -> None:
+    """Each of the optim.accumulation_steps microbatches must split over the data-parallel
+    devices (the task checks that its batch's units split too: Task.microbatch_units)."""
+    k = cfg.optim.accumulation_steps
+    if k == 1:
+        return
+    if isinstance(cfg.data, LinkPredDataConfig):
+        raise ConfigError("optim.accumulation_steps",
+                          f"{k}: task {cfg.task!r} trains on one network per step, which does "
+                          "not split into microbatches; use 1")
+    units = cfg.train.global_batch_size
+    what = f"train.global_batch_size={units}"
+    if isinstance(cfg.data, GraphDataConfig):
+        units //= cfg.data.graphs_per_sub_batch
+        what = f"the {units} sub-batches of data.graphs_per_sub_batch graphs"
+    if units % (k * data_parallel):
+        raise ConfigError("optim.accumulation_steps",
+                          f"{what} does not split into {k} microbatches over the data-parallel "
+                          f"size {data_parallel} {where}: it must be divisible by "
+                          f"{k} x {data_parallel}")
 
 
 def _check_context(cfg: Config, context: int) -> None:

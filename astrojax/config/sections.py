@@ -28,6 +28,8 @@ MESH_AXES = ("data", "fsdp", "context", "tensor")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down", "in_proj", "out_proj")
 TEXT_VOCAB_SIZE = 259  # ids the byte tokenizer emits; tests check it matches ByteTokenizer
 TEXT_CORPORA = ("descriptions", "notes")  # task lm's texts (TextDataConfig.corpus)
+SCHEDULES = ("cosine", "onecycle", "cosine_restarts", "wsd")  # OptimConfig.schedule
+OPTIMIZERS = ("adamw", "adamw8bit")  # OptimConfig.optimizer
 
 # Logical axis name -> mesh axis (or axes, or None for replicated). Model code only ever names
 # the logical axes on the left; this table is the single place that decides the layout.
@@ -375,7 +377,8 @@ class DescribeDataConfig(FusionDataConfig):
 
 @dataclasses.dataclass
 class OptimConfig:
-    """AdamW with linear warmup, cosine decay and global-norm clipping."""
+    """AdamW (float32 or 8-bit state) with a learning-rate schedule, global-norm clipping and
+    optional gradient accumulation."""
 
     learning_rate: float = 3e-3
     end_learning_rate_fraction: float = 0.1
@@ -386,6 +389,28 @@ class OptimConfig:
     b2: float = 0.95
     eps: float = 1e-8
     grad_clip_norm: float = 1.0
+    # --- issue 15 (helper optim): the schedule, the optimizer's state, accumulation.
+    # schedule: one of SCHEDULES. "cosine": linear warmup, cosine decay to the end fraction;
+    # "onecycle": optax's cosine one-cycle (rises from learning_rate / onecycle_div_factor over
+    # warmup_steps, anneals to the end fraction); "cosine_restarts": SGDR, cosine cycles of
+    # restart_period steps, each restarting at learning_rate (warmup in the first only);
+    # "wsd": warmup, stable at learning_rate, linear decay over the last wsd_decay_fraction.
+    schedule: str = "cosine"
+    onecycle_div_factor: float = 25.0
+    restart_period: int = 100
+    wsd_decay_fraction: float = 0.2
+    # optimizer: one of OPTIMIZERS. "adamw8bit" keeps both moments as 8-bit codes with a
+    # float32 scale per block of block_size elements along a parameter's last axis
+    # (astrojax.train.adamw8bit); parameters of fewer than min_8bit_size elements and the
+    # token embedding keep float32 moments, as in bitsandbytes (stable_embedding=False: the
+    # embedding's in 8 bits too; it is a fifth of a Llama-1B's parameters).
+    optimizer: str = "adamw"
+    block_size: int = 2048
+    min_8bit_size: int = 4096
+    stable_embedding: bool = True
+    # accumulation_steps k > 1: each train step splits its global batch into k microbatches
+    # (a scan inside the jitted step), averages their gradients and makes one update.
+    accumulation_steps: int = 1
 
 
 @dataclasses.dataclass

@@ -61,6 +61,13 @@ class Task(abc.ABC):
     #: Name of the batch entry whose size counts as "tokens" (or items) for throughput.
     throughput_key: str = "tokens"
 
+    #: The entry of :meth:`loss`'s metrics that counts what the loss is a mean over (target
+    #: tokens, say). With gradient accumulation (``optim.accumulation_steps``) each
+    #: microbatch's loss, gradient and metrics are weighted by it, so the accumulated step
+    #: equals the whole batch's; that entry itself is summed. None: equal weights (a loss that
+    #: is a mean over a microbatch's units).
+    loss_weight_key: str | None = None
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
@@ -161,6 +168,27 @@ class Task(abc.ABC):
         with nnx.use_eager_sharding(False):
             abstract = nnx.eval_shape(lambda: self.build_model(nnx.Rngs(0)))
         check_divisible(abstract, self.cfg.mesh.logical_axis_rules, mesh_sizes, self.cfg.model)
+        self._check_accumulation(mesh_sizes)
+
+    def microbatch_units(self) -> int:
+        """How many independent units a global train batch holds, in order along the leading
+        axis of every batch array (rows; padded graph sub-batches; packing groups): gradient
+        accumulation splits a batch into microbatches of whole units. Default: its rows."""
+        return self.cfg.train.global_batch_size
+
+    def _check_accumulation(self, mesh_sizes: dict[str, int]) -> None:
+        k = self.cfg.optim.accumulation_steps
+        if k == 1:
+            return
+        axes = dict(self.cfg.mesh.logical_axis_rules).get("batch") or ()
+        shards = int(np.prod([mesh_sizes[a] for a in ((axes,) if isinstance(axes, str)
+                                                      else axes)]))
+        units = self.microbatch_units()
+        if units % (k * shards):
+            raise ConfigError("optim.accumulation_steps",
+                              f"task {self.cfg.task!r}: a batch of {units} units (see "
+                              f"{type(self).__name__}.microbatch_units) does not split into "
+                              f"{k} microbatches over {shards} batch shards")
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         """How many tokens (or items) a global batch holds, for throughput."""

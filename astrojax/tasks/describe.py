@@ -64,6 +64,7 @@ class DescribeTask(PlanetTask):
     """The planet-conditioned language model (see the module docstring)."""
 
     throughput_key = "description"
+    loss_weight_key = "target_tokens"  # the loss is a mean over description tokens
     tokenizer = ByteTokenizer()
     ngram_order = 8  # the language model task's baseline order
 
@@ -185,6 +186,9 @@ class DescribeTask(PlanetTask):
     def artifacts(self) -> dict:
         return {**self.fusion.artifacts(),
                 "description_length": self.cfg.data.description_length}
+
+    def microbatch_units(self) -> int:
+        return self.fusion.microbatch_units()  # the fusion inputs' packing groups
 
     def count_items(self, batch: dict[str, np.ndarray]) -> int:
         """Description tokens (bytes) of the batch."""

@@ -265,6 +265,13 @@ class FusionTask(PlanetTask):
                                                  f"groups of a batch, which the mesh's {shards} "
                                                  "batch shards do not divide; lower it")
 
+    def microbatch_units(self) -> int:
+        """Packing groups when a modality is packed: the per-planet arrays ([planets, ...]) and
+        the packed ones ([groups, ...]) then split group by group alike; else planets."""
+        if self.encoders.names():
+            return self.cfg.train.global_batch_size // self.cfg.data.group_size
+        return self.cfg.train.global_batch_size
+
     # ---- the data, every planet at once (numpy; a few MB for thousands of planets)
     @functools.cached_property
     def catalogue(self):

@@ -103,6 +103,10 @@ class GraphVAETask(_GraphTask, PlanetTask):
     def num_sub_batches(self) -> int:
         return self.cfg.train.global_batch_size // self.cfg.data.graphs_per_sub_batch
 
+    def microbatch_units(self) -> int:
+        """Padded sub-batches: a microbatch is whole sub-batches, each one padded graph batch."""
+        return self.num_sub_batches
+
     @functools.cached_property
     def networks(self) -> dict[str, list]:
         """Each split's planets' metabolic networks, in table order."""

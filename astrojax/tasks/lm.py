@@ -39,6 +39,7 @@ class LanguageModelTask(PlanetTask):
     ngram_order = 8
 
     throughput_key = "tokens"
+    loss_weight_key = "target_tokens"  # the loss is a mean over target tokens
     tokenizer = ByteTokenizer()
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:

@@ -1,26 +1,56 @@
-"""Optimizers and schedules from config: AdamW, linear warmup, cosine decay, global-norm clip."""
+"""Optimizers and schedules from config: AdamW (float32 or 8-bit state), optax's learning-rate
+schedules, weight-decay masking, global-norm clipping, skipping non-finite updates."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
 import jax
 import optax
 
-from astrojax.config import OptimConfig
+from astrojax.config import ConfigError, OptimConfig
+from astrojax.config.sections import SCHEDULES
+from astrojax.train.adamw8bit import adamw_8bit
 from astrojax.train.checkpoint import path_key
 
 
 def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    """Linear warmup from 0 to ``learning_rate``, then cosine decay to the end fraction."""
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        decay_steps=max(total_steps, cfg.warmup_steps + 1),
-        end_value=cfg.learning_rate * cfg.end_learning_rate_fraction,
-    )
+    """The learning rate by update step, ``cfg.schedule`` of optax's schedules (see
+    OptimConfig): every one peaks at ``learning_rate`` and ends at its
+    ``end_learning_rate_fraction`` after ``total_steps``."""
+    peak, warmup = cfg.learning_rate, cfg.warmup_steps
+    end = peak * cfg.end_learning_rate_fraction
+    total = max(total_steps, warmup + 1)
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=peak, warmup_steps=warmup, decay_steps=total,
+            end_value=end)
+    if cfg.schedule == "onecycle":
+        div = cfg.onecycle_div_factor
+        # optax's final value is peak / (div * final_div): an end fraction of 0 ends at 0.
+        final_div = 1.0 / (div * cfg.end_learning_rate_fraction) \
+            if cfg.end_learning_rate_fraction > 0 else math.inf
+        return optax.cosine_onecycle_schedule(
+            transition_steps=total, peak_value=peak, pct_start=warmup / total, div_factor=div,
+            final_div_factor=final_div)
+    if cfg.schedule == "cosine_restarts":
+        # SGDR: cycles of restart_period steps (the last one cut at total_steps), the first
+        # warming up from 0, each later one restarting at the peak.
+        period = cfg.restart_period
+        cycles = [dict(init_value=0.0 if i == 0 else peak, peak_value=peak,
+                       warmup_steps=warmup if i == 0 else 0, decay_steps=period, end_value=end)
+                  for i in range(-(-total // period))]
+        return optax.sgdr_schedule(cycles)
+    if cfg.schedule == "wsd":
+        decay = max(round(cfg.wsd_decay_fraction * total), 1)
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak),
+             optax.linear_schedule(peak, end, decay)],
+            boundaries=[warmup, total - decay])
+    raise ConfigError("optim.schedule", f"unknown schedule {cfg.schedule!r}; one of "
+                                        f"{', '.join(SCHEDULES)}")
 
 
 # What a parameter is, read from its name (the last entry of its path in the module tree),
@@ -65,6 +95,18 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: is_decayed(path), params)
 
 
+# Token (and other lookup-table) embeddings: their rows see rare, spiky gradients, so 8-bit
+# AdamW keeps their moments in float32, as bitsandbytes' StableEmbedding does.
+EMBEDDING = re.compile(r"embedding(_.*)?")
+
+
+def embedding_mask(params):
+    """A pytree of bools like ``params``: True for the embedding tables (8-bit AdamW keeps
+    their moments in float32)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: bool(EMBEDDING.fullmatch(param_name(path))), params)
+
+
 def make_optimizer(cfg: OptimConfig, total_steps: int,
                    trainable: Callable[[tuple[str, ...]], bool] | None = None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -76,8 +118,14 @@ def make_optimizer(cfg: OptimConfig, total_steps: int,
     parts = []
     if cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
-    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay, mask=decay_mask))
+    if cfg.optimizer == "adamw8bit":
+        parts.append(adamw_8bit(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, mask=decay_mask,
+                                block_size=cfg.block_size, min_8bit_size=cfg.min_8bit_size,
+                                fp32_mask=embedding_mask if cfg.stable_embedding else None))
+    else:
+        parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay, mask=decay_mask))
     if trainable is not None:
         def labels(params):
             return jax.tree_util.tree_map_with_path(

@@ -25,6 +25,8 @@ from astrojax import sharding
 from astrojax.config import Config, ConfigError
 from astrojax.models.lora import apply_lora, dropout_rng
 from astrojax.tasks.base import Batch, Metrics, Task, WarmStart
+from astrojax.train.accumulate import accumulated_value_and_grad, split_microbatches
+from astrojax.train.adamw8bit import QuantizedMoment, moment_sharding
 from astrojax.train.checkpoint import CheckpointError, path_key, read_params
 from astrojax.train.frozen import load_base
 from astrojax.train.optim import make_optimizer, nonfinite_counts
@@ -135,15 +137,16 @@ def warm_start(state: TrainState, spec: WarmStart) -> TrainState:
 def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation, mesh: Mesh,
                     rules) -> TrainState:
     """NamedShardings for every leaf: params by their logical axes, optimizer moments like the
-    params they track, everything else replicated."""
+    params they track (8-bit moments' codes too, their block scales on the leading axes),
+    everything else replicated."""
     param_shardings = sharding.state_shardings(abstract_state.params, mesh, rules)
     rep = sharding.replicated(mesh)
     # A frozen parameter's moments are optax's MaskedNode (no array): it stays as it is.
     masked = optax.transforms.MaskedNode
     opt_shardings = optax.tree_map_params(
-        tx, lambda v, s: v if isinstance(v, masked) else s, abstract_state.opt_state,
-        param_shardings, transform_non_params=lambda _: rep,
-        is_leaf=lambda x: isinstance(x, NamedSharding | masked))
+        tx, lambda v, s: v if isinstance(v, masked) else moment_sharding(v, s),
+        abstract_state.opt_state, param_shardings, transform_non_params=lambda _: rep,
+        is_leaf=lambda x: isinstance(x, NamedSharding | masked | QuantizedMoment))
     return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep)
 
 
@@ -153,12 +156,13 @@ def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransf
     """``train_step(state, batch, frozen=None) -> (state, metrics)``: a pure function, ready
     for jax.jit. ``frozen``: the parameters that do not train (LoRA's base weights)."""
     dropout = task.cfg.lora.rank and task.cfg.lora.dropout
+    accumulation = task.cfg.optim.accumulation_steps
 
     def train_step(state: TrainState, batch: Batch,
                    frozen: nnx.State | None = None) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
-        def loss_fn(params):
+        def loss_fn(params, batch, rng):
             # The frozen state's Variables were made at jit's trace level; NNX transforms
             # (the scanned stack) refuse a model that mixes levels, so copy them at this one.
             model = _merge(graphdef, params, jax.tree.map(lambda x: x, frozen))
@@ -167,7 +171,13 @@ def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransf
             with dropout_rng(jax.random.fold_in(rng, LORA_STREAM)):
                 return task.loss(model, batch, rng, state.step)
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if accumulation == 1:
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, batch, rng)
+        else:  # optim.accumulation_steps microbatches, one update
+            microbatches = split_microbatches(batch, accumulation, task.microbatch_units())
+            loss, aux, grads = accumulated_value_and_grad(
+                loss_fn, state.params, microbatches, rng, task.loss_weight_key)
         # A NaN or Inf loss with finite gradients (a masked-out term, say) is no better: mark
         # the gradients so the optimizer's finiteness check skips this update too.
         grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
