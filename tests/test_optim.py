@@ -103,3 +103,65 @@ def test_huge_weight_decay_shrinks_matrices_and_leaves_norm_scales_near_one():
     ratio = (np.linalg.norm(after["blocks"]["mlp"]["w_df_up"][...])
              / np.linalg.norm(before["blocks"]["mlp"]["w_df_up"][...]))
     assert ratio < 0.2
+
+
+def schedule_of(**fields):
+    from astrojax.train.optim import make_schedule
+    fields = {"learning_rate": 1.0, "warmup_steps": 10, "end_learning_rate_fraction": 0.1,
+              **fields}
+    cfg = OptimConfig(**fields)
+    fn = make_schedule(cfg, 100)
+    return lambda step: float(fn(step))
+
+
+def test_cosine_schedule_warms_up_peaks_and_ends_at_the_end_fraction():
+    lr = schedule_of(schedule="cosine")
+    assert lr(0) == 0.0 and lr(5) == pytest.approx(0.5)
+    assert lr(10) == pytest.approx(1.0)
+    assert lr(55) == pytest.approx(0.55, abs=1e-6)  # halfway down the cosine
+    assert lr(100) == pytest.approx(0.1)
+
+
+def test_onecycle_starts_at_peak_over_div_factor_and_anneals_to_the_end_fraction():
+    lr = schedule_of(schedule="onecycle", onecycle_div_factor=20.0)
+    assert lr(0) == pytest.approx(1.0 / 20.0)
+    assert lr(10) == pytest.approx(1.0)  # the peak where the warmup ends
+    assert lr(5) == pytest.approx((1.0 + 1.0 / 20.0) / 2)  # cosine rise: halfway at half time
+    assert lr(100) == pytest.approx(0.1)
+    assert schedule_of(schedule="onecycle", end_learning_rate_fraction=0.0)(100) == 0.0
+
+
+def test_cosine_restarts_restart_at_the_peak_every_period():
+    lr = schedule_of(schedule="cosine_restarts", restart_period=30)
+    assert lr(0) == 0.0 and lr(10) == pytest.approx(1.0)  # warmup in the first cycle only
+    for start in (30, 60, 90):
+        assert lr(start) == pytest.approx(1.0), start  # restart
+        assert lr(start - 1) < 0.11  # the end of the cycle before
+    assert lr(45) == pytest.approx(0.55, abs=1e-6)  # mid-cycle
+    assert lr(100) == pytest.approx(0.1 + 0.9 * (1 + np.cos(np.pi * 10 / 30)) / 2, abs=1e-6)
+
+
+def test_wsd_is_flat_at_the_peak_then_decays_linearly_over_the_last_fraction():
+    lr = schedule_of(schedule="wsd", wsd_decay_fraction=0.2)
+    assert lr(0) == 0.0 and lr(5) == pytest.approx(0.5) and lr(10) == pytest.approx(1.0)
+    assert all(lr(s) == pytest.approx(1.0) for s in (20, 50, 80))
+    assert lr(90) == pytest.approx(0.55)
+    assert lr(100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("fields, key", [
+    (dict(schedule="linear"), "optim.schedule"),
+    (dict(schedule="cosine_restarts", restart_period=20, warmup_steps=20),
+     "optim.restart_period"),
+    (dict(schedule="wsd", wsd_decay_fraction=0.0), "optim.wsd_decay_fraction"),
+    (dict(schedule="wsd", wsd_decay_fraction=0.95, warmup_steps=20), "optim.wsd_decay_fraction"),
+    (dict(schedule="onecycle", warmup_steps=300), "optim.warmup_steps"),
+    (dict(optimizer="sgd"), "optim.optimizer"),
+    (dict(accumulation_steps=0), "optim.accumulation_steps"),
+])
+def test_bad_schedule_or_optimizer_is_a_config_error_naming_the_key(fields, key):
+    from astrojax.config import ConfigError, validate
+    with pytest.raises(ConfigError, match=rf"^config\.{key}: ") as err:
+        validate(Config(optim=OptimConfig(**fields), train=TrainConfig(steps=300)))
+    if key == "optim.schedule":
+        assert "cosine, onecycle, cosine_restarts, wsd" in str(err.value)
