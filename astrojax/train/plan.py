@@ -47,6 +47,7 @@ class Plan:
     params_total: int  # all parameters' bytes, unsharded
     params: int  # one device's shard of them (the largest over devices)
     optimizer_state: int
+    host_state: int  # of parameters and optimizer state, what lives in pinned host memory
     batch: int
     arguments: int  # XLA: state + batch as the step receives them
     outputs: int
@@ -138,11 +139,19 @@ def plan_run(cfg: config_lib.Config, devices: list[jax.Device] | None = None) ->
         params_total=sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in leaves),
         params=shard_bytes(state.params, shardings.params),
         optimizer_state=shard_bytes(state.opt_state, shardings.opt_state),
+        host_state=shard_bytes(*_on_host(state, shardings)),
         batch=shard_bytes(batch, {k: v.sharding for k, v in batch.items()}),
         arguments=arguments, outputs=outputs, donated=donated, temporaries=temporaries,
         peak=arguments + outputs - donated + temporaries,
         flops=step_flops(cfg, task, mesh, batch), tokens=tokens,
         compile_seconds=compile_seconds)
+
+
+def _on_host(state, shardings):
+    pairs = [(leaf, where) for leaf, where in zip(jax.tree.leaves(state),
+                                                  jax.tree.leaves(shardings), strict=True)
+             if where.memory_kind == "pinned_host"]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _size(n: float) -> str:
@@ -168,6 +177,8 @@ def format_plan(plan: Plan) -> str:
         ("per device:", ""),
         ("  parameters", _size(plan.params)),
         ("  optimizer state", _size(plan.optimizer_state)),
+        *([("  state in pinned host memory (offload)", _size(plan.host_state))]
+          if plan.host_state else []),
         ("  batch", _size(plan.batch)),
         ("  activations and temporaries", _size(plan.temporaries)),
         ("  total (XLA: arguments + outputs - donated + temporaries)", _size(plan.peak)),
