@@ -187,3 +187,21 @@ def test_8bit_state_checkpoint_round_trip(sharded_8bit, tmp_path):
         _, live = program.train_step(jax.tree.map(jnp.copy, state), batch)
         _, again = program.train_step(restored, batch)
     assert float(live["loss"]) == float(again["loss"])
+
+
+def test_resuming_with_another_optimizer_state_layout_is_refused(tmp_path):
+    from astrojax.config import to_dict
+    from astrojax.train.workdir import WorkdirError, check_resume
+    shapes = {("w",): (4, 4)}
+    fp32, q8 = Config(task="lm"), Config(task="lm", optim=OptimConfig(optimizer="adamw8bit"))
+    with pytest.raises(WorkdirError, match=r"another layout \(optim.optimizer='adamw' -> "):
+        check_resume(4, to_dict(fp32), to_dict(q8), shapes, shapes, tmp_path)
+    other_blocks = Config(task="lm", optim=OptimConfig(optimizer="adamw8bit", block_size=256))
+    with pytest.raises(WorkdirError, match="block_size=2048.*block_size=256"):
+        check_resume(4, to_dict(q8), to_dict(other_blocks), shapes, shapes, tmp_path)
+    # a checkpoint from before the field existed holds float32 AdamW's state
+    old = to_dict(fp32)
+    del old["optim"]["optimizer"]
+    check_resume(4, old, to_dict(fp32), shapes, shapes, tmp_path)
+    faster = Config(task="lm", optim=OptimConfig(optimizer="adamw8bit", accumulation_steps=2))
+    check_resume(4, to_dict(q8), to_dict(faster), shapes, shapes, tmp_path)  # a warning only

@@ -118,6 +118,10 @@ def check_resume(step: int, saved: dict[str, Any], current: dict[str, Any],
     if "lora.alpha" in changed and "lora.alpha" in old:  # same shapes, another function
         raise WorkdirError(f"{where} trained adapters with another scale "
                            f"({listing(['lora.alpha'])}): {hint}")
+    layout = _optimizer_layout(old), _optimizer_layout(new)
+    if layout[0] != layout[1]:
+        raise WorkdirError(f"{where} holds an optimizer state of another layout "
+                           f"({layout[0]} -> {layout[1]}): {hint}")
     data_keys = [k for k in changed if k.startswith(("data.", "planets.")) and
                  k not in DATA_KEYS_THAT_MAY_CHANGE]
     if data_keys:
@@ -126,3 +130,12 @@ def check_resume(step: int, saved: dict[str, Any], current: dict[str, Any],
     for key in changed:
         log.warning("resuming %s with config.%s=%r (it had %r)", where, key, changed[key][1],
                     changed[key][0])
+
+
+def _optimizer_layout(flat: dict[str, Any]) -> str:
+    """What decides the optimizer state's arrays (a checkpoint from before optim.optimizer
+    existed is float32 AdamW)."""
+    if flat.get("optim.optimizer", "adamw") != "adamw8bit":
+        return "optim.optimizer='adamw'"
+    return ", ".join(f"optim.{k}={flat.get(f'optim.{k}')!r}" for k in (
+        "optimizer", "block_size", "min_8bit_size", "stable_embedding"))
