@@ -127,3 +127,18 @@ def test_task_checks_its_own_units():
     assert task.microbatch_units() == 4
     with pytest.raises(ConfigError, match=r"^config\.optim\.accumulation_steps: task 'fusion'"):
         task.check_mesh({"data": 4, "fsdp": 1, "context": 1, "tensor": 1})
+
+
+@pytest.mark.slow
+def test_dry_run_counts_the_flops_of_every_microbatch():
+    """XLA counts a scan's body once; the plan's FLOPs are those of the whole batch."""
+    from astrojax.train.plan import abstract_batch, step_flops
+
+    flops = {}
+    for k in (1, 4):
+        cfg = lm_config(k)
+        task = get_task(cfg)
+        mesh = make_mesh(MeshConfig(data=2), jax.devices()[:2])
+        batch = abstract_batch(task, mesh, cfg.mesh.logical_axis_rules)
+        flops[k] = step_flops(cfg, task, mesh, batch)
+    assert flops[1] > 0 and flops[4] == pytest.approx(flops[1], rel=1e-3)

@@ -95,6 +95,10 @@ def step_flops(cfg: config_lib.Config, task: Task, mesh: Mesh, batch) -> float:
                if hasattr(cfg.model, k) and getattr(cfg.model, k) != v}
     if changes:
         unrolled = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
+    if cfg.optim.accumulation_steps > 1:  # the microbatches' scan would be counted once too
+        unrolled = dataclasses.replace(unrolled, optim=dataclasses.replace(
+            cfg.optim, accumulation_steps=1))
+    if unrolled is not cfg:
         task = get_task(unrolled)
     program = step_lib.build_program(unrolled, task, mesh)
     with jax.set_mesh(mesh):
