@@ -471,6 +471,52 @@ def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
         _positive(f"{p}{name}", getattr(t, name))
     _positive(f"{p}eval_batches", t.eval_batches, allow_zero=True)
     _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
+    _check_best_metric(t, p)
+
+
+# Words of an eval metric's name that say which way is better (best_mode_of).
+LOWER_IS_BETTER = ("loss", "mse", "mae", "bce", "nll", "kl", "ece", "perplexity", "bits",
+                   "error")
+HIGHER_IS_BETTER = ("accuracy", "auc", "ap", "r2")
+
+
+def best_mode_of(t: TrainConfig, p: str = "train.") -> str:
+    """``train.best_mode``, or when it is "" the mode the metric's name implies: "min" if a
+    word of it (split at "/" and "_") is one of LOWER_IS_BETTER, else "max" if one is in
+    HIGHER_IS_BETTER; a ConfigError asking for best_mode otherwise."""
+    if t.best_mode:
+        return t.best_mode
+    words = t.best_metric.replace("/", "_").split("_")
+    if any(w in LOWER_IS_BETTER for w in words):
+        return "min"
+    if any(w in HIGHER_IS_BETTER for w in words):
+        return "max"
+    raise ConfigError(f"{p}best_mode", f"cannot tell from {p}best_metric={t.best_metric!r} "
+                                       "whether lower or higher is better: set it to min or max")
+
+
+def _check_best_metric(t: TrainConfig, p: str) -> None:
+    _positive(f"{p}keep_best", t.keep_best, allow_zero=True)
+    _positive(f"{p}early_stopping_patience", t.early_stopping_patience, allow_zero=True)
+    _positive(f"{p}early_stopping_min_delta", t.early_stopping_min_delta, allow_zero=True)
+    if not t.best_metric:
+        if t.early_stopping_patience:
+            raise ConfigError(f"{p}early_stopping_patience",
+                              f"is {t.early_stopping_patience} but {p}best_metric is unset: name "
+                              "the eval metric to watch, e.g. eval/loss")
+        return
+    if not t.best_metric.startswith("eval/") or t.best_metric.startswith("eval/baseline/"):
+        raise ConfigError(f"{p}best_metric", f"must name an eval metric of the model, "
+                                             f"e.g. eval/loss; got {t.best_metric!r}")
+    if not t.eval_batches:
+        raise ConfigError(f"{p}best_metric", f"{t.best_metric} needs evals, but "
+                                             f"{p}eval_batches is 0")
+    if t.best_mode:
+        _one_of(f"{p}best_mode", t.best_mode, ("min", "max"))
+    best_mode_of(t, p)
+    if not t.keep_best:
+        raise ConfigError(f"{p}keep_best", f"must be at least 1 with {p}best_metric set: the "
+                                           "test split scores the best checkpoint")
 
 
 def check_lora_targets(targets: Any, key: str = "lora.targets") -> None:

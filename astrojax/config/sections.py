@@ -408,6 +408,18 @@ class TrainConfig:
     # A newest checkpoint that cannot be read: "fail" stops with one line naming it and the one
     # before; "fallback" (for unattended jobs) moves it aside and resumes from the one before.
     on_bad_checkpoint: str = "fail"
+    # Early stopping and the best checkpoints. best_metric: an eval metric, e.g. "eval/loss" or
+    # "eval/heldout_auc" ("" = off). With one, a checkpoint is also saved at every eval, the
+    # keep_best best by it are kept besides the max_checkpoints_to_keep newest, and the test
+    # split scores the best one. best_mode: "min", "max", or "" to infer it from the name
+    # (min for loss, mse, bce, kl, ece, nll, perplexity, bits...; max for accuracy, auc, ap,
+    # r2). early_stopping_patience: evals in a row without an improvement of more than
+    # early_stopping_min_delta on the best so far before the run stops (0: never stops early).
+    best_metric: str = ""
+    best_mode: str = ""
+    keep_best: int = 1
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
 
 
 @dataclasses.dataclass
