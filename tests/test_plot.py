@@ -46,6 +46,7 @@ def test_one_run_has_the_loss_eval_learning_rate_and_throughput_panels(tmp_path)
     assert list(loss["eval"].get_xdata()) == [2, 4, 6]
     assert loss["baseline uniform"].get_linestyle() == "--"
     assert loss["eval"].get_linestyle() == "-"
+    assert shown["loss"].get_yscale() == "log" and shown["learning_rate"].get_yscale() == "linear"
     assert list(loss["test (step 4's parameters)"].get_xdata()) == [4]  # where it was scored
     accuracy = labels(shown["eval/accuracy"])
     assert set(accuracy) == {"eval/accuracy", "baseline unigram", "test (step 4's parameters)"}

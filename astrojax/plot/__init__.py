@@ -170,6 +170,9 @@ def figure(runs: Sequence[Run]):
                 if evaluated:
                     _plot_test(ax, run, key, color, several)
         _plot_baselines(ax, runs, keys, colors)
+        if title == "loss" and all(min(line.get_ydata(), default=1.0) > 0
+                                   for line in ax.get_lines()):
+            ax.set_yscale("log")  # losses fall by orders of magnitude; the late steps matter
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         if title == "throughput":
