@@ -408,6 +408,12 @@ class TrainConfig:
     # A newest checkpoint that cannot be read: "fail" stops with one line naming it and the one
     # before; "fallback" (for unattended jobs) moves it aside and resumes from the one before.
     on_bad_checkpoint: str = "fail"
+    # Several processes (hosts), with train.distributed=True: where process 0's coordinator
+    # listens ("host:port"), how many processes and this one's id (0..num_processes-1). Set all
+    # three, or none to let JAX detect them (SLURM, Open MPI, Cloud TPU, Kubernetes).
+    coordinator_address: str = ""
+    num_processes: int = -1
+    process_id: int = -1
 
 
 @dataclasses.dataclass

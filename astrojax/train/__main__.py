@@ -69,11 +69,14 @@ def main(argv: list[str]) -> None:
     from astrojax.data.formats.store import StoreError
     from astrojax.data.metabolic import NetworkError
     from astrojax.tasks import get_task
+    from astrojax.train import distributed
     from astrojax.train.loop import TrainingError, train_and_evaluate
     from astrojax.train.workdir import WorkdirError
 
-    if cfg.train.distributed:
-        jax.distributed.initialize()
+    try:
+        distributed.initialize(cfg)
+    except (ConfigError, distributed.DistributedError) as err:
+        cli.fail(str(err))
     try:
         validate(cfg, num_devices=jax.device_count())
         get_task(cfg)
