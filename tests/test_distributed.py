@@ -109,15 +109,23 @@ def get_config():
     return one_process_config()
 """
 
-# Runs the train CLI, keeping the tokens of every batch this process fed (train and eval, in
-# order) in OUT: what each process reads, seen where it enters the mesh.
+# `launch.py OUT SIGTERM_AT ARGS...` runs the train CLI, keeping the tokens of every batch this
+# process fed (train and eval, in order) in OUT: what each process reads, seen where it enters
+# the mesh. With SIGTERM_AT > 0 the process sends itself SIGTERM as it feeds that batch.
 LAUNCHER = """
-import atexit, sys
+import atexit, os, signal, sys
 import numpy as np
 from astrojax.train import step
-out, fed = sys.argv.pop(1), []
+out, sigterm_at, fed = sys.argv.pop(1), int(sys.argv.pop(1)), []
 shard = step.Program.shard
-step.Program.shard = lambda self, batch: fed.append(batch["tokens"]) or shard(self, batch)
+
+def feed(self, batch):
+    fed.append(batch["tokens"])
+    if len(fed) == sigterm_at:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return shard(self, batch)
+
+step.Program.shard = feed
 atexit.register(lambda: np.save(out, np.stack(fed)))
 from astrojax.train.__main__ import run
 run()
@@ -136,9 +144,11 @@ def write_config(folder: Path) -> Path:
     return path
 
 
-def run_two_processes(folder: Path, workdir: Path, steps: int) -> list[np.ndarray]:
-    """Trains ``workdir`` to ``steps`` with 2 processes of 4 CPU devices each; returns the
-    tokens each process fed."""
+def run_two_processes(folder: Path, workdir: Path, steps: int, sigterm_at: tuple[int, int],
+                      exit_code: int = 0) -> list[np.ndarray]:
+    """Trains ``workdir`` to ``steps`` with 2 processes of 4 CPU devices each, process ``i``
+    sending itself SIGTERM at its ``sigterm_at[i]``-th batch (0: never); returns the tokens
+    each process fed."""
     launcher = folder / "launch.py"
     launcher.write_text(LAUNCHER)
     address = f"127.0.0.1:{free_port()}"
@@ -149,7 +159,8 @@ def run_two_processes(folder: Path, workdir: Path, steps: int) -> list[np.ndarra
     procs = []
     for index in range(2):
         fed = folder / f"fed_{index}.npy"
-        args = [sys.executable, str(launcher), str(fed), "--config", str(write_config(folder)),
+        args = [sys.executable, str(launcher), str(fed), str(sigterm_at[index]),
+                "--config", str(write_config(folder)),
                 "--workdir", str(workdir), f"--config.train.steps={steps}",
                 "--config.train.distributed=True",
                 f"--config.train.coordinator_address={address}",
@@ -160,12 +171,12 @@ def run_two_processes(folder: Path, workdir: Path, steps: int) -> list[np.ndarra
     results = []
     for proc, fed, log in procs:
         try:
-            code = proc.wait(timeout=600)
+            code = proc.wait(timeout=400)
         finally:
             if proc.poll() is None:
                 proc.kill()
             log.close()
-        assert code == 0, Path(log.name).read_text()[-3000:]
+        assert code == exit_code, Path(log.name).read_text()[-3000:]
         results.append(np.load(fed))
     return results
 
@@ -197,15 +208,18 @@ def test_two_processes_match_one_and_checkpoints_resume_in_either_layout(tmp_pat
     # at 12, test.
     assert len(fed_one) == 16 and fed_one[0].shape == (8, 64)
 
-    # 1 x 8 -> 2 x 4: the reference's step-4 checkpoint, resumed by 2 processes to step 8
+    # 1 x 8 -> 2 x 4: the reference's step-4 checkpoint, resumed by 2 processes. Only process
+    # 1 gets a SIGTERM, as it feeds step 8's batch: both stop after step 8 (had process 0 gone
+    # on alone, its step 9 would wait for a peer that has left), with its checkpoint.
     workdir = tmp_path / "moved"
     shutil.copytree(tmp_path / "straight", workdir)
     for later in ("8", "12"):
         shutil.rmtree(workdir / "checkpoints" / later)
-    first, second = run_two_processes(tmp_path, workdir, steps=8)
+    first, second = run_two_processes(tmp_path, workdir, steps=12, sigterm_at=(0, 4),
+                                      exit_code=128 + 15)
     # each process fed its own half of every batch the 1-process run fed
-    assert first.shape == second.shape == (6, 4, 64)  # train 5-8, eval at 8, test
-    for a, b, whole in zip(first, second, fed_one[5:10] + fed_one[-1:], strict=True):
+    assert first.shape == second.shape == (5, 4, 64)  # train 5-8, eval at 8
+    for a, b, whole in zip(first, second, fed_one[5:10], strict=True):
         np.testing.assert_array_equal(np.concatenate([a, b]), whole)
     assert not np.array_equal(first, second)
     # the same losses, and a checkpoint written by both

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from astrojax import config as config_lib
 from astrojax import sharding
@@ -30,18 +31,37 @@ log = logging.getLogger(__name__)
 
 class StopRequest:
     """Turns SIGTERM and the first Ctrl-C into a flag the loop checks after each step, so the run
-    saves a checkpoint before it exits. A second Ctrl-C interrupts at once."""
+    saves a checkpoint before it exits. A second Ctrl-C interrupts at once.
+
+    With several processes, a signal reaches each at another step (or only one): the loop asks
+    :meth:`agreed` after every step, and all processes stop after the same step once any of
+    them got one, so their last save and their exit (collectives) match."""
 
     def __init__(self):
-        self.requested: str | None = None
+        self.signalled: str | None = None  # what this process received
+        self._agreed: str | None = None
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> str | None:
+        """Why the run stops (SIGTERM, SIGINT), the same on every process; None: it does not."""
+        return self._agreed if jax.process_count() > 1 else self.signalled
+
+    def agreed(self) -> str | None:
+        """:attr:`requested`, after gathering every process's signal (one small collective
+        per call with several processes; none with one)."""
+        if jax.process_count() > 1:
+            mine = signal.Signals[self.signalled] if self.signalled else 0
+            codes = multihost_utils.process_allgather(np.int32(mine))
+            self._agreed = signal.Signals(int(np.max(codes))).name if np.any(codes) else None
+        return self.requested
+
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.signalled = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint after this step, then stopping",
-                    self.requested)
+                    self.signalled)
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -221,7 +241,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         interval_start = time.perf_counter()
         previous = None  # the last step's metrics: the host waits for it before going on
         with StopRequest() as stop:
-            while step < t.steps and not stop.requested:
+            while step < t.steps and not stop.agreed():
                 local_batch = next(train_iter)
                 items += task.count_items(local_batch) * jax.process_count()
                 state, metrics = program.train_step(state, program.shard(local_batch))
