@@ -470,6 +470,8 @@ def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
                  "max_checkpoints_to_keep", "max_nonfinite_steps"):
         _positive(f"{p}{name}", getattr(t, name))
     _positive(f"{p}eval_batches", t.eval_batches, allow_zero=True)
+    _positive(f"{p}profile_steps", t.profile_steps, allow_zero=True)
+    _positive(f"{p}profile_start_step", t.profile_start_step, allow_zero=True)
     _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
     check_distributed(t, p)
 

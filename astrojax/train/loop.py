@@ -24,7 +24,7 @@ from astrojax.train import step as step_lib
 from astrojax.train import workdir as workdir_lib
 from astrojax.train.checkpoint import Checkpointer, CheckpointError
 from astrojax.train.frozen import check_base
-from astrojax.train.metrics import MetricsWriter, Progress
+from astrojax.train.metrics import MetricsWriter, ProfileWindow, Progress, device_memory
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,8 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         progress = Progress(total=t.steps, initial=start_step, enabled=is_main)
         cleanup.callback(writer.close)
         cleanup.callback(progress.close)
+        profile = ProfileWindow(workdir / "tensorboard", t.profile_start_step, t.profile_steps)
+        cleanup.callback(profile.close)
         train_record: dict[str, Any] = {}
         eval_record: dict[str, Any] = {}
         test_record: dict[str, Any] = {}
@@ -244,8 +246,10 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
             while step < t.steps and not stop.agreed():
                 local_batch = next(train_iter)
                 items += task.count_items(local_batch) * jax.process_count()
-                state, metrics = program.train_step(state, program.shard(local_batch))
+                with profile.annotation(step):
+                    state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
+                profile.after(step, metrics)
                 # Stay at most one step ahead of the device, so a signal is seen within a
                 # step (a Python handler runs only between the waits).
                 if previous is not None:
@@ -260,6 +264,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
                     elapsed = time.perf_counter() - interval_start
                     if items:
                         metrics[f"{task.throughput_key}_per_second"] = items / elapsed
+                    metrics.update(device_memory())
                     train_record = writer.write(step, metrics)
                     progress.update(step, train_record)
                     interval_start, items = time.perf_counter(), 0
