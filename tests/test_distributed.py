@@ -3,6 +3,7 @@ processes with 4 CPU devices each on 127.0.0.1 against 1 process with 8 devices:
 losses, each process feeding its own rows of the same global batches, and checkpoints that
 resume in either layout (2 x 4 -> 1 x 8 and 1 x 8 -> 2 x 4) with the same numbers."""
 
+import multiprocessing
 import os
 import shutil
 import socket
@@ -66,6 +67,16 @@ def test_an_unreachable_coordinator_is_one_line_naming_it():
                        match=rf"cannot reach the coordinator at {address} .*every process "
                              "must be started"):
         distributed.initialize(cfg, timeout_s=1)
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_join_again():
+    # Grain's worker processes are children of the trainer: they must not connect (as a
+    # second process 1, say) to the coordinator their parent has joined.
+    cfg = tiny_config(distributed=True, coordinator_address=f"127.0.0.1:{free_port()}",
+                      num_processes=2, process_id=1)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(distributed.initialize, (cfg,), {"timeout_s": 1}) is False
 
 
 def clean_env(devices: int) -> dict[str, str]:
