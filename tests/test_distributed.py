@@ -3,6 +3,7 @@ processes with 4 CPU devices each on 127.0.0.1 against 1 process with 8 devices:
 losses, each process feeding its own rows of the same global batches, and checkpoints that
 resume in either layout (2 x 4 -> 1 x 8 and 1 x 8 -> 2 x 4) with the same numbers."""
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -17,7 +18,9 @@ from test_train import params_of, read_metrics, tiny_config
 
 from astrojax.config import ConfigError, validate
 from astrojax.train import distributed, step
+from astrojax.train.checkpoint import Checkpointer
 from astrojax.train.loop import train_and_evaluate
+from astrojax.train.workdir import WorkdirError
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("loss", "grad_norm", "learning_rate", "eval/loss")
@@ -67,6 +70,24 @@ def test_an_unreachable_coordinator_is_one_line_naming_it():
                        match=rf"cannot reach the coordinator at {address} .*every process "
                              "must be started"):
         distributed.initialize(cfg, timeout_s=1)
+
+
+def test_a_data_position_carries_to_another_process_count_only_when_all_agree(tmp_path):
+    checkpointer = Checkpointer(tmp_path / "checkpoints", max_to_keep=2, async_save=False)
+    try:
+        data = tmp_path / "checkpoints" / "4" / "data"
+        data.mkdir(parents=True)
+        for index, position in enumerate((3, 3)):
+            (data / f"process_{index}-of-2.json").write_text(json.dumps({"next_index": position}))
+        assert checkpointer._data_state_of_another_layout(4) == {"next_index": 3}
+        (data / "process_1-of-2.json").write_text(json.dumps({"next_index": 5}))
+        with pytest.raises(WorkdirError, match="written by 2 processes whose data positions "
+                                               "differ.*resume it on 2 processes"):
+            checkpointer._data_state_of_another_layout(4)
+        (data / "process_0-of-1.json").write_text("{}")  # this layout's own file: Grain reads it
+        assert checkpointer._data_state_of_another_layout(4) is None
+    finally:
+        checkpointer.close()
 
 
 @pytest.mark.slow
