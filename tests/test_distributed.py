@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from test_train import params_of, read_metrics, tiny_config
 
-from astrojax.config import ConfigError, validate
+from astrojax import sharding
+from astrojax.config import ConfigError, MeshConfig, validate
 from astrojax.train import distributed, step
 from astrojax.train.checkpoint import Checkpointer
 from astrojax.train.loop import train_and_evaluate
@@ -88,6 +89,34 @@ def test_a_data_position_carries_to_another_process_count_only_when_all_agree(tm
         assert checkpointer._data_state_of_another_layout(4) is None
     finally:
         checkpointer.close()
+
+
+@pytest.mark.parametrize("slices, expected", [
+    # 2 processes x 4 devices, (data=8): each holds its own half
+    ({0: {(0, 1), (1, 2), (2, 3), (3, 4)}, 1: {(4, 5), (5, 6), (6, 7), (7, 8)}},
+     {0: (0, 2), 1: (1, 2)}),
+    # 4 processes x 1 GPU, (fsdp=2, tensor=2): tensor peers hold, so feed, the same rows
+    ({0: {(0, 4)}, 1: {(0, 4)}, 2: {(4, 8)}, 3: {(4, 8)}},
+     {0: (0, 2), 1: (0, 2), 2: (1, 2), 3: (1, 2)}),
+    # (context=8) over 2 processes: the batch is not split; both feed all of it
+    ({0: {(0, 8)}, 1: {(0, 8)}}, {0: (0, 1), 1: (0, 1)}),
+])
+def test_each_process_feeds_the_block_of_rows_its_devices_hold(slices, expected):
+    assert sharding.row_blocks(slices, 8) == expected
+
+
+def test_rows_that_are_not_one_block_per_process_are_refused():
+    with pytest.raises(ConfigError, match=r"^config\.mesh: .*not equal contiguous blocks"):
+        sharding.row_blocks({0: {(0, 2), (4, 6)}, 1: {(2, 4), (6, 8)}}, 8)
+    with pytest.raises(ConfigError, match=r"^config\.mesh: "):
+        sharding.row_blocks({0: {(0, 2)}, 1: {(2, 8)}}, 8)
+
+
+@pytest.mark.parametrize("mesh", [MeshConfig(data=8), MeshConfig(data=1, fsdp=4, tensor=2),
+                                  MeshConfig(data=1, context=8)])
+def test_one_process_feeds_whole_batches(mesh):
+    assert sharding.process_data_block(sharding.make_mesh(mesh), mesh.logical_axis_rules,
+                                       16) == (0, 1)
 
 
 @pytest.mark.slow
@@ -177,7 +206,7 @@ def write_config(folder: Path) -> Path:
 
 
 def run_two_processes(folder: Path, workdir: Path, steps: int, sigterm_at: tuple[int, int],
-                      exit_code: int = 0) -> list[np.ndarray]:
+                      exit_code: int = 0, extra: tuple[str, ...] = ()) -> list[np.ndarray]:
     """Trains ``workdir`` to ``steps`` with 2 processes of 4 CPU devices each, process ``i``
     sending itself SIGTERM at its ``sigterm_at[i]``-th batch (0: never); returns the tokens
     each process fed."""
@@ -196,7 +225,7 @@ def run_two_processes(folder: Path, workdir: Path, steps: int, sigterm_at: tuple
                 "--workdir", str(workdir), f"--config.train.steps={steps}",
                 "--config.train.distributed=True",
                 f"--config.train.coordinator_address={address}",
-                "--config.train.num_processes=2", f"--config.train.process_id={index}"]
+                "--config.train.num_processes=2", f"--config.train.process_id={index}", *extra]
         log = (folder / f"log_{index}.txt").open("w")
         procs.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
                                        stderr=subprocess.STDOUT), fed, log))

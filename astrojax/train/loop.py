@@ -208,8 +208,10 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     program = step_lib.build_program(cfg, task, mesh)
     artifacts = {**task.artifacts(), **program.artifacts}
 
-    train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
-    eval_batches = task.eval_data(jax.process_index(), jax.process_count())
+    # This process's block of every batch's rows (processes holding the same rows share one)
+    block, blocks = program.data_block()
+    train_iter = iter(task.train_data(block, blocks))
+    eval_batches = task.eval_data(block, blocks)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_checkpoints_to_keep,
                                 async_save=t.async_checkpointing)
     with jax.set_mesh(mesh), contextlib.ExitStack() as cleanup:
@@ -245,7 +247,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         with StopRequest() as stop:
             while step < t.steps and not stop.agreed():
                 local_batch = next(train_iter)
-                items += task.count_items(local_batch) * jax.process_count()
+                items += task.count_items(local_batch) * blocks
                 with profile.annotation(step):
                     state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
@@ -307,7 +309,7 @@ def _test(program: step_lib.Program, task, params, writer: MetricsWriter,
     nothing when the task has no test batches (train.eval_batches=0, an empty test split)."""
     if not task.cfg.train.eval_batches:
         return {}
-    batches = task.eval_data(jax.process_index(), jax.process_count(), split="test")
+    batches = task.eval_data(*program.data_block(), split="test")
     if not batches:
         return {}
     metrics = evaluate(program, params, batches)
