@@ -470,8 +470,40 @@ def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
                  "max_checkpoints_to_keep", "max_nonfinite_steps"):
         _positive(f"{p}{name}", getattr(t, name))
     _positive(f"{p}eval_batches", t.eval_batches, allow_zero=True)
+    _positive(f"{p}profile_steps", t.profile_steps, allow_zero=True)
+    _positive(f"{p}profile_start_step", t.profile_start_step, allow_zero=True)
     _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
+    check_distributed(t, p)
     _check_best_metric(t, p)
+
+
+def check_distributed(t: TrainConfig, p: str = "train.") -> None:
+    """The launch fields of several processes: all three set (with ``distributed``), or none
+    (JAX detects them from the cluster's environment). Raises ConfigError naming the key."""
+    launch = {"coordinator_address": t.coordinator_address != "",
+              "num_processes": t.num_processes != -1, "process_id": t.process_id != -1}
+    given = [name for name, is_set in launch.items() if is_set]
+    if given and not t.distributed:
+        raise ConfigError(f"{p}{given[0]}", f"is set but {p}distributed is False; add "
+                                            f"--config.{p}distributed=True")
+    if given and len(given) < len(launch):
+        missing = [name for name in launch if name not in given]
+        raise ConfigError(f"{p}{missing[0]}", f"is unset while {p}{given[0]} is set: set "
+                                              f"{', '.join(p + n for n in launch)} together, "
+                                              "or none of them to let JAX detect them")
+    if not given:
+        return
+    host, _, port = t.coordinator_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{p}coordinator_address", f"expected HOST:PORT (process 0's address "
+                                                     "and a free port, e.g. 10.0.0.1:1234), "
+                                                     f"got {t.coordinator_address!r}")
+    if t.num_processes < 1:
+        raise ConfigError(f"{p}num_processes", f"must be >= 1, got {t.num_processes}")
+    if not 0 <= t.process_id < t.num_processes:
+        raise ConfigError(f"{p}process_id", f"must be in 0..{t.num_processes - 1} "
+                                            f"({p}num_processes={t.num_processes}), got "
+                                            f"{t.process_id}")
 
 
 # Words of an eval metric's name that say which way is better (best_mode_of).

@@ -408,6 +408,23 @@ class TrainConfig:
     # A newest checkpoint that cannot be read: "fail" stops with one line naming it and the one
     # before; "fallback" (for unattended jobs) moves it aside and resumes from the one before.
     on_bad_checkpoint: str = "fail"
+    # Profiling and memory: profile_steps > 0 writes a jax.profiler trace of that many steps,
+    # from step profile_start_step + 1 (after compilation), under WORKDIR/tensorboard/plugins/
+    # profile (TensorBoard's Profile tab; a Perfetto trace beside it).
+    profile_steps: int = 0
+    profile_start_step: int = 5
+    # Host offload through JAX memory kinds: the optimizer's moments (and with offload_params
+    # the parameters) live in pinned host memory between steps and are copied to the device
+    # for the update (MaxText's optimizer/parameter_memory_host_offload). No effect on CPU,
+    # whose host memory is its device memory (a warning says so).
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    # Several processes (hosts), with train.distributed=True: where process 0's coordinator
+    # listens ("host:port"), how many processes and this one's id (0..num_processes-1). Set all
+    # three, or none to let JAX detect them (SLURM, Open MPI, Cloud TPU, Kubernetes).
+    coordinator_address: str = ""
+    num_processes: int = -1
+    process_id: int = -1
     # Early stopping and the best checkpoints. best_metric: an eval metric, e.g. "eval/loss" or
     # "eval/heldout_auc" ("" = off). With one, a checkpoint is also saved at every eval, the
     # keep_best best by it are kept besides the max_checkpoints_to_keep newest, and the test

@@ -15,25 +15,39 @@ from astrojax.config import ConfigError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and logs (a run "
                                      "resumes from the checkpoints it finds there).")
+flags.DEFINE_bool("dry_run", False, "Compile the train step for the configured mesh on "
+                                    "abstract shapes and print its memory per device and FLOPs "
+                                    "per step; allocates no state, trains nothing, needs no "
+                                    "--workdir.")
+flags.DEFINE_integer("dry_run_devices", None, "With --dry_run: plan for this many devices, "
+                                              "made as fake CPU devices (plan a GPU cluster's "
+                                              "mesh on a laptop).")
 
 USAGE = """usage: python -m astrojax.train --config configs/NAME.py --workdir DIR \\
            [--config.SECTION.FIELD=VALUE ...]
+       python -m astrojax.train --config configs/NAME.py --dry_run [--dry_run_devices=N]
 
 Trains config.task on the configured mesh, evaluating, logging and checkpointing into --workdir;
 rerunning on the same workdir resumes. A bad config is one line naming the key (exit code 2);
-SIGTERM or Ctrl-C saves a checkpoint and exits 143 or 130.
+SIGTERM or Ctrl-C saves a checkpoint and exits 143 or 130. --dry_run prints the memory and
+FLOPs of one train step on the configured mesh without allocating or training anything.
 """
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """The train CLI's flags: ``--config`` and ``--workdir`` are required."""
     if cli.wants_help(argv[1:]):
-        cli.print_help("\n".join([USAGE, "flags:", cli.describe_flags(("config", "workdir")),
+        flag_names = ("config", "workdir", "dry_run", "dry_run_devices")
+        cli.print_help("\n".join([USAGE, "flags:", cli.describe_flags(flag_names),
                                    "", cli.config_sections_help()]))
     rest = cli.parse_absl_flags(argv)
     if FLAGS.config is None:
         cli.fail("--config is required, e.g. --config configs/quickstart.py")
-    if FLAGS.workdir is None:
+    if FLAGS.dry_run_devices is not None and not FLAGS.dry_run:
+        cli.fail("--dry_run_devices is for --dry_run")
+    if FLAGS.dry_run_devices is not None and FLAGS.dry_run_devices < 1:
+        cli.fail(f"--dry_run_devices must be at least 1, got {FLAGS.dry_run_devices}")
+    if FLAGS.workdir is None and not FLAGS.dry_run:
         cli.fail("--workdir is required, e.g. --workdir runs/quickstart")
     return rest
 
@@ -65,15 +79,22 @@ def main(argv: list[str]) -> None:
 
     import jax  # after flag parsing: a bad flag should not wait for JAX to start
 
+    if FLAGS.dry_run:
+        _dry_run(cfg, FLAGS.dry_run_devices)
+        return
+
     from astrojax.config import validate
     from astrojax.data.formats.store import StoreError
     from astrojax.data.metabolic import NetworkError
     from astrojax.tasks import get_task
+    from astrojax.train import distributed
     from astrojax.train.loop import TrainingError, train_and_evaluate
     from astrojax.train.workdir import WorkdirError
 
-    if cfg.train.distributed:
-        jax.distributed.initialize()
+    try:
+        distributed.initialize(cfg)
+    except (ConfigError, distributed.DistributedError) as err:
+        cli.fail(str(err))
     try:
         validate(cfg, num_devices=jax.device_count())
         get_task(cfg)
@@ -94,6 +115,23 @@ def main(argv: list[str]) -> None:
         _showcase(cfg, result, FLAGS.workdir)
     if result.stopped_by:
         sys.exit(128 + {"SIGINT": 2, "SIGTERM": 15}.get(result.stopped_by, 0))
+
+
+def _dry_run(cfg, num_devices: int | None) -> None:
+    """Prints the plan of one train step (``astrojax.train.plan``); with ``num_devices``, on
+    that many fake CPU devices (set before JAX starts its backends)."""
+    import jax
+
+    if num_devices is not None:
+        jax.config.update("jax_platforms", "cpu")
+        jax.config.update("jax_num_cpu_devices", num_devices)
+    from astrojax.train.plan import format_plan, plan_run
+
+    try:
+        plan = plan_run(cfg)
+    except ConfigError as err:
+        cli.fail(str(err))
+    print(format_plan(plan))
 
 
 def _showcase(cfg, result, workdir) -> None:

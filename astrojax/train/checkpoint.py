@@ -9,6 +9,7 @@ resumes from the one before (``train.on_bad_checkpoint=fallback``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from astrojax.train.workdir import WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -243,18 +246,44 @@ class Checkpointer:
                 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The state restored onto ``abstract_state``'s shardings; ``data_iterator`` is moved to
         the saved position in place. Returns ``(state, saved_config, saved_artifacts)``."""
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator),
-            config=ocp.args.JsonRestore(),
-            artifacts=ocp.args.JsonRestore(),
-        )
+        data_state = self._data_state_of_another_layout(step)
+        items = dict(state=ocp.args.StandardRestore(abstract_state),
+                     config=ocp.args.JsonRestore(), artifacts=ocp.args.JsonRestore())
+        if data_state is None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         try:
-            restored = self.manager.restore(step, args=args)
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            if data_state is not None:  # as Grain's own handler does
+                data_iterator.set_state(data_state)
+                data_iterator.start_prefetch()
         except Exception as err:  # Orbax raises many types; name the folder for the user.
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged "
                                   f"({error_cause(err)})", step) from err
         return restored["state"], restored["config"], restored["artifacts"]
+
+    def _data_state_of_another_layout(self, step: int) -> dict[str, Any] | None:
+        """The data iterator's position when ``step`` was written by another number of
+        processes (Grain keeps one file per process, named by the count), else None. It carries
+        over only when every process saved the same position; otherwise a WorkdirError says to
+        resume on the saved count. Task lm's batches do not depend on the process count, so its
+        run continues exactly; tasks whose processes read interleaved rows continue at the same
+        batch index of a stream that differs with the count."""
+        folder = self.directory / str(step) / "data"
+        mine = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        saved = sorted(folder.glob("process_*-of-*.json")) if folder.is_dir() else []
+        if not saved or any(path.name == mine for path in saved):
+            return None
+        states = {path.read_text() for path in saved}
+        count = saved[0].name.rpartition("-of-")[2].removesuffix(".json")
+        if len(states) > 1:
+            raise WorkdirError(
+                f"checkpoint {step} in {self.directory} was written by {count} processes whose "
+                f"data positions differ (this task's batches depend on the process count): "
+                f"resume it on {count} processes (train.num_processes), not "
+                f"{jax.process_count()}")
+        log.info("checkpoint %d was written by %s process(es); resuming their common data "
+                 "position on %d", step, count, jax.process_count())
+        return json.loads(states.pop())
 
     def restore_params(self, step: int, abstract_params: Any) -> tuple[Any, dict[str, Any]]:
         """The parameters alone, restored onto ``abstract_params``' shardings (for inference:

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from astrojax import config as config_lib
 from astrojax import sharding
@@ -25,25 +26,44 @@ from astrojax.train import workdir as workdir_lib
 from astrojax.train.checkpoint import Checkpointer, CheckpointError
 from astrojax.train.early_stopping import EarlyStopping
 from astrojax.train.frozen import check_base
-from astrojax.train.metrics import MetricsWriter, Progress
+from astrojax.train.metrics import MetricsWriter, ProfileWindow, Progress, device_memory
 
 log = logging.getLogger(__name__)
 
 
 class StopRequest:
     """Turns SIGTERM and the first Ctrl-C into a flag the loop checks after each step, so the run
-    saves a checkpoint before it exits. A second Ctrl-C interrupts at once."""
+    saves a checkpoint before it exits. A second Ctrl-C interrupts at once.
+
+    With several processes, a signal reaches each at another step (or only one): the loop asks
+    :meth:`agreed` after every step, and all processes stop after the same step once any of
+    them got one, so their last save and their exit (collectives) match."""
 
     def __init__(self):
-        self.requested: str | None = None
+        self.signalled: str | None = None  # what this process received
+        self._agreed: str | None = None
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> str | None:
+        """Why the run stops (SIGTERM, SIGINT), the same on every process; None: it does not."""
+        return self._agreed if jax.process_count() > 1 else self.signalled
+
+    def agreed(self) -> str | None:
+        """:attr:`requested`, after gathering every process's signal (one small collective
+        per call with several processes; none with one)."""
+        if jax.process_count() > 1:
+            mine = signal.Signals[self.signalled] if self.signalled else 0
+            codes = multihost_utils.process_allgather(np.int32(mine))
+            self._agreed = signal.Signals(int(np.max(codes))).name if np.any(codes) else None
+        return self.requested
+
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.signalled = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint after this step, then stopping",
-                    self.requested)
+                    self.signalled)
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -195,8 +215,10 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     program = step_lib.build_program(cfg, task, mesh)
     artifacts = {**task.artifacts(), **program.artifacts}
 
-    train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
-    eval_batches = task.eval_data(jax.process_index(), jax.process_count())
+    # This process's block of every batch's rows (processes holding the same rows share one)
+    block, blocks = program.data_block()
+    train_iter = iter(task.train_data(block, blocks))
+    eval_batches = task.eval_data(block, blocks)
     early = EarlyStopping.from_config(t)  # None unless train.best_metric is set
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_checkpoints_to_keep,
                                 async_save=t.async_checkpointing,
@@ -226,6 +248,8 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         progress = Progress(total=t.steps, initial=start_step, enabled=is_main)
         cleanup.callback(writer.close)
         cleanup.callback(progress.close)
+        profile = ProfileWindow(workdir / "tensorboard", t.profile_start_step, t.profile_steps)
+        cleanup.callback(profile.close)
         train_record: dict[str, Any] = {}
         eval_record: dict[str, Any] = {}
         test_record: dict[str, Any] = {}
@@ -236,11 +260,13 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         interval_start = time.perf_counter()
         previous = None  # the last step's metrics: the host waits for it before going on
         with StopRequest() as stop:
-            while step < t.steps and not stop.requested and not (early and early.should_stop):
+            while step < t.steps and not stop.agreed() and not (early and early.should_stop):
                 local_batch = next(train_iter)
-                items += task.count_items(local_batch) * jax.process_count()
-                state, metrics = program.train_step(state, program.shard(local_batch))
+                items += task.count_items(local_batch) * blocks
+                with profile.annotation(step):
+                    state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
+                profile.after(step, metrics)
                 # Stay at most one step ahead of the device, so a signal is seen within a
                 # step (a Python handler runs only between the waits).
                 if previous is not None:
@@ -255,6 +281,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
                     elapsed = time.perf_counter() - interval_start
                     if items:
                         metrics[f"{task.throughput_key}_per_second"] = items / elapsed
+                    metrics.update(device_memory())
                     train_record = writer.write(step, metrics)
                     progress.update(step, train_record)
                     interval_start, items = time.perf_counter(), 0
@@ -360,7 +387,7 @@ def _test(program: step_lib.Program, task, params, writer: MetricsWriter,
     last."""
     if not task.cfg.train.eval_batches:
         return {}
-    batches = task.eval_data(jax.process_index(), jax.process_count(), split="test")
+    batches = task.eval_data(*program.data_block(), split="test")
     if not batches:
         return {}
     metrics = evaluate(program, params, batches)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
@@ -64,6 +66,7 @@ class Progress:
     """A tqdm bar on a terminal; plain log lines every ``log_every`` steps otherwise."""
 
     def __init__(self, total: int, initial: int, enabled: bool = True):
+        self.enabled = enabled  # only the main process reports progress
         self.interactive = enabled and sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                         disable=not self.interactive)
@@ -71,7 +74,7 @@ class Progress:
 
     def update(self, step: int, record: dict[str, Any] | None = None) -> None:
         self.bar.update(step - self.bar.n)
-        if record is None:
+        if record is None or not self.enabled:
             return
         shown = {k: v for k, v in record.items() if k != "step"}
         if self.interactive:
@@ -83,3 +86,52 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def device_memory(devices=None) -> dict[str, int]:
+    """Memory in use now and at its peak, in bytes, on the local device using the most, where
+    the backend reports it (GPU, TPU; ``memory_stats()`` is None on CPU: then nothing)."""
+    stats = [d.memory_stats() for d in (devices or jax.local_devices())]
+    stats = [s for s in stats if s]
+    out = {}
+    for key, name in (("bytes_in_use", "memory/bytes_in_use"),
+                      ("peak_bytes_in_use", "memory/peak_bytes_in_use"),
+                      ("bytes_limit", "memory/bytes_limit")):
+        values = [s[key] for s in stats if key in s]
+        if values:
+            out[name] = int(max(values))
+    return out
+
+
+class ProfileWindow:
+    """Writes a ``jax.profiler`` trace of steps ``start + 1 .. start + steps`` (as the loop
+    counts them after each update) under ``directory`` (TensorBoard's profile plugin reads
+    ``tensorboard/plugins/profile``; a Perfetto trace is written beside it). Each step is
+    annotated (``StepTraceAnnotation``), so the viewers split the trace by step."""
+
+    def __init__(self, directory: str | Path, start: int, steps: int):
+        self.directory, self.start, self.end = Path(directory), start, start + steps
+        self.active = False
+
+    def annotation(self, step: int):
+        """A context for the step that will be ``step + 1``: starts the trace at the window's
+        first step, annotates the steps inside it."""
+        if self.start <= step < self.end:
+            if not self.active:
+                jax.profiler.start_trace(str(self.directory), create_perfetto_trace=True)
+                self.active = True
+                log.info("profiling steps %d-%d into %s", step + 1, self.end, self.directory)
+            return jax.profiler.StepTraceAnnotation("train", step_num=step + 1)
+        return contextlib.nullcontext()
+
+    def after(self, step: int, outputs) -> None:
+        """Stops the trace once step ``step`` (the window's last) has finished on the device."""
+        if self.active and step >= self.end:
+            jax.block_until_ready(outputs)
+            self.close()
+
+    def close(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
+            log.info("profile written to %s", self.directory)

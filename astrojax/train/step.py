@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from astrojax.tasks.base import Batch, Metrics, Task, WarmStart
 from astrojax.train.checkpoint import CheckpointError, path_key, read_params
 from astrojax.train.frozen import load_base
 from astrojax.train.optim import make_optimizer, nonfinite_counts
+
+log = logging.getLogger(__name__)
 
 
 @flax.struct.dataclass
@@ -147,6 +150,38 @@ def state_shardings(abstract_state: TrainState, tx: optax.GradientTransformation
     return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep)
 
 
+def offloaded(shardings: TrainState, tx: optax.GradientTransformation, *, optimizer: bool,
+              params: bool) -> TrainState:
+    """``shardings`` with the optimizer's moments (the state that tracks a parameter) and/or the
+    parameters in ``pinned_host`` memory. Counters and other scalars stay on the device."""
+
+    def to_host(s):
+        return s.with_memory_kind("pinned_host") if isinstance(s, NamedSharding) else s
+
+    out = shardings
+    if optimizer:
+        out = out.replace(opt_state=optax.tree_map_params(
+            tx, to_host, shardings.opt_state,
+            is_leaf=lambda x: isinstance(x, NamedSharding | optax.transforms.MaskedNode)))
+    if params:
+        out = out.replace(params=jax.tree.map(
+            to_host, shardings.params, is_leaf=lambda x: isinstance(x, NamedSharding)))
+    return out
+
+
+def on_device(fn: Callable, shardings: Any, argnum: int = 0) -> Callable:
+    """``fn`` with its ``argnum``-th argument first copied onto ``shardings`` (the device
+    memory): inside jit, the copy from pinned host memory is part of the compiled step."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        args = list(args)
+        args[argnum] = jax.device_put(args[argnum], shardings)
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def make_train_step(graphdef: nnx.GraphDef, task: Task, tx: optax.GradientTransformation,
                     schedule: optax.Schedule) -> Callable[[TrainState, Batch],
                                                           tuple[TrainState, Metrics]]:
@@ -233,6 +268,13 @@ class Program:
         """This process's numpy slice of a batch as global arrays on the mesh."""
         return sharding.shard_batch(local_batch, self.mesh, self.rules)
 
+    def data_block(self) -> tuple[int, int]:
+        """``(index, count)``: this process feeds block ``index`` of ``count`` of every global
+        batch's rows (:func:`astrojax.sharding.process_data_block`): pass them to the task's
+        ``train_data``/``eval_data`` as the process index and count."""
+        return sharding.process_data_block(self.mesh, self.rules,
+                                           self.task.cfg.train.global_batch_size)
+
     def restore_target(self) -> TrainState:
         return abstract_with_shardings(self.abstract_state, self.state_shardings)
 
@@ -252,16 +294,31 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
     tx, schedule = make_optimizer(cfg.optim, decay_steps, task.trainable if frozen else None)
     init_fn = functools.partial(init_state, task, tx, cfg.train.seed)
     abstract_state = jax.eval_shape(init_fn)
-    shardings = state_shardings(abstract_state, tx, mesh, rules)
+    on_chip = state_shardings(abstract_state, tx, mesh, rules)
+    shardings = on_chip
+    step_fn, eval_fn, embed_fn, healthy_fn = (make_train_step(graphdef, task, tx, schedule),
+                                              make_eval_step(graphdef, task),
+                                              make_embed_fn(graphdef, task), healthy)
+    t = cfg.train
+    if t.offload_optimizer or t.offload_params:
+        if mesh.devices.flat[0].platform == "cpu":
+            log.warning("train.offload_optimizer/offload_params: no effect on CPU, whose host "
+                        "memory is its device memory (the state is placed in pinned_host "
+                        "memory all the same)")
+        shardings = offloaded(on_chip, tx, optimizer=t.offload_optimizer,
+                              params=t.offload_params)
+        step_fn, healthy_fn = on_device(step_fn, on_chip), on_device(healthy_fn, on_chip)
+        eval_fn, embed_fn = on_device(eval_fn, on_chip.params), on_device(embed_fn,
+                                                                         on_chip.params)
     rep = sharding.replicated(mesh)
 
     def traced_with_rules(fn):  # activations' sharding constraints read the same table
         return sharding.with_axis_rules(fn, rules)
 
-    train_step = jax.jit(traced_with_rules(make_train_step(graphdef, task, tx, schedule)),
-                         out_shardings=(shardings, rep), donate_argnums=0)
-    eval_step = jax.jit(traced_with_rules(make_eval_step(graphdef, task)), out_shardings=rep)
-    embed = jax.jit(traced_with_rules(make_embed_fn(graphdef, task)))
+    train_step = jax.jit(traced_with_rules(step_fn), out_shardings=(shardings, rep),
+                         donate_argnums=0)
+    eval_step = jax.jit(traced_with_rules(eval_fn), out_shardings=rep)
+    embed = jax.jit(traced_with_rules(embed_fn))
     frozen_params, artifacts = None, {}
     if cfg.lora.rank:
         frozen_params, artifacts = load_frozen(cfg, task, mesh)
@@ -271,7 +328,7 @@ def build_program(cfg: Config, task: Task, mesh: Mesh) -> Program:
         task=task, mesh=mesh, rules=rules, abstract_state=abstract_state,
         state_shardings=shardings, init=jax.jit(init_fn, out_shardings=shardings),
         train_step=train_step, eval_step=eval_step, embed=embed,
-        healthy=jax.jit(healthy, out_shardings=rep), frozen=frozen_params, artifacts=artifacts,
+        healthy=jax.jit(healthy_fn, out_shardings=rep), frozen=frozen_params, artifacts=artifacts,
     )
 
 
