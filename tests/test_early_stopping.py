@@ -5,6 +5,7 @@ unbroken one did."""
 import math
 
 import grain
+import jax
 import numpy as np
 import pytest
 from test_train import params_of, read_metrics, tiny_config
@@ -149,6 +150,10 @@ def test_a_run_stops_early_and_the_test_split_scores_its_best_step(stopped):
     assert load_trained(workdir).step == 6
     best = load_trained(workdir, best=True)
     assert best.step == 2
+    # RunResult.params (what the CLI's showcase writes with) are the best step's too
+    for got, want in zip(jax.tree.leaves(result.params), jax.tree.leaves(best.params),
+                         strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 @pytest.mark.slow

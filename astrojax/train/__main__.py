@@ -147,9 +147,9 @@ def _showcase(cfg, result, workdir) -> None:
 
     task = get_task(cfg)
     graphdef, _ = abstract_model(task, cfg.train.seed)
-    mesh = jax.tree.leaves(result.state.params)[0].sharding.mesh
-    text = task.showcase(nnx.merge(graphdef, result.state.params), mesh,
-                         cfg.mesh.logical_axis_rules)
+    params = result.state.params if result.params is None else result.params  # best step's
+    mesh = jax.tree.leaves(params)[0].sharding.mesh
+    text = task.showcase(nnx.merge(graphdef, params), mesh, cfg.mesh.logical_axis_rules)
     if text:
         print(text)
         (Path(workdir) / "showcase.txt").write_text(text + "\n")

@@ -98,6 +98,9 @@ class RunResult:
     stopped_early: bool = False
     best_step: int | None = None
     best_value: float | None = None
+    # The parameters the final evals and the test split scored: the best step's with
+    # train.best_metric, else the last state's (None when the run did not finish).
+    params: Any = None
 
 
 def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
@@ -310,6 +313,7 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
             stopped_early = bool(early and early.should_stop and not stop.requested)
             if stopped_early:
                 log.info("stopping early at step %d: %s", step, early.reason())
+            params = None
             if (step == t.steps or stopped_early) and not stop.requested:
                 params, from_step = _selected_params(program, checkpointer, early, state, step)
                 final = task.final_eval(program.embed, params, program.shard)
@@ -327,7 +331,8 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     return RunResult(step=step, train=train_record, eval=eval_record, test=test_record,
                      stopped_by=stop.requested, wall_seconds=wall,
                      compile_seconds=compile_seconds, state=state, stopped_early=stopped_early,
-                     best_step=early and early.best_step, best_value=early and early.best_value)
+                     best_step=early and early.best_step, best_value=early and early.best_value,
+                     params=params)
 
 
 def _start_tracking(early: EarlyStopping, task_name: str, program: step_lib.Program, state,
