@@ -156,6 +156,43 @@ def data_parallel_size(mesh: Mesh, rules: Rules) -> int:
     return int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
 
 
+def process_data_block(mesh: Mesh, rules: Rules, global_batch: int,
+                       process: int | None = None) -> tuple[int, int]:
+    """``(index, count)``: the process (default: this one) feeds block ``index`` of ``count``
+    equal blocks of every global batch's rows, the rows its devices hold under the ``batch``
+    rule. Processes whose devices hold the same rows (peers along a mesh axis that does not
+    split the batch, such as ``tensor`` or ``context`` spanning processes when each process
+    has one GPU) feed the same block; with one process it is ``(0, 1)``. A ConfigError when
+    the mesh gives a process rows that are not one such block."""
+    indices = batch_sharding(mesh, rules, 1).devices_indices_map((global_batch,))
+    slices: dict[int, set[tuple[int, int]]] = {}
+    for device, (index,) in indices.items():
+        start, stop, _ = index.indices(global_batch)
+        slices.setdefault(device.process_index, set()).add((start, stop))
+    return row_blocks(slices, global_batch)[jax.process_index() if process is None else process]
+
+
+def row_blocks(slices: Mapping[int, set[tuple[int, int]]],
+               global_batch: int) -> dict[int, tuple[int, int]]:
+    """For :func:`process_data_block`: each process's ``(index, count)`` from the row ranges
+    ``(start, stop)`` its devices hold."""
+    spans = {}
+    for process, ranges in slices.items():
+        start, stop = min(a for a, _ in ranges), max(b for _, b in ranges)
+        if sum(b - a for a, b in ranges) != stop - start:  # gaps or overlaps
+            spans = None
+            break
+        spans[process] = (start, stop)
+    blocks = sorted(set(spans.values())) if spans else []
+    size = blocks[0][1] - blocks[0][0] if blocks else 0
+    if not size or blocks != [(a, a + size) for a in range(0, global_batch, size)]:
+        raise ConfigError("mesh", f"the mesh gives the processes rows of each batch that are "
+                                  f"not equal contiguous blocks ({dict(sorted(slices.items()))} "
+                                  f"of {global_batch}); order the devices so that each "
+                                  "process's hold one block")
+    return {process: (blocks.index(span), len(blocks)) for process, span in spans.items()}
+
+
 def shard_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict:
     """Turns this process's slice of a batch into global arrays sharded over the data axes."""
     return {

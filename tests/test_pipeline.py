@@ -70,14 +70,24 @@ def test_epochs_are_reshuffled():
     assert sorted(epoch1) == sorted(epoch2) and epoch1 != epoch2
 
 
-def test_processes_read_disjoint_texts():
-    def rows(index):
-        ds = text_dataset(TEXTS, seq_len=1024, batch_size=1, packing="pad", shuffle=False,
-                          num_epochs=1, process_index=index, process_count=2)
-        return {b["tokens"][0].tobytes() for b in ds}
+@pytest.mark.parametrize("packing", ["pad", "pack"])
+def test_processes_feed_their_blocks_of_the_one_process_batch(packing):
+    # The global batches do not depend on the number of processes (a run resumes on another
+    # count; every process yields as many batches), and each process keeps its own rows.
+    def batches(index, count):
+        ds = text_dataset(TEXTS, seq_len=64, batch_size=4 // count, packing=packing,
+                          seed=3, num_epochs=2, process_index=index, process_count=count)
+        return [b["tokens"] for b in ds]
 
-    a, b = rows(0), rows(1)
-    assert not a & b and len(a) + len(b) == len(TEXTS)
+    whole, first, second = batches(0, 1), batches(0, 2), batches(1, 2)
+    assert len(whole) == len(first) == len(second) > 1
+    for batch, a, b in zip(whole, first, second, strict=True):
+        np.testing.assert_array_equal(np.concatenate([a, b]), batch)
+    state = iter(text_dataset(TEXTS, seq_len=64, batch_size=2, process_index=1,
+                              process_count=2))
+    single = iter(text_dataset(TEXTS, seq_len=64, batch_size=4))
+    next(state), next(single)
+    assert state.get_state() == single.get_state()  # so a checkpoint's position transfers
 
 
 def test_bad_arguments():

@@ -506,6 +506,82 @@ def _check_train(cfg: Config, t: TrainConfig, p: str) -> None:
     _positive(f"{p}profile_steps", t.profile_steps, allow_zero=True)
     _positive(f"{p}profile_start_step", t.profile_start_step, allow_zero=True)
     _one_of(f"{p}on_bad_checkpoint", t.on_bad_checkpoint, BAD_CHECKPOINT_POLICIES)
+    check_distributed(t, p)
+    _check_best_metric(t, p)
+
+
+def check_distributed(t: TrainConfig, p: str = "train.") -> None:
+    """The launch fields of several processes: all three set (with ``distributed``), or none
+    (JAX detects them from the cluster's environment). Raises ConfigError naming the key."""
+    launch = {"coordinator_address": t.coordinator_address != "",
+              "num_processes": t.num_processes != -1, "process_id": t.process_id != -1}
+    given = [name for name, is_set in launch.items() if is_set]
+    if given and not t.distributed:
+        raise ConfigError(f"{p}{given[0]}", f"is set but {p}distributed is False; add "
+                                            f"--config.{p}distributed=True")
+    if given and len(given) < len(launch):
+        missing = [name for name in launch if name not in given]
+        raise ConfigError(f"{p}{missing[0]}", f"is unset while {p}{given[0]} is set: set "
+                                              f"{', '.join(p + n for n in launch)} together, "
+                                              "or none of them to let JAX detect them")
+    if not given:
+        return
+    host, _, port = t.coordinator_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{p}coordinator_address", f"expected HOST:PORT (process 0's address "
+                                                     "and a free port, e.g. 10.0.0.1:1234), "
+                                                     f"got {t.coordinator_address!r}")
+    if t.num_processes < 1:
+        raise ConfigError(f"{p}num_processes", f"must be >= 1, got {t.num_processes}")
+    if not 0 <= t.process_id < t.num_processes:
+        raise ConfigError(f"{p}process_id", f"must be in 0..{t.num_processes - 1} "
+                                            f"({p}num_processes={t.num_processes}), got "
+                                            f"{t.process_id}")
+
+
+# Words of an eval metric's name that say which way is better (best_mode_of).
+LOWER_IS_BETTER = ("loss", "mse", "mae", "bce", "nll", "kl", "ece", "perplexity", "bits",
+                   "error")
+HIGHER_IS_BETTER = ("accuracy", "auc", "ap", "r2")
+
+
+def best_mode_of(t: TrainConfig, p: str = "train.") -> str:
+    """``train.best_mode``, or when it is "" the mode the metric's name implies: "min" if a
+    word of it (split at "/" and "_") is one of LOWER_IS_BETTER, else "max" if one is in
+    HIGHER_IS_BETTER; a ConfigError asking for best_mode otherwise."""
+    if t.best_mode:
+        return t.best_mode
+    words = t.best_metric.replace("/", "_").split("_")
+    if any(w in LOWER_IS_BETTER for w in words):
+        return "min"
+    if any(w in HIGHER_IS_BETTER for w in words):
+        return "max"
+    raise ConfigError(f"{p}best_mode", f"cannot tell from {p}best_metric={t.best_metric!r} "
+                                       "whether lower or higher is better: set it to min or max")
+
+
+def _check_best_metric(t: TrainConfig, p: str) -> None:
+    _positive(f"{p}keep_best", t.keep_best, allow_zero=True)
+    _positive(f"{p}early_stopping_patience", t.early_stopping_patience, allow_zero=True)
+    _positive(f"{p}early_stopping_min_delta", t.early_stopping_min_delta, allow_zero=True)
+    if not t.best_metric:
+        if t.early_stopping_patience:
+            raise ConfigError(f"{p}early_stopping_patience",
+                              f"is {t.early_stopping_patience} but {p}best_metric is unset: name "
+                              "the eval metric to watch, e.g. eval/loss")
+        return
+    if not t.best_metric.startswith("eval/") or t.best_metric.startswith("eval/baseline/"):
+        raise ConfigError(f"{p}best_metric", f"must name an eval metric of the model, "
+                                             f"e.g. eval/loss; got {t.best_metric!r}")
+    if not t.eval_batches:
+        raise ConfigError(f"{p}best_metric", f"{t.best_metric} needs evals, but "
+                                             f"{p}eval_batches is 0")
+    if t.best_mode:
+        _one_of(f"{p}best_mode", t.best_mode, ("min", "max"))
+    best_mode_of(t, p)
+    if not t.keep_best:
+        raise ConfigError(f"{p}keep_best", f"must be at least 1 with {p}best_metric set: the "
+                                           "test split scores the best checkpoint")
 
 
 def check_lora_targets(targets: Any, key: str = "lora.targets") -> None:

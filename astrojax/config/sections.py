@@ -444,6 +444,24 @@ class TrainConfig:
     # whose host memory is its device memory (a warning says so).
     offload_optimizer: bool = False
     offload_params: bool = False
+    # Several processes (hosts), with train.distributed=True: where process 0's coordinator
+    # listens ("host:port"), how many processes and this one's id (0..num_processes-1). Set all
+    # three, or none to let JAX detect them (SLURM, Open MPI, Cloud TPU, Kubernetes).
+    coordinator_address: str = ""
+    num_processes: int = -1
+    process_id: int = -1
+    # Early stopping and the best checkpoints. best_metric: an eval metric, e.g. "eval/loss" or
+    # "eval/heldout_auc" ("" = off). With one, a checkpoint is also saved at every eval, the
+    # keep_best best by it are kept besides the max_checkpoints_to_keep newest, and the test
+    # split scores the best one. best_mode: "min", "max", or "" to infer it from the name
+    # (min for loss, mse, bce, kl, ece, nll, perplexity, bits...; max for accuracy, auc, ap,
+    # r2). early_stopping_patience: evals in a row without an improvement of more than
+    # early_stopping_min_delta on the best so far before the run stops (0: never stops early).
+    best_metric: str = ""
+    best_mode: str = ""
+    keep_best: int = 1
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
 
 
 @dataclasses.dataclass

@@ -50,7 +50,12 @@ def text_dataset(
     ``packing="pack"`` concatenates documents and splits them at ``seq_len`` (no padding; each
     document gets its own segment id, 1, 2, ..., and positions restarting at 0);
     ``packing="pad"`` truncates or pads each document to one row (segment id 0 marks padding).
-    ``batch_size`` is per process: this process reads texts ``process_index::process_count``.
+    ``batch_size`` is per process. Every process packs the same global stream (all texts, in
+    the same order) into batches of ``batch_size * process_count`` rows and keeps its block of
+    ``batch_size`` rows, ``process_index``-th: so the global batches, and the iterator's saved
+    state, do not depend on the number of processes (a run resumes on another count), and
+    every process yields the same number of batches. The cost: each process tokenizes every
+    text.
     With ``shuffle`` the order is a seeded permutation, reshuffled every epoch;
     ``num_epochs=None`` repeats forever. The final partial batch of a finite run is dropped.
     """
@@ -59,7 +64,9 @@ def text_dataset(
     if not texts:
         raise ValueError("text_dataset needs at least one text")
     tokenizer = tokenizer or ByteTokenizer()
-    ds = grain.MapDataset.source(list(texts))[process_index::process_count]
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in 0..{process_count - 1}")
+    ds = grain.MapDataset.source(list(texts))
     if shuffle:
         ds = ds.shuffle(seed=seed)
     if num_epochs != 1:
@@ -71,7 +78,9 @@ def text_dataset(
         ids = ds.map(lambda x: {"tokens": x}).to_iter_dataset()
         ids = grain.experimental.ConcatThenSplitIterDataset(
             ids, length_struct={"tokens": seq_len}).map(_rename_packed)
-    return ids.batch(batch_size, drop_remainder=True)
+    rows = slice(process_index * batch_size, (process_index + 1) * batch_size)
+    return ids.batch(batch_size * process_count, drop_remainder=True).map(
+        lambda batch: {name: value[rows] for name, value in batch.items()})
 
 
 # ---------------------------------------------------------------------------------- datacubes

@@ -77,7 +77,10 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def train_data(self, process_index: int, process_count: int) -> grain.IterDataset:
-        """An endless dataset of this process's slices of the global train batches (numpy)."""
+        """An endless dataset of this process's slices of the global train batches (numpy).
+        The arguments name a block of rows, not always a process: the loop passes
+        ``Program.data_block()``, the block this process's devices hold and how many blocks
+        there are (processes whose devices hold the same rows get the same block)."""
 
     @abc.abstractmethod
     def eval_data(self, process_index: int, process_count: int,

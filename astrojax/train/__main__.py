@@ -87,11 +87,14 @@ def main(argv: list[str]) -> None:
     from astrojax.data.formats.store import StoreError
     from astrojax.data.metabolic import NetworkError
     from astrojax.tasks import get_task
+    from astrojax.train import distributed
     from astrojax.train.loop import TrainingError, train_and_evaluate
     from astrojax.train.workdir import WorkdirError
 
-    if cfg.train.distributed:
-        jax.distributed.initialize()
+    try:
+        distributed.initialize(cfg)
+    except (ConfigError, distributed.DistributedError) as err:
+        cli.fail(str(err))
     try:
         validate(cfg, num_devices=jax.device_count())
         get_task(cfg)
@@ -144,9 +147,9 @@ def _showcase(cfg, result, workdir) -> None:
 
     task = get_task(cfg)
     graphdef, _ = abstract_model(task, cfg.train.seed)
-    mesh = jax.tree.leaves(result.state.params)[0].sharding.mesh
-    text = task.showcase(nnx.merge(graphdef, result.state.params), mesh,
-                         cfg.mesh.logical_axis_rules)
+    params = result.state.params if result.params is None else result.params  # best step's
+    mesh = jax.tree.leaves(params)[0].sharding.mesh
+    text = task.showcase(nnx.merge(graphdef, params), mesh, cfg.mesh.logical_axis_rules)
     if text:
         print(text)
         (Path(workdir) / "showcase.txt").write_text(text + "\n")

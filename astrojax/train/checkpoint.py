@@ -9,17 +9,21 @@ resumes from the one before (``train.on_bad_checkpoint=fallback``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from astrojax.train.workdir import WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,8 @@ def _reader(directory: Path) -> ocp.CheckpointManager:
     handlers = {"state": ocp.StandardCheckpointHandler(),
                 "data": grain.checkpoint.CheckpointHandler(),
                 "config": ocp.JsonCheckpointHandler(),
-                "artifacts": ocp.JsonCheckpointHandler()}
+                "artifacts": ocp.JsonCheckpointHandler(),
+                "early_stopping": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(directory, item_handlers=handlers,
                                  options=ocp.CheckpointManagerOptions(create=False))
 
@@ -93,16 +98,37 @@ def read_params(workdir: str | Path) -> tuple[dict[tuple[str, ...], Any], dict[s
 
 
 class Checkpointer:
-    """Saves and restores ``{state, data, config, artifacts}`` under ``WORKDIR/checkpoints/STEP``.
+    """Saves and restores ``{state, data, config, artifacts}`` under ``WORKDIR/checkpoints/STEP``
+    (and ``early_stopping``, the tracker's state, when the run watches a metric).
 
     Saves are asynchronous: the train loop goes on while arrays are written. Each step folder is
     finalised atomically by Orbax, so an interrupted save never shadows an older good one.
+
+    Kept: the ``max_to_keep`` newest steps and, with ``best_fn`` (Orbax's ranking of the
+    ``metrics`` saved with a step), also the ``keep_best`` best by it. Orbax's own
+    ``CheckpointManagerOptions(best_fn=..., max_to_keep=...)`` would keep only the best (its
+    ``BestN`` replaces ``LatestN``) and so could delete the newest step a resume needs; the
+    preservation policy here is both, through Orbax's ``AnyPreservationPolicy``.
     """
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int, async_save: bool = True):
+    def __init__(self, directory: str | Path, *, max_to_keep: int, async_save: bool = True,
+                 best_fn: Callable[[dict[str, Any]], float] | None = None,
+                 best_mode: str = "min", keep_best: int = 0):
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
+        if best_fn is None:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
+        else:
+            policies = ocp.checkpoint_managers
+            keep = policies.AnyPreservationPolicy([
+                policies.LatestN(n=max_to_keep),
+                policies.BestN(get_metric_fn=best_fn, reverse=best_mode == "min", n=keep_best,
+                               keep_checkpoints_without_metrics=False)])
+            # best_fn and best_mode also make Orbax write each step's metrics and rank them
+            # in best_step().
+            options = ocp.CheckpointManagerOptions(
+                best_fn=best_fn, best_mode=best_mode, preservation_policy=keep,
+                enable_async_checkpointing=async_save, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._failed = False
 
@@ -112,13 +138,20 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
+    def best_step(self) -> int | None:
+        """The kept step that ranks best by ``best_fn`` (the newest without one)."""
+        return self.manager.best_step()
+
     def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator,
              config: dict[str, Any], artifacts: dict[str, Any] | None = None, *,
-             force: bool = False) -> bool:
+             force: bool = False, metrics: dict[str, float] | None = None,
+             early_stopping: dict[str, Any] | None = None) -> bool:
         """Starts saving ``step``; returns whether a save was started. ``artifacts`` is any
         JSON-ready dict the data depends on (normalization statistics), kept with the weights
-        that were trained on it. Raises :class:`CheckpointError` if this save, or an earlier
-        one still finishing in the background, failed."""
+        that were trained on it. ``metrics`` are what ``best_fn`` ranks (with ``best_fn`` set,
+        pass a dict at every save, empty between evals); ``early_stopping`` the tracker's state.
+        Raises :class:`CheckpointError` if this save, or an earlier one still finishing in the
+        background, failed."""
         self.check_for_errors()
         self._check_writable(step)
         args = ocp.args.Composite(
@@ -126,9 +159,11 @@ class Checkpointer:
             data=grain.checkpoint.CheckpointSave(data_iterator),
             config=ocp.args.JsonSave(config),
             artifacts=ocp.args.JsonSave(artifacts or {}),
+            **({} if early_stopping is None else
+               {"early_stopping": ocp.args.JsonSave(early_stopping)}),
         )
         try:
-            saved = self.manager.save(step, args=args, force=force)
+            saved = self.manager.save(step, args=args, force=force, metrics=metrics)
         except Exception as err:  # Orbax and TensorStore raise many types
             self._failed = True
             raise CheckpointError(f"cannot write checkpoint {step} to {self.directory}: "
@@ -173,6 +208,22 @@ class Checkpointer:
         finally:
             reader.close()
 
+    def saved_early_stopping(self, step: int) -> dict[str, Any] | None:
+        """The early-stopping state saved with ``step``; None if it has none (a run that
+        watched no metric, or one from before it was saved)."""
+        if not (self.directory / str(step) / "early_stopping").is_dir():
+            return None
+        reader = self._reader()
+        try:
+            return reader.restore(step, args=ocp.args.Composite(
+                early_stopping=ocp.args.JsonRestore()))["early_stopping"]
+        except Exception as err:
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
+                                  f"early-stopping state cannot be read ({error_cause(err)})",
+                                  step) from err
+        finally:
+            reader.close()
+
     def saved_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...]]:
         """Shapes of the parameters saved at ``step``, by path, from the checkpoint's
         metadata (no array is read)."""
@@ -195,18 +246,44 @@ class Checkpointer:
                 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The state restored onto ``abstract_state``'s shardings; ``data_iterator`` is moved to
         the saved position in place. Returns ``(state, saved_config, saved_artifacts)``."""
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator),
-            config=ocp.args.JsonRestore(),
-            artifacts=ocp.args.JsonRestore(),
-        )
+        data_state = self._data_state_of_another_layout(step)
+        items = dict(state=ocp.args.StandardRestore(abstract_state),
+                     config=ocp.args.JsonRestore(), artifacts=ocp.args.JsonRestore())
+        if data_state is None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         try:
-            restored = self.manager.restore(step, args=args)
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            if data_state is not None:  # as Grain's own handler does
+                data_iterator.set_state(data_state)
+                data_iterator.start_prefetch()
         except Exception as err:  # Orbax raises many types; name the folder for the user.
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged "
                                   f"({error_cause(err)})", step) from err
         return restored["state"], restored["config"], restored["artifacts"]
+
+    def _data_state_of_another_layout(self, step: int) -> dict[str, Any] | None:
+        """The data iterator's position when ``step`` was written by another number of
+        processes (Grain keeps one file per process, named by the count), else None. It carries
+        over only when every process saved the same position; otherwise a WorkdirError says to
+        resume on the saved count. Task lm's batches do not depend on the process count, so its
+        run continues exactly; tasks whose processes read interleaved rows continue at the same
+        batch index of a stream that differs with the count."""
+        folder = self.directory / str(step) / "data"
+        mine = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        saved = sorted(folder.glob("process_*-of-*.json")) if folder.is_dir() else []
+        if not saved or any(path.name == mine for path in saved):
+            return None
+        states = {path.read_text() for path in saved}
+        count = saved[0].name.rpartition("-of-")[2].removesuffix(".json")
+        if len(states) > 1:
+            raise WorkdirError(
+                f"checkpoint {step} in {self.directory} was written by {count} processes whose "
+                f"data positions differ (this task's batches depend on the process count): "
+                f"resume it on {count} processes (train.num_processes), not "
+                f"{jax.process_count()}")
+        log.info("checkpoint %d was written by %s process(es); resuming their common data "
+                 "position on %d", step, count, jax.process_count())
+        return json.loads(states.pop())
 
     def restore_params(self, step: int, abstract_params: Any) -> tuple[Any, dict[str, Any]]:
         """The parameters alone, restored onto ``abstract_params``' shardings (for inference:

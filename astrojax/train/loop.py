@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from astrojax import config as config_lib
 from astrojax import sharding
@@ -22,6 +24,7 @@ from astrojax.train import checkpoint as ckpt_lib
 from astrojax.train import step as step_lib
 from astrojax.train import workdir as workdir_lib
 from astrojax.train.checkpoint import Checkpointer, CheckpointError
+from astrojax.train.early_stopping import EarlyStopping
 from astrojax.train.frozen import check_base
 from astrojax.train.metrics import MetricsWriter, ProfileWindow, Progress, device_memory
 
@@ -30,18 +33,37 @@ log = logging.getLogger(__name__)
 
 class StopRequest:
     """Turns SIGTERM and the first Ctrl-C into a flag the loop checks after each step, so the run
-    saves a checkpoint before it exits. A second Ctrl-C interrupts at once."""
+    saves a checkpoint before it exits. A second Ctrl-C interrupts at once.
+
+    With several processes, a signal reaches each at another step (or only one): the loop asks
+    :meth:`agreed` after every step, and all processes stop after the same step once any of
+    them got one, so their last save and their exit (collectives) match."""
 
     def __init__(self):
-        self.requested: str | None = None
+        self.signalled: str | None = None  # what this process received
+        self._agreed: str | None = None
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> str | None:
+        """Why the run stops (SIGTERM, SIGINT), the same on every process; None: it does not."""
+        return self._agreed if jax.process_count() > 1 else self.signalled
+
+    def agreed(self) -> str | None:
+        """:attr:`requested`, after gathering every process's signal (one small collective
+        per call with several processes; none with one)."""
+        if jax.process_count() > 1:
+            mine = signal.Signals[self.signalled] if self.signalled else 0
+            codes = multihost_utils.process_allgather(np.int32(mine))
+            self._agreed = signal.Signals(int(np.max(codes))).name if np.any(codes) else None
+        return self.requested
+
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.signalled = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint after this step, then stopping",
-                    self.requested)
+                    self.signalled)
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -71,6 +93,14 @@ class RunResult:
     wall_seconds: float
     compile_seconds: float
     state: step_lib.TrainState
+    # With train.best_metric: whether the run stopped early (train.early_stopping_patience),
+    # and the best step by the metric and its value (the step the test split scored).
+    stopped_early: bool = False
+    best_step: int | None = None
+    best_value: float | None = None
+    # The parameters the final evals and the test split scored: the best step's with
+    # train.best_metric, else the last state's (None when the run did not finish).
+    params: Any = None
 
 
 def evaluate(program: step_lib.Program, params, batches) -> dict[str, float]:
@@ -188,13 +218,20 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
     program = step_lib.build_program(cfg, task, mesh)
     artifacts = {**task.artifacts(), **program.artifacts}
 
-    train_iter = iter(task.train_data(jax.process_index(), jax.process_count()))
-    eval_batches = task.eval_data(jax.process_index(), jax.process_count())
+    # This process's block of every batch's rows (processes holding the same rows share one)
+    block, blocks = program.data_block()
+    train_iter = iter(task.train_data(block, blocks))
+    eval_batches = task.eval_data(block, blocks)
+    early = EarlyStopping.from_config(t)  # None unless train.best_metric is set
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.max_checkpoints_to_keep,
-                                async_save=t.async_checkpointing)
+                                async_save=t.async_checkpointing,
+                                **({} if early is None else dict(
+                                    best_fn=early.rank, best_mode=early.mode,
+                                    keep_best=t.keep_best)))
     with jax.set_mesh(mesh), contextlib.ExitStack() as cleanup:
         cleanup.callback(checkpointer.close)
         state = _restore(cfg, program, checkpointer, train_iter, config_dict, artifacts)
+        resumed = state is not None
         if state is None:
             state = program.init()
             spec = task.warm_start()
@@ -204,6 +241,9 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
                     f"{prefix or 'the model'} from {workdir}"
                     for prefix, (workdir, _) in spec.parts.items()))
         start_step = int(jax.device_get(state.step))
+        if early is not None:
+            _start_tracking(early, cfg.task, program, state, eval_batches, checkpointer,
+                            start_step if resumed else None)
         if is_main:  # only once the run has started: a refused resume leaves it as it was
             (workdir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
 
@@ -223,9 +263,9 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
         interval_start = time.perf_counter()
         previous = None  # the last step's metrics: the host waits for it before going on
         with StopRequest() as stop:
-            while step < t.steps and not stop.requested:
+            while step < t.steps and not stop.agreed() and not (early and early.should_stop):
                 local_batch = next(train_iter)
-                items += task.count_items(local_batch) * jax.process_count()
+                items += task.count_items(local_batch) * blocks
                 with profile.annotation(step):
                     state, metrics = program.train_step(state, program.shard(local_batch))
                 step += 1
@@ -259,18 +299,30 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
                     eval_record = writer.write(step, {**eval_sums, **baselines}, prefix="eval/")
                     progress.update(step, eval_record)
                     interval_start, items = time.perf_counter(), 0
-                if step % t.checkpoint_every == 0 and _saveable(program, state, step):
-                    _save(checkpointer, step, state, train_iter, config_dict, artifacts)
+                    if early is not None:
+                        early.update(step, eval_record)
+                evaluated = early is not None and eval_record.get("step") == step
+                if ((step % t.checkpoint_every == 0 or evaluated)
+                        and _saveable(program, state, step)):
+                    _save(checkpointer, step, state, train_iter, config_dict, artifacts,
+                          **_tracked(early, eval_record if evaluated else None))
                     saved_step = step
             if step != saved_step and _saveable(program, state, step):
-                _save(checkpointer, step, state, train_iter, config_dict, artifacts, force=True)
-            if step == t.steps and not stop.requested:
-                final = task.final_eval(program.embed, state.params, program.shard)
+                _save(checkpointer, step, state, train_iter, config_dict, artifacts, force=True,
+                      **_tracked(early, None))
+            stopped_early = bool(early and early.should_stop and not stop.requested)
+            if stopped_early:
+                log.info("stopping early at step %d: %s", step, early.reason())
+            params = None
+            if (step == t.steps or stopped_early) and not stop.requested:
+                params, from_step = _selected_params(program, checkpointer, early, state, step)
+                final = task.final_eval(program.embed, params, program.shard)
                 if final:
                     eval_record = {**eval_record,
                                    **writer.write(step, final, prefix="eval/")}
                     progress.update(step, eval_record)
-                test_record = _test(program, task, state.params, writer, step)
+                test_record = _test(program, task, params, writer, step,
+                                    None if early is None else from_step)
         if stop.requested:
             log.warning("stopped by %s at step %d; checkpoint saved", stop.requested, step)
     wall = time.perf_counter() - start_time
@@ -278,21 +330,75 @@ def _run(cfg, task, workdir: Path, devices, is_main: bool, start_time: float) ->
              compile_seconds)
     return RunResult(step=step, train=train_record, eval=eval_record, test=test_record,
                      stopped_by=stop.requested, wall_seconds=wall,
-                     compile_seconds=compile_seconds, state=state)
+                     compile_seconds=compile_seconds, state=state, stopped_early=stopped_early,
+                     best_step=early and early.best_step, best_value=early and early.best_value,
+                     params=params)
+
+
+def _start_tracking(early: EarlyStopping, task_name: str, program: step_lib.Program, state,
+                    eval_batches, checkpointer: Checkpointer, resumed_step: int | None) -> None:
+    """Checks at start, on one eval batch, that the task logs ``train.best_metric`` (a
+    ConfigError listing its eval metrics otherwise), and takes the early-stopping state saved
+    with the checkpoint the run resumed from."""
+    first = evaluate(program, state.params, list(itertools.islice(eval_batches, 1)))
+    early.check_logged({f"eval/{k}": v for k, v in first.items()}, task_name)
+    if resumed_step is not None:
+        try:
+            early.load(checkpointer.saved_early_stopping(resumed_step), resumed_step)
+        except CheckpointError as err:
+            raise TrainingError(str(err)) from err
+        if early.best_step is not None:
+            log.info("%s: best so far %.6g at step %d, %d eval(s) since an improvement",
+                     early.metric, early.best_value, early.best_step,
+                     early.evals_since_improvement)
+
+
+def _tracked(early: EarlyStopping | None, eval_record: dict[str, Any] | None) -> dict[str, Any]:
+    """What a checkpoint saves of the tracked metric: the value Orbax ranks it by (none
+    between evals) and the early-stopping state."""
+    if early is None:
+        return {}
+    metrics = {} if eval_record is None else {early.metric: eval_record[early.metric]}
+    return {"metrics": metrics, "early_stopping": early.to_json()}
+
+
+def _selected_params(program: step_lib.Program, checkpointer: Checkpointer,
+                     early: EarlyStopping | None, state, step: int):
+    """The parameters the run delivers to its final evals and the step they are from: with
+    ``train.best_metric``, the best step's (read back from its checkpoint); else the last."""
+    if early is None or early.best_step is None or early.best_step == step:
+        return state.params, step
+    checkpointer.wait()
+    if early.best_step not in checkpointer.all_steps():
+        log.warning("the best step by %s, %d, has no checkpoint (not saved: its update was not "
+                    "finite); the test split scores step %d", early.metric, early.best_step,
+                    step)
+        return state.params, step
+    try:
+        params, _ = checkpointer.restore_params(early.best_step,
+                                                program.restore_target().params)
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
+    log.info("the final evals score the best step by %s, %d (%.6g)", early.metric,
+             early.best_step, early.best_value)
+    return params, early.best_step
 
 
 def _test(program: step_lib.Program, task, params, writer: MetricsWriter,
-          step: int) -> dict[str, Any]:
+          step: int, from_step: int | None = None) -> dict[str, Any]:
     """The test split scored once, after the last step, beside its baselines (``test/...``);
-    nothing when the task has no test batches (train.eval_batches=0, an empty test split)."""
+    nothing when the task has no test batches (train.eval_batches=0, an empty test split).
+    ``from_step``: the step whose parameters are scored (``test/from_step``), when not the
+    last."""
     if not task.cfg.train.eval_batches:
         return {}
-    batches = task.eval_data(jax.process_index(), jax.process_count(), split="test")
+    batches = task.eval_data(*program.data_block(), split="test")
     if not batches:
         return {}
     metrics = evaluate(program, params, batches)
     baselines = {f"baseline/{k}": v for k, v in task.baselines("test").items()}
-    return writer.write(step, {**metrics, **baselines}, prefix="test/")
+    origin = {} if from_step is None else {"from_step": from_step}
+    return writer.write(step, {**metrics, **baselines, **origin}, prefix="test/")
 
 
 def _save(checkpointer: Checkpointer, *args, **kwargs) -> None:

@@ -66,6 +66,7 @@ class Progress:
     """A tqdm bar on a terminal; plain log lines every ``log_every`` steps otherwise."""
 
     def __init__(self, total: int, initial: int, enabled: bool = True):
+        self.enabled = enabled  # only the main process reports progress
         self.interactive = enabled and sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                         disable=not self.interactive)
@@ -73,7 +74,7 @@ class Progress:
 
     def update(self, step: int, record: dict[str, Any] | None = None) -> None:
         self.bar.update(step - self.bar.n)
-        if record is None:
+        if record is None or not self.enabled:
             return
         shown = {k: v for k, v in record.items() if k != "step"}
         if self.interactive:

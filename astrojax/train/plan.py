@@ -77,13 +77,14 @@ def shard_bytes(tree: Any, shardings: Any) -> int:
     return max(per_device.values(), default=0)
 
 
-def abstract_batch(task: Task, mesh: Mesh, rules) -> dict[str, jax.ShapeDtypeStruct]:
-    """The global train batch's shapes, dtypes and shardings, from one batch of this process's
-    data (tasks batch numpy arrays with a leading batch axis split over the processes)."""
-    local = next(iter(task.train_data(jax.process_index(), jax.process_count())))
+def abstract_batch(program: step_lib.Program) -> dict[str, jax.ShapeDtypeStruct]:
+    """The global train batch's shapes, dtypes and shardings, from one batch of the rows this
+    process feeds (tasks batch numpy arrays with a leading batch axis split into blocks)."""
+    index, count = program.data_block()
+    local = next(iter(program.task.train_data(index, count)))
     return {name: jax.ShapeDtypeStruct(
-                (value.shape[0] * jax.process_count(),) + value.shape[1:], value.dtype,
-                sharding=sharding.batch_sharding(mesh, rules, value.ndim))
+                (value.shape[0] * count,) + value.shape[1:], value.dtype,
+                sharding=sharding.batch_sharding(program.mesh, program.rules, value.ndim))
             for name, value in local.items()}
 
 
@@ -119,11 +120,10 @@ def plan_run(cfg: config_lib.Config, devices: list[jax.Device] | None = None) ->
     task = get_task(cfg)
     task.check_mesh(config_lib.resolve_mesh_shape(cfg.mesh, len(devices)))
     mesh = sharding.make_mesh(cfg.mesh, devices)
-    rules = cfg.mesh.logical_axis_rules
     program = step_lib.build_program(cfg, task, mesh)
     state = program.abstract_state
     shardings = program.state_shardings
-    batch = abstract_batch(task, mesh, rules)
+    batch = abstract_batch(program)
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         compiled = program.train_step.lower(program.restore_target(), batch).compile()

@@ -22,6 +22,7 @@ from astrojax.config import Config, from_dict
 from astrojax.sharding import state_shardings
 from astrojax.tasks import Task, get_task
 from astrojax.train.checkpoint import Checkpointer
+from astrojax.train.early_stopping import EarlyStopping
 from astrojax.train.step import (
     abstract_model,
     abstract_with_shardings,
@@ -50,12 +51,13 @@ class TrainedModel:
 
 def load_trained(workdir: str | Path, task: str | None = None,
                  device: jax.Device | None = None,
-                 mesh: jax.sharding.Mesh | Callable[[Config], jax.sharding.Mesh] | None = None
-                 ) -> TrainedModel:
+                 mesh: jax.sharding.Mesh | Callable[[Config], jax.sharding.Mesh] | None = None,
+                 best: bool = False) -> TrainedModel:
     """The model of ``workdir``'s newest checkpoint on ``device`` (default: the first), or
     sharded over ``mesh`` by the run's logical axis rules, as in training (a callable gets the
     run's config and returns the mesh, e.g. ``lambda cfg: make_mesh(cfg.mesh)``). ``task``: the
-    task it must have been trained for (a WorkdirError names the one it was)."""
+    task it must have been trained for (a WorkdirError names the one it was). ``best``: the
+    kept checkpoint that is best by the run's ``train.best_metric`` instead of the newest."""
     workdir = Path(workdir)
     if not workdir.exists():
         raise WorkdirError(f"no workdir at {workdir}")
@@ -73,6 +75,9 @@ def load_trained(workdir: str | Path, task: str | None = None,
         if step is None:
             raise WorkdirError(f"{folder} holds no complete checkpoint")
         cfg = from_dict(Config, checkpointer.saved_config(step))
+        if best:
+            step = _best_step(workdir, folder, cfg, len(steps))
+            cfg = from_dict(Config, checkpointer.saved_config(step))
         if task is not None and cfg.task != task:
             raise WorkdirError(f"{workdir} was trained for task {cfg.task!r}, not {task!r}")
         built = get_task(cfg)
@@ -95,3 +100,23 @@ def load_trained(workdir: str | Path, task: str | None = None,
         frozen, _ = load_frozen(cfg, built, mesh, device=device, step=base_step)
         params = nnx.merge_state(params, frozen)
     return TrainedModel(workdir, step, cfg, built, graphdef, params, artifacts)
+
+
+def _best_step(workdir: Path, folder: Path, cfg: Config, num_steps: int) -> int:
+    """The kept step that ranks best by the run's ``train.best_metric``, as Orbax ranks them
+    (``CheckpointManager.best_step`` on the metrics saved with each step)."""
+    tracker = EarlyStopping.from_config(cfg.train)
+    if tracker is None:
+        raise WorkdirError(f"{workdir}: its run watched no metric (train.best_metric is unset), "
+                           "so no checkpoint is the best; load the newest")
+    ranking = Checkpointer(folder, max_to_keep=num_steps, async_save=False,
+                           best_fn=tracker.rank, best_mode=tracker.mode, keep_best=num_steps)
+    try:
+        step = ranking.best_step()
+        metrics = ranking.manager.metrics(step) if step is not None else None
+    finally:
+        ranking.manager.close()
+    if step is None or tracker.metric not in (metrics or {}):
+        raise WorkdirError(f"{folder}: no checkpoint holds {tracker.metric} (saved at evals "
+                           "since the run set train.best_metric)")
+    return step

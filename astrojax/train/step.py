@@ -278,6 +278,13 @@ class Program:
         """This process's numpy slice of a batch as global arrays on the mesh."""
         return sharding.shard_batch(local_batch, self.mesh, self.rules)
 
+    def data_block(self) -> tuple[int, int]:
+        """``(index, count)``: this process feeds block ``index`` of ``count`` of every global
+        batch's rows (:func:`astrojax.sharding.process_data_block`): pass them to the task's
+        ``train_data``/``eval_data`` as the process index and count."""
+        return sharding.process_data_block(self.mesh, self.rules,
+                                           self.task.cfg.train.global_batch_size)
+
     def restore_target(self) -> TrainState:
         return abstract_with_shardings(self.abstract_state, self.state_shardings)
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # allowed: if its contents differ, the saved normalization statistics say so (a warning).
 DATA_KEYS_THAT_MAY_CHANGE = ("data.worker_count", "data.prefetch_buffer_size",
                              "data.cube_store")
+# How the processes were launched: differs between the processes of one run and between
+# launches (resuming on another number of processes is allowed), so not even a warning.
+LAUNCH_KEYS = ("train.distributed", "train.coordinator_address", "train.num_processes",
+               "train.process_id")
 
 
 class WorkdirError(RuntimeError):
@@ -99,7 +103,7 @@ def check_resume(step: int, saved: dict[str, Any], current: dict[str, Any],
     another task, other parameter shapes or other data; warns for every other changed key."""
     old, new = flatten(saved), flatten(current)
     changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)}
+               if old.get(k) != new.get(k) and k not in LAUNCH_KEYS}
     if not changed:
         return
     where = f"checkpoint {step} in {directory}"
