@@ -139,6 +139,6 @@ def test_dry_run_counts_the_flops_of_every_microbatch():
         cfg = lm_config(k)
         task = get_task(cfg)
         mesh = make_mesh(MeshConfig(data=2), jax.devices()[:2])
-        batch = abstract_batch(task, mesh, cfg.mesh.logical_axis_rules)
+        batch = abstract_batch(build_program(cfg, task, mesh))
         flops[k] = step_flops(cfg, task, mesh, batch)
     assert flops[1] > 0 and flops[4] == pytest.approx(flops[1], rel=1e-3)
