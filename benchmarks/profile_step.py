@@ -7,10 +7,11 @@ Runs the quickstart-sized step (the model of benchmarks/step_vs_torch.py, one de
 ``jax.profiler`` with XLA:CPU's per-op trace events (``--xla_cpu_enable_xprof_traceme``), and
 joins each event to the compiled HLO instruction of the same name, whose metadata carries the
 JAX name stack (``jit(train_step)/transpose(jvp(mlp))/...``). Time is summed two ways: by the
-model part and pass it belongs to (``mlp`` forward or backward, ``attention``, ``embed``, the
-loss, the optimizer update outside any model scope, ...), and by the kind of XLA op (matmuls in
-YNNPACK fusions, layout copies, elementwise loop fusions). Op times are summed over the threads
-that ran them, so their total exceeds the wall time on 2 cores. Writes
+model part and pass it belongs to (``mlp`` forward or backward; the attention sublayer split
+into its kernel, its projections and the rest; ``embed``; the logits; the optimizer update
+outside any model scope, ...; a fusion counts under the name of its root op), and by the kind
+of XLA op (matmuls in YNNPACK fusions, layout copies, elementwise loop fusions). Op times are
+summed over the threads that ran them, so their total exceeds the wall time on 2 cores. Writes
 benchmarks/results/step_profile_cpu.json.
 """
 
@@ -43,6 +44,14 @@ def part_of(op_name: str) -> str:
     if scope is None:
         return ("backward/" if backward else "forward/" if forward else "") + "other" \
             if (backward or forward) else "optimizer and step"
+    if scope == "attention":  # the sublayer: split its kernel from its projections
+        if re.search(r"bkgts|btkgh|_where|/exp|reduce_max|/(le|eq|and|ne|is_finite)$",
+                     op_name):
+            scope = "attention kernel (scores, masks, softmax)"
+        elif re.search(r"btd,d|nhd->btd", op_name):
+            scope = "attention projections"
+        else:
+            scope = "attention norm, rope, reshapes"
     return f"{'backward' if backward else 'forward'}/{scope}"
 
 
