@@ -129,19 +129,27 @@ def xla_attention(q, k, v, *, causal=False, window=None, q_segment_ids=None,
     """Reference attention: materialises the ``[q_len, kv_len]`` scores in float32.
 
     A query that sees no key (all masked) returns zeros, with zero gradients.
+
+    Heads come first (``[b, kv_heads, group, t, h]``) so both einsums are batched matmuls over
+    contiguous rows, and the softmax is ``jax.nn.softmax`` over a finite fill, with the rows that
+    see no key zeroed at the end; on XLA:CPU this ran the quickstart's attention (8 x 512
+    tokens, 4/2 heads of 32) forward + backward in 180 ms against 301 ms for the
+    ``[b, t, kv, g, h]`` layout with an explicit max and a guarded denominator
+    (benchmarks/profile_step.py locates the time).
     """
     b, t, n, h = q.shape
     s, kh = k.shape[1], k.shape[2]
     scale = h**-0.5 if scale is None else scale
-    q_btkgh = q.astype(jnp.float32).reshape(b, t, kh, n // kh, h)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k.astype(jnp.float32)) * scale
+    q_bkgth = (q.astype(jnp.float32) * scale).reshape(b, t, kh, n // kh, h).transpose(
+        0, 2, 3, 1, 4)
+    k_bksh = k.astype(jnp.float32).transpose(0, 2, 1, 3)
+    v_bksh = v.astype(jnp.float32).transpose(0, 2, 1, 3)
+    logits = jnp.einsum("bkgth,bksh->bkgts", q_bkgth, k_bksh)
     mask = full_mask(t, s, causal=causal, window=window, q_segment_ids=q_segment_ids,
                      kv_segment_ids=kv_segment_ids)[:, None, None]
-    logits = jnp.where(mask, logits, -jnp.inf)
-    row_max = jnp.max(logits, axis=-1, keepdims=True)
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    p = jnp.exp(logits - jax.lax.stop_gradient(row_max))
-    denom = jnp.sum(p, axis=-1, keepdims=True)
-    p = p / jnp.where(denom == 0, 1.0, denom)
-    out = jnp.einsum("bkgts,bskh->btkgh", p, v.astype(jnp.float32))
-    return out.reshape(b, t, n, h).astype(q.dtype)
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("bkgts,bksh->bkgth", p, v_bksh)
+    sees_a_key = jnp.any(mask, axis=-1, keepdims=True)  # [b or 1, 1, 1, t, 1]
+    out = jnp.where(sees_a_key, out, 0.0)
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h).astype(q.dtype)
