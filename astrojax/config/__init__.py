@@ -6,11 +6,13 @@ line (``--config.train.steps=200``); library users build the same dataclasses in
 :func:`validate` checks everything that can be checked before JAX does any work and raises
 :class:`ConfigError` naming the offending key and what it accepts.
 
-The sections are in :mod:`astrojax.config.sections`, conversion and validation in
-:mod:`astrojax.config.checks`; everything is importable from here.
+The sections are in :mod:`astrojax.config.sections`, conversion and validation of a task's
+sections in :mod:`astrojax.config.checks`, validation of the run-level ones (optim, train, lora,
+mesh) in :mod:`astrojax.config.run_checks`; everything is importable from here.
 """
 
-from astrojax.config.checks import from_dict, resolve_mesh_shape, to_dict, validate
+from astrojax.config.checks import from_dict, to_dict, validate
+from astrojax.config.run_checks import resolve_mesh_shape
 from astrojax.config.sections import (
     ATTENTION_IMPLS,
     BAD_CHECKPOINT_POLICIES,

@@ -62,7 +62,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from astrojax.config import LORA_TARGETS, ConfigError, LoRAConfig
-from astrojax.config.checks import check_lora_targets
+from astrojax.config.run_checks import check_lora_targets
 from astrojax.models.layers import Attention, SwiGLU
 from astrojax.models.mixers import MambaBlock
 

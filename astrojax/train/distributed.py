@@ -21,7 +21,7 @@ import socket
 import time
 
 from astrojax.config import Config
-from astrojax.config.checks import check_distributed
+from astrojax.config.run_checks import check_distributed
 
 log = logging.getLogger(__name__)
 

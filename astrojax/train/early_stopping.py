@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from astrojax.config import ConfigError, TrainConfig
-from astrojax.config.checks import best_mode_of
+from astrojax.config.run_checks import best_mode_of
 
 log = logging.getLogger(__name__)
 
