@@ -127,12 +127,19 @@ def _config_file(argv: list[str]) -> typing.Any:
     if path is None:
         return None
     try:
-        spec = importlib.util.spec_from_file_location("_astrojax_config_file", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config()
+        return load_config_file(path)
     except Exception:  # noqa: BLE001 (reported by the flag parser, with the file's own error)
         return None
+
+
+def load_config_file(path: str | os.PathLike) -> Config:
+    """``get_config()`` of the config file at ``path`` (``configs/NAME.py``), loaded as
+    ml_collections loads ``--config`` (a fresh module each call); for scripts and benchmarks
+    that start from a shipped config and change fields in Python."""
+    spec = importlib.util.spec_from_file_location("_astrojax_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def parse_absl_flags(argv: list[str]) -> list[str]:

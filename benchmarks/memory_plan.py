@@ -27,12 +27,9 @@ OUT = RESULTS / "memory_plan.json"
 
 
 def load_config(name: str):
-    import importlib.util
+    from astrojax.cli import load_config_file
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(ROOT / "configs" / f"{name}.py")
 
 
 def plans() -> dict:

@@ -137,17 +137,13 @@ def plot(runs: dict, path: Path) -> None:
 
 
 def llm_1b_plans() -> dict:
-    import importlib.util
-
+    from astrojax.cli import load_config_file
     from astrojax.train.plan import format_plan, plan_run
 
-    spec = importlib.util.spec_from_file_location("llm_1b", ROOT / "configs" / "llm_1b.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     out = {}
     for name, optimizer, k in (("adamw", "adamw", 1), ("adamw8bit", "adamw8bit", 1),
                                ("adamw8bit+accumulation_4", "adamw8bit", 4)):
-        cfg = module.get_config()
+        cfg = load_config_file(ROOT / "configs" / "llm_1b.py")
         cfg.optim.optimizer, cfg.optim.accumulation_steps = optimizer, k
         plan = plan_run(cfg)
         out[name] = {"command": "python -m astrojax.train --config configs/llm_1b.py --dry_run "

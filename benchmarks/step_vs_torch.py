@@ -24,7 +24,6 @@ benchmarks/results/step_vs_torch.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -39,11 +38,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def quickstart_config(batch: int, seq: int):
-    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "configs" /
-                                                  "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config()
+    from astrojax.cli import load_config_file
+
+    cfg = load_config_file(ROOT / "configs" / "quickstart.py")
     cfg.train.global_batch_size = batch
     cfg.data.seq_len = seq
     cfg.model.max_seq_len = max(cfg.model.max_seq_len, seq)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any
 
 import jax
@@ -113,8 +114,6 @@ def plan_run(cfg: config_lib.Config, devices: list[jax.Device] | None = None) ->
     """Compiles ``cfg``'s train step for its mesh over ``devices`` (default: all) on abstract
     state and one batch's shapes, and reads its memory and FLOPs from XLA. Nothing the size of
     the model is allocated. Raises ConfigError for a config that does not fit the devices."""
-    import time
-
     devices = jax.devices() if devices is None else devices
     config_lib.validate(cfg, num_devices=len(devices))
     task = get_task(cfg)
