@@ -198,29 +198,24 @@ class Checkpointer:
 
     def saved_config(self, step: int) -> dict[str, Any]:
         """The resolved config saved with ``step`` (read alone, before anything is built)."""
-        reader = self._reader()
-        try:
-            return reader.restore(step, args=ocp.args.Composite(
-                config=ocp.args.JsonRestore()))["config"]
-        except Exception as err:
-            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
-                                  f"config cannot be read ({error_cause(err)})", step) from err
-        finally:
-            reader.close()
+        return self._read_json(step, "config", "config")
 
     def saved_early_stopping(self, step: int) -> dict[str, Any] | None:
         """The early-stopping state saved with ``step``; None if it has none (a run that
         watched no metric, or one from before it was saved)."""
         if not (self.directory / str(step) / "early_stopping").is_dir():
             return None
+        return self._read_json(step, "early_stopping", "early-stopping state")
+
+    def _read_json(self, step: int, item: str, what: str) -> dict[str, Any]:
+        """The JSON item ``item`` of ``step``, read alone; a CheckpointError naming ``what``."""
         reader = self._reader()
         try:
             return reader.restore(step, args=ocp.args.Composite(
-                early_stopping=ocp.args.JsonRestore()))["early_stopping"]
+                **{item: ocp.args.JsonRestore()}))[item]
         except Exception as err:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: its "
-                                  f"early-stopping state cannot be read ({error_cause(err)})",
-                                  step) from err
+                                  f"{what} cannot be read ({error_cause(err)})", step) from err
         finally:
             reader.close()
 
