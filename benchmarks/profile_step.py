@@ -42,8 +42,9 @@ def part_of(op_name: str) -> str:
     names = re.findall(r"[A-Za-z_]+", op_name.replace("jit(train_step)", ""))
     scope = next((n for n in names if n in SCOPES), None)
     if scope is None:
-        return ("backward/" if backward else "forward/" if forward else "") + "other" \
-            if (backward or forward) else "optimizer and step"
+        if not (backward or forward):
+            return "optimizer and step"
+        return f"{'backward' if backward else 'forward'}/other"
     if scope == "attention":  # the sublayer: split its kernel from its projections
         if re.search(r"bkgts|btkgh|_where|/exp|reduce_max|/(le|eq|and|ne|is_finite)$",
                      op_name):
