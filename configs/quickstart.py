@@ -6,7 +6,7 @@
 bytes; the val loss falls from 6.57 (untrained) to 0.224 nats per byte, 91.5% next-byte
 accuracy (test: 0.224, 91.6%), against 0.368 (87.1%) for an 8-gram model of the training texts
 (benchmarks/results/quickstart.json). It ends by printing the description the model writes for
-a held-out planet. About 7 minutes on an idle 2-core CPU (410 s, 1.13 s per step). The global
+a held-out planet. About 5 minutes on a 2-core CPU (290 s, 0.79 s per step). The global
 batch of 8 splits evenly over 1, 2, 4 or 8 devices, so the same command runs unchanged on any
 of them.
 """
