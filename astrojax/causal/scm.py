@@ -36,11 +36,13 @@ from astrojax.causal.mechanisms import (
 from astrojax.data.generator.causal_graph import (
     VARIABLE_BY_NAME,
     Intervention,
+    Variable,
     as_interventions,
     to_model_scale,
 )
 
 _NATURAL, _SET, _AFFINE = 0, 1, 2
+CHUNK = 2048  # rows per compiled call (static shapes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +81,16 @@ class StructuralCausalModel:
         n = len(self.graph)
         kind, value = np.zeros(n, np.int32), np.zeros((num, n), np.float32)
         a, c = np.ones(n, np.float32), np.zeros(n, np.float32)
-        for name, spec in as_interventions(do).items():
+        variables = {n: VARIABLE_BY_NAME.get(n, Variable(n, (), scale="linear"))
+                     for n in self.graph.nodes}
+        for name, spec in as_interventions(do, variables).items():
             j = self.graph.index(name)
-            var = VARIABLE_BY_NAME[name]
+            var = variables[name]
             log = var.kind == "continuous" and var.scale == "log10"
             if spec.op == "set":
                 kind[j] = _SET
-                value[:, j] = np.broadcast_to(to_model_scale(name, spec.value), (num,))
+                value[:, j] = np.broadcast_to(to_model_scale(name, spec.value) if log
+                                              else spec.value, (num,))
             elif spec.op == "scale":
                 kind[j] = _AFFINE
                 a[j], c[j] = (1.0, np.log10(spec.value)) if log else (spec.value, 0.0)
@@ -110,17 +115,30 @@ class StructuralCausalModel:
                 jax.random.gumbel(key_gumbel, (num, n, k)))
 
     def _propagate(self, eps_bn, gumbel_bnk, action: Action) -> np.ndarray:
-        return np.asarray(_propagate(self._graphdef, self._state, self.layout, self._order,
-                                     jnp.asarray(eps_bn), jnp.asarray(gumbel_bnk),
-                                     *map(jnp.asarray, dataclasses.astuple(action))))
+        def run(eps, gumbel, value):
+            return _propagate(self._graphdef, self._state, self.layout, self._order, eps, gumbel,
+                              jnp.asarray(action.kind_n), value, jnp.asarray(action.a_n),
+                              jnp.asarray(action.c_n))
+
+        return _in_chunks(run, eps_bn, gumbel_bnk, action.value_bn)
 
     # ------------------------------------------------------------------------ counterfactuals
     def abduct(self, table_bn: np.ndarray, num_samples: int = 32, seed: int = 0):
         """The noise of each planet given its values: ``eps`` ``[b, n]`` (exact for
         continuous variables) and ``num_samples`` posterior Gumbel draws ``[S, b, n, K]``
         consistent with its observed classes."""
-        return _abduct(self._graphdef, self._state, self.layout,
-                       jnp.asarray(table_bn, jnp.float32), jax.random.key(seed), num_samples)
+        table_bn = np.asarray(table_bn, np.float32)
+        keys = jax.random.split(jax.random.key(seed), -(-len(table_bn) // CHUNK))
+        eps, gumbel = [], []
+        for i, key in enumerate(keys):
+            rows = table_bn[i * CHUNK:(i + 1) * CHUNK]
+            padded = np.concatenate([rows, np.zeros((CHUNK - len(rows), rows.shape[1]),
+                                                    np.float32)])
+            e, g = _abduct(self._graphdef, self._state, self.layout, jnp.asarray(padded), key,
+                           num_samples)
+            eps.append(np.asarray(e)[:len(rows)])
+            gumbel.append(np.asarray(g)[:, :len(rows)])
+        return np.concatenate(eps), np.concatenate(gumbel, axis=1)
 
     def counterfactual(self, table_bn: np.ndarray, do: Mapping | None,
                        num_samples: int = 32, seed: int = 0) -> np.ndarray:
@@ -130,7 +148,7 @@ class StructuralCausalModel:
         table_bn = np.asarray(table_bn, np.float32)
         eps_bn, gumbel_sbnk = self.abduct(table_bn, num_samples, seed)
         s, b = gumbel_sbnk.shape[:2]
-        eps = jnp.broadcast_to(eps_bn, (s, *eps_bn.shape)).reshape(s * b, -1)
+        eps = np.broadcast_to(eps_bn, (s, *eps_bn.shape)).reshape(s * b, -1)
         out = self._propagate(eps, gumbel_sbnk.reshape(s * b, *gumbel_sbnk.shape[2:]),
                               self.action(do, s * b) if not _per_planet(do) else
                               self.action(_tile(do, s), s * b))
@@ -141,6 +159,19 @@ class StructuralCausalModel:
         (continuous: nats in standardised units; discrete: nats)."""
         return dict(zip(self.graph.nodes, heldout_nll(self.layout, self.model, table_bn).tolist(),
                         strict=True))
+
+
+def _in_chunks(fn, *arrays) -> np.ndarray:
+    """``fn`` over rows in chunks of ``CHUNK`` (the last one padded), so that each model
+    compiles once whatever the number of planets."""
+    num = len(arrays[0])
+    out = []
+    for start in range(0, num, CHUNK):
+        parts = [np.asarray(a[start:start + CHUNK]) for a in arrays]
+        pad = CHUNK - len(parts[0])
+        parts = [np.concatenate([p, np.zeros((pad, *p.shape[1:]), p.dtype)]) for p in parts]
+        out.append(np.asarray(fn(*map(jnp.asarray, parts)))[:CHUNK - pad])
+    return np.concatenate(out)
 
 
 def _per_planet(do: Mapping | None) -> bool:
