@@ -62,6 +62,26 @@ from astrojax.data.generator.causal_graph import (
 from astrojax.data.planets import planet_split
 
 RESULTS = Path(__file__).parent / "results"
+NOTES = {
+    "what is fitted": "the SCM's mechanisms and the naive regressions see only the train "
+                      "planets' factual (observational) variables; no interventional data",
+    "ate_sampling": "E[y | do] - E[y] by ancestral sampling of the fitted model with fresh "
+                    "noise: reads no test planet; compared with the population truth",
+    "ate_counterfactual": "mean over test planets of the counterfactual minus the factual "
+                          "outcome; compared with the truth on the same planets",
+    "per-planet counterfactuals": "abduction reads each test planet's own factual values, "
+                                  "the outcome included (a counterfactual is conditioned on "
+                                  "what happened); a method that copies the factual outcome "
+                                  "scores 0 on the planets whose outcome changes, so binary "
+                                  "outcomes are scored there (accuracy_on_changed) as well as "
+                                  "on all test planets, beside 'nothing changes'",
+    "naive regressions": "the outcome on all other variables, near-copies of the label "
+                         "included by design (e.g. abiotic_habitable for habitable): with "
+                         "the descendants of the treatment held at their factual values "
+                         "they can only see its direct effect",
+    "units": "probability for binary outcomes, kelvin for temperatures, dex (log10) for "
+             "mixing ratios",
+}
 
 
 # ----------------------------------------------------------------------------- naive regression
@@ -149,7 +169,7 @@ def run(args) -> dict:
     result = {"planets": args.planets, "seed": args.seed, "split": split.sizes(),
               "variables": len(graph), "edges": int(graph.adjacency().sum()),
               "truth_population": {"planets": args.truth_planets, "seed": args.seed + 1},
-              "machine": "shared 2-core CPU", "models": {}, "questions": {}}
+              "machine": "shared 2-core CPU", "notes": NOTES, "models": {}, "questions": {}}
     scms = {}
     for noise in ("additive", "heteroscedastic"):
         config = SCMConfig(noise=noise, steps=args.steps, hidden=args.hidden)
