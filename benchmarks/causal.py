@@ -226,23 +226,27 @@ def run(args) -> dict:
 
 
 def readme_table(result: dict) -> str:
-    lines = ["| question | outcome (unit) | true ATE (population / test) | SCM: sampling / "
-             "counterfactual ATE | naive linear / boosting ATE | per-planet CF: SCM / naive "
-             "boosting / nothing changes |", "| --- | --- | --- | --- | --- | --- |"]
+    """Binary outcomes: effects in probability, per-planet accuracy on the test planets whose
+    outcome changes; continuous ones: effects in K or dex, per-planet median |error|."""
+    lines = ["| question | outcome | true ATE: population / test | SCM additive: sampling / "
+             "counterfactual | SCM heteroscedastic: sampling / counterfactual | naive linear / "
+             "boosting | per-planet: SCM additive / heteroscedastic / naive boosting / nothing "
+             "changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for q in result["questions"].values():
         for y, row in q["outcomes"].items():
-            s, nl, nb = row["scm_heteroscedastic"], row["naive_linear"], row["naive_boosting"]
-            metric = "accuracy_on_changed" if row["unit"] == "probability" else "rmse"
-            base = row["nothing_changes"][metric]
-
-            def f(v, metric=metric):
-                return "n/a" if v is None else f"{v:+.3f}" if metric != "rmse" else f"{v:.3f}"
+            a, h = row["scm_additive"], row["scm_heteroscedastic"]
+            nl, nb = row["naive_linear"], row["naive_boosting"]
+            binary = row["unit"] == "probability"
+            metric = "accuracy_on_changed" if binary else "median_abs_error"
+            cells = [r[metric] for r in (a, h, nb, row["nothing_changes"])]
+            per_planet = " / ".join("n/a" if v is None else f"{v:.3f}" for v in cells)
+            changed = f", {row['nothing_changes']['num_changed']} change" if binary else ""
             lines.append(
                 f"| {q['do']} | {y} ({row['unit']}) | {row['truth']['ate_population']:+.3f} / "
-                f"{row['truth']['ate_test']:+.3f} | {s['ate_sampling']:+.3f} / "
-                f"{s['ate_counterfactual']:+.3f} | {nl['ate']:+.3f} / {nb['ate']:+.3f} | "
-                f"{metric}: {f(s[metric]).lstrip('+')} / {f(nb[metric]).lstrip('+')} / "
-                f"{f(base).lstrip('+')} |")
+                f"{row['truth']['ate_test']:+.3f} | {a['ate_sampling']:+.3f} / "
+                f"{a['ate_counterfactual']:+.3f} | {h['ate_sampling']:+.3f} / "
+                f"{h['ate_counterfactual']:+.3f} | {nl['ate']:+.3f} / {nb['ate']:+.3f} | "
+                f"{'accuracy' if binary else 'median abs. error'}{changed}: {per_planet} |")
     return "\n".join(lines)
 
 
@@ -256,8 +260,9 @@ def plot(result: dict, path: Path) -> None:
             for y, r in q["outcomes"].items()]
     fig, axes = plt.subplots(1, len(rows), figsize=(2.1 * len(rows), 3.4))
     series = [("truth", lambda r: r["truth"]["ate_test"], "k"),
-              ("SCM (CF)", lambda r: r["scm_heteroscedastic"]["ate_counterfactual"], "tab:blue"),
-              ("SCM (sampling)", lambda r: r["scm_heteroscedastic"]["ate_sampling"], "tab:cyan"),
+              ("SCM additive (CF)", lambda r: r["scm_additive"]["ate_counterfactual"], "tab:blue"),
+              ("SCM heterosc. (CF)", lambda r: r["scm_heteroscedastic"]["ate_counterfactual"],
+               "tab:cyan"),
               ("naive linear", lambda r: r["naive_linear"]["ate"], "tab:orange"),
               ("naive boosting", lambda r: r["naive_boosting"]["ate"], "tab:red")]
     for ax, (label, r) in zip(np.atleast_1d(axes), rows, strict=True):

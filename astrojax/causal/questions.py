@@ -102,7 +102,8 @@ def scm_answers(scm: StructuralCausalModel, question: Question, table_bn: np.nda
 def effect_errors(truth: dict, estimate_counterfactual: np.ndarray, binary: bool) -> dict:
     """How well per-planet counterfactuals match the truth: the estimated average effect on
     these planets, and per-planet accuracy (binary: thresholded at 0.5, overall and on the
-    planets whose outcome changes) or RMSE (continuous), beside the rule "nothing changes"."""
+    planets whose outcome changes) or RMSE and median absolute error (continuous), beside the
+    rule "nothing changes"."""
     factual, true_cf = truth["factual"], truth["counterfactual"]
     est = np.asarray(estimate_counterfactual, np.float64)
     out = {"ate": float(est.mean() - factual.mean())}
@@ -114,4 +115,5 @@ def effect_errors(truth: dict, estimate_counterfactual: np.ndarray, binary: bool
                    num_changed=int(changed.sum()))
     else:
         out["rmse"] = float(np.sqrt(np.mean((est - true_cf) ** 2)))
+        out["median_abs_error"] = float(np.median(np.abs(est - true_cf)))
     return out
