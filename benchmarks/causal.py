@@ -258,14 +258,18 @@ def plot(result: dict, path: Path) -> None:
 
     rows = [(f"{qn}\n{y}", r) for qn, q in result["questions"].items()
             for y, r in q["outcomes"].items()]
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.1 * len(rows), 3.4))
+    ncols = 6
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.6 * nrows + 0.6))
+    for ax in np.ravel(axes)[len(rows):]:
+        ax.axis("off")
     series = [("truth", lambda r: r["truth"]["ate_test"], "k"),
               ("SCM additive (CF)", lambda r: r["scm_additive"]["ate_counterfactual"], "tab:blue"),
               ("SCM heterosc. (CF)", lambda r: r["scm_heteroscedastic"]["ate_counterfactual"],
                "tab:cyan"),
               ("naive linear", lambda r: r["naive_linear"]["ate"], "tab:orange"),
               ("naive boosting", lambda r: r["naive_boosting"]["ate"], "tab:red")]
-    for ax, (label, r) in zip(np.atleast_1d(axes), rows, strict=True):
+    for ax, (label, r) in zip(np.ravel(axes), rows, strict=False):
         ax.bar(range(len(series)), [fn(r) for _, fn, _ in series],
                color=[c for _, _, c in series])
         ax.axhline(0, color="grey", lw=0.5)
@@ -293,7 +297,14 @@ def main() -> None:
     parser.add_argument("--posterior", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads for sklearn")
     parser.add_argument("--out", type=Path, default=RESULTS / "causal.json")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the PNG and the table from an existing --out")
     args = parser.parse_args()
+    if args.plot_only:
+        result = json.loads(args.out.read_text())
+        plot(result, args.out.with_name("causal_effects.png"))
+        print(readme_table(result))
+        return
     from threadpoolctl import threadpool_limits
 
     start = time.time()
