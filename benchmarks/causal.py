@@ -227,7 +227,7 @@ def run(args) -> dict:
 
 def readme_table(result: dict) -> str:
     """Binary outcomes: effects in probability, per-planet accuracy on the test planets whose
-    outcome changes; continuous ones: effects in K or dex, per-planet median |error|."""
+    outcome changes; continuous ones: effects in K or dex, per-planet RMSE (median |error|)."""
     lines = ["| question | outcome | true ATE: population / test | SCM additive: sampling / "
              "counterfactual | SCM heteroscedastic: sampling / counterfactual | naive linear / "
              "boosting | per-planet: SCM additive / heteroscedastic / naive boosting / nothing "
@@ -237,16 +237,20 @@ def readme_table(result: dict) -> str:
             a, h = row["scm_additive"], row["scm_heteroscedastic"]
             nl, nb = row["naive_linear"], row["naive_boosting"]
             binary = row["unit"] == "probability"
-            metric = "accuracy_on_changed" if binary else "median_abs_error"
-            cells = [r[metric] for r in (a, h, nb, row["nothing_changes"])]
-            per_planet = " / ".join("n/a" if v is None else f"{v:.3f}" for v in cells)
+            runs = (a, h, nb, row["nothing_changes"])
+            if binary:
+                cells = ["n/a" if r["accuracy_on_changed"] is None
+                         else f"{r['accuracy_on_changed']:.3f}" for r in runs]
+            else:
+                cells = [f"{r['rmse']:.3f} ({r['median_abs_error']:.3f})" for r in runs]
+            per_planet = " / ".join(cells)
             changed = f", {row['nothing_changes']['num_changed']} change" if binary else ""
             lines.append(
                 f"| {q['do']} | {y} ({row['unit']}) | {row['truth']['ate_population']:+.3f} / "
                 f"{row['truth']['ate_test']:+.3f} | {a['ate_sampling']:+.3f} / "
                 f"{a['ate_counterfactual']:+.3f} | {h['ate_sampling']:+.3f} / "
                 f"{h['ate_counterfactual']:+.3f} | {nl['ate']:+.3f} / {nb['ate']:+.3f} | "
-                f"{'accuracy' if binary else 'median abs. error'}{changed}: {per_planet} |")
+                f"{'accuracy' if binary else 'RMSE (median abs.)'}{changed}: {per_planet} |")
     return "\n".join(lines)
 
 
