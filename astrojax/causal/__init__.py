@@ -1,0 +1,1 @@
+"""Causal world model: the generator's graph, mechanisms, interventions, discovery."""
