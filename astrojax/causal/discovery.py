@@ -85,6 +85,10 @@ class NotearsConfig:
         for key in ("lambda1", "lambda2", "w_threshold", "h_tol"):
             if getattr(self, key) < 0:
                 raise ValueError(f"NotearsConfig.{key}: must be >= 0, got {getattr(self, key)}")
+        if self.rho_max <= 1.0:  # the first solve runs at rho = 1
+            raise ValueError(f"NotearsConfig.rho_max: must be > 1, got {self.rho_max}")
+        if self.max_outer < 1 or self.max_inner < 1 or self.hidden < 1:
+            raise ValueError("NotearsConfig: max_outer, max_inner and hidden must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -123,11 +123,12 @@ def edge_precision_recall(learned, true) -> dict[str, float]:
     }
 
 
-def find_cycle(adjacency) -> list[int] | None:
+def find_cycle(adjacency, pdag: bool = False) -> list[int] | None:
     """One directed cycle ``[v0, v1, ..., vk]`` (edges v0->v1->...->vk->v0), or None for a
-    DAG. Undirected edges are ignored."""
+    DAG. Every nonzero entry is an edge, so ``A[i, j] = A[j, i] = 1`` is the 2-cycle
+    ``i -> j -> i``; with ``pdag=True`` such a pair is an undirected edge and ignored."""
     a = np.asarray(adjacency) != 0
-    directed = a & ~a.T
+    directed = a & ~a.T if pdag else a
     d = directed.shape[0]
     state = [0] * d  # 0 unvisited, 1 on the stack, 2 done
     for root in range(d):
