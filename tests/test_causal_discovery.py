@@ -210,7 +210,7 @@ def test_discovery_report_scores_every_method(mixed_data, monkeypatch):
     true = graph(5, MIXED_EDGES)
     config = NotearsConfig(standardise=False)
     report = discovery_report(mixed_data, names, true, configs=(config,))
-    lin = report["methods"]["notears-linear"]
+    lin = report["methods"]["notears-linear-raw"]
     assert report["samples"] == 3000 and report["true_edges_unorientable"] == 3
     assert report["empty_graph_shd"] == 5
     assert lin["shd"] == sum(map(len, lin["errors"].values()))

@@ -273,6 +273,7 @@ def notears(data, names: Sequence[str] | None = None,
                 else:
                     break
             params, h = new_params, new_h
+            log.info("notears-%s: step %d, rho %.0e, h %.3g", config.model, steps, rho, h)
             alpha += rho * h
             if h <= config.h_tol or rho >= config.rho_max:
                 break
@@ -298,8 +299,16 @@ def pc(data, names: Sequence[str] | None = None, alpha: float = 0.01,
         raise ImportError("the PC baseline needs causal-learn: pip install -e '.[causal]'") \
             from err
     start = time.perf_counter()
-    cg = causallearn_pc(x, alpha=alpha, indep_test=indep_test, show_progress=False,
-                        node_names=list(names))
+    try:
+        cg = causallearn_pc(x, alpha=alpha, indep_test=indep_test, show_progress=False,
+                            node_names=list(names))
+    except ValueError as err:
+        if "singular" not in str(err):
+            raise
+        raise ValueError("pc: the correlation matrix of some variables is singular (exact "
+                         "deterministic relations, e.g. a variable computed from others); "
+                         "Fisher-z cannot test them: drop the redundant variables or add "
+                         "measurement noise") from None
     g = np.asarray(cg.G.graph)
     # causal-learn: i -> j is g[i, j] = -1 (tail at i), g[j, i] = 1 (arrowhead at j);
     # i -- j is -1 both ways; i <-> j (conflicting orientations) is 1 both ways, kept here as
@@ -332,9 +341,10 @@ def _scores(graph: DiscoveredGraph, true: np.ndarray, true_cpdag: np.ndarray) ->
 def discovery_report(data, names: Sequence[str], true_adjacency,
                      configs: Sequence[NotearsConfig] = (NotearsConfig(),),
                      pc_alpha: float = 0.01) -> dict:
-    """NOTEARS (one entry per config) and PC, each scored against the true DAG: SHD (and SHD
-    between equivalence classes, ``shd_cpdag``), edge precision/recall, the wrong edges by
-    name, seconds. PC is left out, with the reason, when causal-learn is not installed."""
+    """NOTEARS (one entry per config: ``notears-linear``, ``notears-mlp``, ``-raw`` when not
+    standardised) and PC, each scored against the true DAG: SHD (and SHD between equivalence
+    classes, ``shd_cpdag``), edge precision/recall, the wrong edges by name, seconds. PC is
+    left out, with the reason, when causal-learn is not installed."""
     x, names = check_table(data, names)
     true = as_graph(true_adjacency, "true_adjacency")
     if true.shape[0] != len(names):
@@ -349,8 +359,10 @@ def discovery_report(data, names: Sequence[str], true_adjacency,
     }
     for config in configs:
         graph = notears(x, names, config)
-        report["methods"][graph.method] = {"config": dataclasses.asdict(config),
-                                           **_scores(graph, true, true_cpdag)}
+        label = graph.method + ("" if config.standardise else "-raw")
+        label += "" if label not in report["methods"] else f"#{len(report['methods'])}"
+        report["methods"][label] = {"config": dataclasses.asdict(config),
+                                    **_scores(graph, true, true_cpdag)}
     try:
         graph = pc(x, names, alpha=pc_alpha)
     except ImportError as err:
