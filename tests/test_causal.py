@@ -10,6 +10,7 @@ from astrojax.causal import (
     generator_graph,
     scale,
     set_to,
+    shift,
     true_adjacency,
     variable_table,
 )
@@ -137,3 +138,139 @@ def test_generator_computes_each_variable_from_exactly_its_parents(natural):
             do = {p: set_to(natural[p]) for p in parents if p != i}
             do[i] = set_to(_perturbed(i, natural[i], rng))
             assert not np.array_equal(simulate_variables(N, 3, do)[j], natural[j]), (i, j)
+
+
+# ------------------------------------------------------------------ the learned mechanisms
+@pytest.fixture(scope="module")
+def untrained():
+    """Mechanisms at their initialisation: abduction and do() are exact for any mechanisms."""
+    from flax import nnx
+
+    from astrojax.causal.mechanisms import Layout, Mechanisms
+    from astrojax.causal.scm import StructuralCausalModel
+
+    graph = generator_graph()
+    table = variable_table(N, 3).astype(np.float32)
+    layout = Layout.build(graph, table[:512])
+    model = Mechanisms(layout, 8, "heteroscedastic", rngs=nnx.Rngs(0))
+    return StructuralCausalModel(graph, layout, model), table[512:576]
+
+
+@pytest.mark.slow
+def test_each_mechanism_reads_only_its_parents(untrained):
+    scm, table = untrained
+    features = scm.layout.features(table)
+    out = np.asarray(scm.model(features))
+    rng = np.random.default_rng(0)
+    for j, name in enumerate(scm.graph.nodes):
+        parents = {scm.graph.index(p) for p in scm.graph.parents[name]}
+        shuffled = table.copy()
+        for k in set(range(len(scm.graph))) - parents:
+            shuffled[:, k] = rng.permutation(shuffled[:, k])
+        moved = np.asarray(scm.model.node(scm.layout.features(shuffled), j))
+        np.testing.assert_allclose(moved, out[:, j], rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(np.asarray(scm.model.node(features, j)), out[:, j],
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_counterfactual_without_action_is_the_planet(untrained):
+    scm, table = untrained
+    cf = scm.counterfactual(table, None, num_samples=3)
+    assert cf.shape == (3, *table.shape)
+    discrete = np.array([VARIABLE_BY_NAME[n].kind != "continuous" for n in scm.graph.nodes])
+    np.testing.assert_array_equal(cf[..., discrete], np.broadcast_to(table[:, discrete],
+                                                                     cf[..., discrete].shape))
+    np.testing.assert_allclose(cf[..., ~discrete], np.broadcast_to(
+        table[:, ~discrete], cf[..., ~discrete].shape), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_counterfactual_action_reaches_only_descendants(untrained):
+    scm, table = untrained
+    cf = scm.counterfactual(table, {"insolation_searth": scale(0.8)}, num_samples=2)
+    j = scm.graph.index("insolation_searth")
+    np.testing.assert_allclose(cf[..., j], np.broadcast_to(table[:, j] + np.log10(0.8),
+                                                           cf[..., j].shape), atol=1e-5)
+    moved = scm.graph.descendants("insolation_searth") | {"insolation_searth"}
+    untouched = [scm.graph.index(n) for n in scm.graph.nodes if n not in moved]
+    np.testing.assert_allclose(cf[..., untouched], np.broadcast_to(
+        table[:, untouched], cf[..., untouched].shape), rtol=1e-4, atol=1e-3)
+    assert np.abs(cf[..., scm.graph.index("semi_major_axis_au")]
+                  - table[:, scm.graph.index("semi_major_axis_au")]).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_sampling_under_do(untrained):
+    scm, _ = untrained
+    samples = scm.sample(64, {"biosphere": 0, "water_fraction": 0.5}, seed=1)
+    assert (samples[:, scm.graph.index("biosphere")] == 0).all()
+    np.testing.assert_allclose(samples[:, scm.graph.index("water_fraction")], 0.5)
+    star = samples[:, scm.graph.index("star_type")]
+    assert set(np.unique(star)) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(star, scm.sample(64, seed=1)[:, scm.graph.index("star_type")])
+    with pytest.raises(ValueError, match="log10: scale it"):
+        scm.sample(4, {"insolation_searth": shift(0.1)})
+
+
+def _toy_scm_data(num, seed):
+    """z -> x, z -> y, x -> y with heteroscedastic noise on y: y's regression on x alone is
+    confounded by z."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=num)
+    x = z + 0.5 * rng.normal(size=num)
+    y = np.sin(x) + 2.0 * z + (0.1 + 0.1 * np.abs(x)) * rng.normal(size=num)
+    return np.stack([z, x, y], 1).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_fitted_scm_recovers_interventions_and_counterfactuals():
+    from astrojax.causal.mechanisms import SCMConfig
+    from astrojax.causal.scm import StructuralCausalModel
+
+    graph = CausalGraph(("z", "x", "y"), {"x": ("z",), "y": ("z", "x")})
+    train, test = _toy_scm_data(4000, 0), _toy_scm_data(200, 1)
+    scm = StructuralCausalModel.fit(graph, train, SCMConfig(steps=600, hidden=32,
+                                                            learning_rate=1e-2), log_every=100)
+    assert scm.losses[-1] < scm.losses[0] - 1.0
+    # E[y | do(x = 1)] = sin(1) + 2 E[z] = 0.84; conditioning on x = 1 would give ~2.4.
+    samples = scm.sample(20000, {"x": 1.0})
+    assert abs(samples[:, 2].mean() - np.sin(1.0)) < 0.15
+    # Counterfactual y under do(x = x + 1): the same z and the same standardised noise.
+    cf = scm.counterfactual(test, {"x": shift(1.0)}, num_samples=1)[0]
+    z, x, y = test.T
+    eps = (y - np.sin(x) - 2 * z) / (0.1 + 0.1 * np.abs(x))
+    truth = np.sin(x + 1) + 2 * z + (0.1 + 0.1 * np.abs(x + 1)) * eps
+    assert np.sqrt(np.mean((cf[:, 2] - truth) ** 2)) < 0.15
+    assert np.sqrt(np.mean((y - truth) ** 2)) > 0.5  # "nothing changes" is far off
+
+
+def test_fit_refuses_bad_tables():
+    from astrojax.causal.mechanisms import SCMConfig, fit_mechanisms
+
+    graph = CausalGraph(("a", "b"), {"b": ("a",)})
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_mechanisms(graph, np.array([[0.0, np.nan]] * 4), SCMConfig(steps=1))
+    with pytest.raises(ValueError, match="for 2 variables"):
+        fit_mechanisms(graph, np.zeros((4, 3)), SCMConfig(steps=1))
+    with pytest.raises(ValueError, match="SCMConfig.noise"):
+        SCMConfig(noise="laplace")
+
+
+# --------------------------------------------------------------------- the named questions
+def test_named_questions_have_exact_answers():
+    from astrojax.causal.questions import QUESTION_BY_NAME, QUESTIONS, true_answers
+
+    for q in QUESTIONS:
+        assert set(q.do) | set(q.outcomes) <= set(VARIABLE_NAMES), q.name
+    truth = true_answers(QUESTION_BY_NAME["remove_biosphere"], N, 3, rows=np.arange(100))
+    natural = generate_population(N, 3)
+    np.testing.assert_array_equal(truth["x_o2"]["factual"], np.log10(natural.x_o2[:100]))
+    lifeless = natural.biosphere[:100] == 0
+    np.testing.assert_array_equal(truth["x_o2"]["counterfactual"][lifeless],
+                                  truth["x_o2"]["factual"][lifeless])
+    assert not truth["biosignature"]["counterfactual"].any()  # no abiotic source makes one
+    colder = true_answers(QUESTION_BY_NAME["insolation_0.8"], N, 3)["surface_temperature_k"]
+    # Colder on average, but not everywhere: weathering leaves more CO2 on a dimmer wet planet.
+    assert (colder["counterfactual"] - colder["factual"]).mean() < -10.0
+    assert (colder["counterfactual"] > colder["factual"]).any()

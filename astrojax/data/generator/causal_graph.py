@@ -189,16 +189,19 @@ def shift(amount: float) -> Intervention:
     return Intervention("shift", amount)
 
 
-def as_interventions(do: Mapping | None) -> dict[str, Intervention]:
-    """``{name: Intervention or value}`` checked against the graph (a bare value means set);
-    ValueError naming an unknown variable or an out-of-range class."""
+def as_interventions(do: Mapping | None,
+                     variables: Mapping[str, Variable] | None = None) -> dict[str, Intervention]:
+    """``{name: Intervention or value}`` checked against ``variables`` (default: the
+    generator's graph; a bare value means set); ValueError naming an unknown variable or an
+    out-of-range class."""
+    variables = VARIABLE_BY_NAME if variables is None else variables
     out: dict[str, Intervention] = {}
     for name, spec in (do or {}).items():
-        if name not in VARIABLE_BY_NAME:
+        if name not in variables:
             raise ValueError(f"cannot intervene on {name!r}: not a variable of the causal graph "
-                             f"(variables: {', '.join(VARIABLE_NAMES)})")
+                             f"(variables: {', '.join(variables)})")
         spec = spec if isinstance(spec, Intervention) else set_to(spec)
-        var = VARIABLE_BY_NAME[name]
+        var = variables[name]
         if var.kind != "continuous":
             if spec.op != "set":
                 raise ValueError(f"{name} is {var.kind}: set it, do not {spec.op} it")
