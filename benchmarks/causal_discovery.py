@@ -20,8 +20,10 @@ beside the trivial rule, the empty graph, whose SHD is the number of true edges:
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/causal_discovery.py
 
-(about N minutes on a shared 2-core CPU). OpenBLAS threads contending on a busy machine made
-``expm``'s LAPACK solve ~40x slower here; the script pins them to one unless told otherwise.
+(22 minutes wall on a busy shared 2-core CPU, 6-7 of them this process's CPU time; NOTEARS-MLP
+on the planets is 5 of those; ``--no-mlp`` skips it). OpenBLAS threads contending on a busy
+machine made ``expm``'s LAPACK solve ~40x slower here; the script pins them to one unless told
+otherwise.
 Writes benchmarks/results/causal_discovery.json; ``--into benchmarks/results/causal.json`` also
 puts the same result under that file's ``discovery`` key (``benchmarks/causal.py`` keeps it).
 """
