@@ -179,22 +179,49 @@ class World:
 
 @dataclasses.dataclass
 class State:
-    """What each planet of a set has been observed with: its catalogue values (NaN unknown)
-    and the transit count of its spectrum (0: none)."""
+    """What each planet of a set has been observed with: its catalogue values (NaN unknown),
+    the transit count of its spectrum (0: none), the transit's radius ratio Rp / R* (NaN: no
+    transit) and, for planets outside the world (real ones: ``planets`` -1), their own spectrum
+    inputs (``own_spectrum``, ``[planets, ...]``; None for the world's planets, whose spectra
+    the world holds)."""
 
     planets: np.ndarray
     values: dict[str, np.ndarray]
     transits: np.ndarray
+    ratio: np.ndarray
+    own_spectrum: dict[str, np.ndarray] | None = None
+
+    @property
+    def transiting(self) -> np.ndarray:
+        return np.isfinite(self.ratio)
 
     @classmethod
     def observed(cls, world: World, planets: np.ndarray) -> State:
+        """The world's ``planets`` as the catalogue has them."""
         planets = np.asarray(planets)
         return cls(planets, {c: v[planets].copy() for c, v in world.observed.values.items()},
-                   world.initial_transits[planets].copy())
+                   world.initial_transits[planets].copy(), world.ratio[planets].copy())
+
+    @classmethod
+    def published(cls, values: dict[str, np.ndarray], spectrum: dict[str, np.ndarray] | None,
+                  has_spectrum: np.ndarray) -> State:
+        """Planets outside the world at their published ``values`` (every CATALOGUE_COLUMNS
+        entry; NaN unpublished): transiting where a radius is published (its ratio from the
+        radius and the host's radius), with their own ``spectrum`` inputs where
+        ``has_spectrum`` (no spectrum is then a candidate: its transit count is unknown)."""
+        values = {c: np.asarray(v, np.float64).copy() for c, v in values.items()}
+        n = len(next(iter(values.values())))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = values["planet_radius_rearth"] / values["star_radius_rsun"]
+        transiting = np.isfinite(values["planet_radius_rearth"])
+        ratio = np.where(transiting, np.where(np.isfinite(ratio), ratio, np.nan), np.nan)
+        # a transiting planet whose host radius is unknown: its ratio is not published either
+        transits = np.where(np.asarray(has_spectrum, bool), np.iinfo(np.int32).max, 0)
+        return cls(np.full(n, -1), values, transits, ratio, spectrum)
 
     def copy(self) -> State:
         return State(self.planets, {c: v.copy() for c, v in self.values.items()},
-                     self.transits.copy())
+                     self.transits.copy(), self.ratio.copy(), self.own_spectrum)
 
 
 def candidates(world: World, state: State, i: int) -> list[Candidate]:
@@ -203,7 +230,7 @@ def candidates(world: World, state: State, i: int) -> list[Candidate]:
     for kind, columns in MEASURES.items():
         if any(not np.isfinite(state.values[c][i]) for c in columns):
             out.append(Candidate(kind))
-    if world.reads_spectrum and world.transiting[state.planets[i]]:
+    if world.reads_spectrum and state.transiting[i]:
         out += [Candidate("spectrum", n) for n in world.mc.spectrum_transits
                 if n > state.transits[i]]
     return out
@@ -231,13 +258,18 @@ def outcome_inputs(world: World, state: State, rows: np.ndarray, cands: list[Can
     spec = np.array([c is not None and c.kind == "spectrum" for c in cands], bool)
     transits[spec] = [c.transits for c in np.asarray(cands, object)[spec]]
     spec_source[spec] = sources[spec]
-    values = derive(values, world.ratio[state.planets[rows]])
+    values = derive(values, state.ratio[rows])
     raw, known = catalogue_row(values, world.task.row_columns)
     s = world.task.statistics
     out = {"row_values": standardized_row(raw, known, s["row_mean"], s["row_std"]),
            "row_known": known}
     if world.reads_spectrum:
-        out.update(world.spectrum(spec_source, transits))
+        synthetic = spec_source >= 0
+        out.update(world.spectrum(np.maximum(spec_source, 0), np.where(synthetic, transits, 0)))
+        if state.own_spectrum is not None:  # planets outside the world keep their own
+            own = ~synthetic
+            for key in SPECTRUM_KEYS:
+                out[key][own] = np.asarray(state.own_spectrum[key])[rows[own]]
     return out
 
 
@@ -250,7 +282,7 @@ def apply(world: World, state: State, i: int, c: Candidate) -> None:
     for column in MEASURES[c.kind]:
         if not np.isfinite(state.values[column][i]):
             state.values[column][i] = world.complete.values[column][p]
-    one = derive({k: v[i:i + 1] for k, v in state.values.items()}, world.ratio[p:p + 1])
+    one = derive({k: v[i:i + 1] for k, v in state.values.items()}, state.ratio[i:i + 1])
     for column, v in one.items():
         state.values[column][i] = v[0]
 
@@ -267,7 +299,7 @@ def neighbours(world: World, state: State, k: int) -> np.ndarray:
     train = task.split.train
     out = np.empty((len(state.planets), k), np.int64)
     for flag in (False, True):
-        mine = np.flatnonzero(world.transiting[state.planets] == flag)
+        mine = np.flatnonzero(state.transiting == flag)
         pool = train[world.transiting[train] == flag]
         if not len(mine):
             continue

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrojax.evaluators.metrics import binary_report
+from astrojax.evaluators.metrics import binary_report, calibration_from_sums, calibration_sums
 
 _LOG_T_RANGE = (-3.0, 3.0)  # T from 0.05 to 20
 _EPS = 1e-7
@@ -84,7 +84,7 @@ def calibration_report(labels: np.ndarray, probs: np.ndarray, *, seed: int = 0,
     eces = []
     for _ in range(bootstrap):
         pick = rng.integers(0, len(y), len(y))
-        eces.append(binary_report(y[pick], p[pick])["ece"])
+        eces.append(calibration_from_sums(calibration_sums(y[pick], p[pick]))["ece"])
     out["ece_bootstrap_se"] = float(np.std(eces)) if eces else math.nan
     return out
 
