@@ -36,9 +36,6 @@ from astrojax.train.workdir import WorkdirError
 
 CALIBRATION_FILE = "calibration.json"
 BINARY_LABELS = ("habitable", "biosignature")
-# the per-planet model inputs of the fusion task (the packed ones go through task.batch)
-PLANET_INPUTS = ("row_values", "row_known", "spectrum_depth", "spectrum_sigma", "spectrum_known",
-                 "has_spectrum")
 _CHUNK = 256  # planets per model call
 
 
@@ -62,8 +59,19 @@ def train_ensemble(cfg, folder: str | Path, size: int, devices=None) -> Ensemble
         raise ValueError(f"ensemble size must be at least 1, got {size}")
     folder = Path(folder)
     for i in range(size):
-        train_and_evaluate(member_config(cfg, i), folder / f"member_{i}", devices=devices)
+        workdir = folder / f"member_{i}"
+        if _finished_step(workdir) < cfg.train.steps:  # a finished member is not run again
+            train_and_evaluate(member_config(cfg, i), workdir, devices=devices)
     return load_ensemble(folder)
+
+
+def _finished_step(workdir: Path) -> int:
+    """The newest complete checkpoint's step in ``workdir`` (Orbax names a finished one by
+    its step; one being written has a temporary name), -1 if none."""
+    folder = workdir / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() \
+        else []
+    return max(steps, default=-1)
 
 
 def load_ensemble(path: str | Path | TrainedModel) -> Ensemble:
@@ -75,8 +83,6 @@ def load_ensemble(path: str | Path | TrainedModel) -> Ensemble:
     folders = sorted((p for p in path.glob("member_*") if p.is_dir()),
                      key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit()
                      else -1)
-    if not folders and not path.exists():
-        raise WorkdirError(f"no workdir or ensemble at {path}")
     members = [load_trained(f, task="fusion") for f in folders] if folders else \
         [load_trained(path, task="fusion")]
     ensemble = Ensemble.of(members, folder=path)
@@ -149,10 +155,19 @@ class Ensemble:
     def logits(self, inputs: Mapping[str, np.ndarray], keep: Mapping[str, np.ndarray] | None = None
                ) -> dict[str, np.ndarray]:
         """Per binary label the members' logits ``[members, n]`` for per-planet ``inputs``
-        (``PLANET_INPUTS`` entries ``[n, ...]``); the modalities the model packs (cubes,
-        networks, notes) are absent. ``keep``: per modality ``[n]`` bool, hides it."""
-        inputs = {k: np.asarray(v) for k, v in inputs.items() if k in PLANET_INPUTS}
+        (``[n, ...]`` each: the row, the spectrum, embedding inputs; labels, as in
+        ``task.arrays``, are left out); the modalities the model packs (cubes, networks,
+        notes), and embedding inputs not given, are absent. ``keep``: per modality ``[n]``
+        bool, hides it."""
+        m = self.task.model_config
+        labels = [name for name, _ in m.classes] + list(m.retrieval_targets)
+        skip = {"planet", *labels, *(f"{name}_known" for name in labels)}
+        inputs = {k: np.asarray(v) for k, v in inputs.items() if k not in skip}
         n = len(inputs["row_values"])
+        for name, width in m.embedding_inputs:  # not given: absent, as modality dropout trained
+            if name not in inputs:
+                inputs[name] = np.zeros((n, width), np.float32)
+                inputs[f"has_{name}"] = np.zeros(n, bool)
         absent = self.members[0].model.absent_inputs(_CHUNK)
         return self._chunked(n, lambda idx: {**{k: v[idx] for k, v in inputs.items()}, **absent},
                              keep)
