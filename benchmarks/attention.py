@@ -2,6 +2,15 @@
 
     python benchmarks/attention.py                 # CPU sizes: 256 .. 8k tokens
     python benchmarks/attention.py --preset h200   # GPU sizes: 512 .. 32k tokens, bf16
+    python benchmarks/attention.py --lengths 1024 --impls chunked torch_sdpa  # rows merged in
+
+PyTorch's ``scaled_dot_product_attention`` (``torch_sdpa``, CPU, ``enable_gqa``, torch's own
+threads set to the CPU count) runs beside ours when torch is installed (the ``bench`` extra):
+its forward + backward is ``out.sum().backward()`` on leaf tensors, as ours is ``grad`` of the
+sum. Rows of a run replace the same (impl, mode, causal, head_dim, seq_len) rows already in the
+CSV, so a long sweep can run one length at a time. The table ``impl="auto"`` consults
+(``astrojax/models/attention/auto_table.json``) is rewritten from the CSV for this backend
+after every run (``--no-table`` to keep it).
 
 Every impl that runs on the backend, over sequence lengths, head dims 64 and 128, causal and
 not, forward and forward+backward. Time is the median over ``--repeats`` runs after a warm-up
@@ -15,13 +24,16 @@ Writes ``benchmarks/results/attention_<backend>.csv`` and ``attention_<backend>.
 import argparse
 import csv
 import functools
+import importlib.util
+import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 PRESETS = {
     # batch, query heads, kv heads, lengths, dtype
@@ -70,6 +82,43 @@ def make_fn(impl, causal, mode, backend):
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
 
 
+def torch_sdpa_fn(causal, mode):
+    """PyTorch's SDPA on ``[b, heads, len, head_dim]`` leaf tensors: ``fn(q, k, v)`` runs the
+    forward (under no_grad) or the forward and ``out.sum().backward()``."""
+    import torch
+
+    def fwd(q, k, v):
+        with torch.no_grad():
+            return torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=causal, enable_gqa=True)
+
+    def fwd_bwd(q, k, v):
+        for x in (q, k, v):
+            x.grad = None
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                               enable_gqa=True)
+        out.sum().backward()
+        return q.grad
+
+    return fwd if mode == "fwd" else fwd_bwd
+
+
+def measure_torch(fn, args, repeats) -> tuple[float, float, float]:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    tensors = [torch.from_numpy(np.asarray(x, np.float32).transpose(0, 2, 1, 3).copy())
+               .requires_grad_() for x in args]
+    fn(*tensors)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*tensors)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3, float("nan"), float("nan")
+
+
 def measure(fn, args, repeats) -> tuple[float, float, float]:
     import jax
 
@@ -90,7 +139,7 @@ def measure(fn, args, repeats) -> tuple[float, float, float]:
 
 
 def available_impls(backend: str) -> list[str]:
-    impls = ["xla", "blockwise", "pallas", "auto"]
+    impls = ["xla", "blockwise", "chunked", "pallas", "auto"]
     if backend == "gpu":
         impls.insert(1, "cudnn")
     import jax
@@ -98,7 +147,59 @@ def available_impls(backend: str) -> list[str]:
     if jax.device_count() > 1:
         impls.append("ring")
     impls.append("pallas_bundled")
+    if backend == "cpu" and importlib.util.find_spec("torch") is not None:
+        impls.append("torch_sdpa")
     return impls
+
+
+ROW_KEY = ("impl", "mode", "causal", "head_dim", "seq_len")
+
+
+def _typed(row: dict) -> dict:
+    """A CSV row with its numbers and flags parsed back."""
+    row = dict(row, causal=row["causal"] == "True")
+    for k in ("head_dim", "seq_len", "batch", "heads", "kv_heads"):
+        row[k] = int(row[k])
+    for k in ("median_ms", "tflops", "peak_memory_mb", "temp_memory_mb"):
+        row[k] = float(row[k]) if row.get(k) not in (None, "") else float("nan")
+    return row
+
+
+def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
+    """The CSV's rows with ``new_rows`` in place of those with the same key, sorted."""
+    old = []
+    if path.exists():
+        with path.open() as f:
+            old = [_typed(r) for r in csv.DictReader(f)]
+    key = lambda r: tuple(str(r[k]) for k in ROW_KEY)  # noqa: E731
+    merged = {key(r): r for r in old}
+    merged.update({key(r): r for r in new_rows})
+    return sorted(merged.values(), key=lambda r: (r["head_dim"], r["seq_len"], r["causal"],
+                                                   r["mode"], r["impl"]))
+
+
+def write_auto_table(rows: list[dict], backend: str, source: Path) -> Path:
+    """The measured times ``impl="auto"`` picks from: per (dtype, causal, head_dim, seq_len,
+    mode) the median ms of every impl that ran (``ok``), ours and torch's."""
+    from astrojax.models.attention import AUTO_TABLE
+
+    table = json.loads(AUTO_TABLE.read_text()) if AUTO_TABLE.exists() else {}
+    entries = {}
+    for r in rows:
+        if r.get("status") != "ok" or r["impl"] in ("auto", "ring"):
+            continue
+        key = (r["dtype"], r["causal"], r["head_dim"], r["seq_len"], r["mode"])
+        entries.setdefault(key, {})[r["impl"]] = float(r["median_ms"])
+    table[backend] = {
+        "source": str(source.relative_to(ROOT)),
+        "written": time.strftime("%Y-%m-%d"),
+        "shape": "batch, heads, kv_heads = " + ", ".join(
+            str(rows[0][k]) for k in ("batch", "heads", "kv_heads")) if rows else "",
+        "entries": [dict(dtype=d, causal=c, head_dim=h, seq_len=t, mode=m, times_ms=times)
+                    for (d, c, h, t, m), times in sorted(entries.items())],
+    }
+    AUTO_TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    return AUTO_TABLE
 
 
 def main() -> None:
@@ -109,6 +210,8 @@ def main() -> None:
     parser.add_argument("--head-dims", nargs="*", type=int, default=(64, 128))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-table", action="store_true",
+                        help="leave astrojax/models/attention/auto_table.json as it is")
     parser.add_argument("--devices", type=int, default=0,
                         help="CPU only: fake host devices for ring attention (0: leave as is)")
     args = parser.parse_args()
@@ -148,6 +251,19 @@ def main() -> None:
                         if slow and seq_len > (preset["slow_impl_max_len"] or 0):
                             continue  # interpret mode: minutes per call, says nothing of speed
                         try:
+                            if impl == "torch_sdpa":
+                                ms, peak, temp = measure_torch(torch_sdpa_fn(causal, mode),
+                                                               (q, k, v), args.repeats)
+                                flops = attention_flops(b, n, seq_len, seq_len, head_dim,
+                                                        causal, mode)
+                                row.update(median_ms=round(ms, 3),
+                                           tflops=round(flops / (ms * 1e-3) / 1e12, 4),
+                                           peak_memory_mb=peak, temp_memory_mb=temp,
+                                           status="ok")
+                                rows.append(row)
+                                print(" ".join(f"{k}={row.get(k, '')}" for k in FIELDS[1:]),
+                                      flush=True)
+                                continue
                             fn = make_fn(impl, causal, mode, backend)
                             if impl == "ring":
                                 with jax.set_mesh(mesh):
@@ -167,12 +283,15 @@ def main() -> None:
                         rows.append(row)
                         print(" ".join(f"{k}={row.get(k, '')}" for k in FIELDS[1:]),
                               flush=True)
-                        with out_csv.open("w", newline="") as f:  # rewritten as results come
-                            writer = csv.DictWriter(f, FIELDS)
-                            writer.writeheader()
-                            writer.writerows(rows)
+    rows = merge_rows(out_csv, rows)
+    with out_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
     plot(rows, args.out / f"attention_{backend}.png", backend)
     print(f"wrote {out_csv}", file=sys.stderr)
+    if not args.no_table:
+        print(f"wrote {write_auto_table(rows, backend, out_csv)}", file=sys.stderr)
 
 
 def plot(rows, path: Path, backend: str) -> None:

@@ -46,8 +46,8 @@ def part_of(op_name: str) -> str:
             return "optimizer and step"
         return f"{'backward' if backward else 'forward'}/other"
     if scope == "attention":  # the sublayer: split its kernel from its projections
-        if re.search(r"bkgts|btkgh|_where|/exp|reduce_max|/(le|eq|and|ne|is_finite)$",
-                     op_name):
+        kernel = r"bkgts|btkgh|bkr[sh]|bksh->|_where|/exp|reduce_max|/(le|eq|and|ne|is_finite)$"
+        if re.search(kernel, op_name):
             scope = "attention kernel (scores, masks, softmax)"
         elif re.search(r"btd,d|nhd->btd", op_name):
             scope = "attention projections"
@@ -61,6 +61,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--attention_impl", default=None,
+                        help="override the config's model.attention_impl (default: auto)")
     parser.add_argument("--out", type=Path, default=RESULTS / "step_profile_cpu.json")
     args = parser.parse_args(argv)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -69,7 +71,10 @@ def main(argv=None) -> dict:
     import jax
     from step_vs_torch import Ours, quickstart_config
 
-    ours = Ours(quickstart_config(args.batch, args.seq))
+    cfg = quickstart_config(args.batch, args.seq)
+    if args.attention_impl:
+        cfg.model.attention_impl = args.attention_impl
+    ours = Ours(cfg)
     batches = ours.batches(args.steps)
     ours.run(batches[:2])  # compile, warm up
     with jax.set_mesh(ours.mesh):
@@ -99,12 +104,13 @@ def main(argv=None) -> dict:
         "command": "python benchmarks/profile_step.py " + " ".join(sys.argv[1:]),
         "machine": f"{os.cpu_count()} CPUs; run alone", "jax": jax.__version__,
         "batch": args.batch, "seq_len": args.seq, "steps": len(batches),
+        "attention_impl": cfg.model.attention_impl,
         "wall_ms_per_step": round(step_ms, 1),
         "op_ms_per_step_summed_over_threads": round(sum(by_part.values()), 1),
         "by_part_ms": {k: round(v, 1) for k, v in by_part.most_common()},
         "by_op_kind_ms": {k: round(v, 1) for k, v in by_kind.most_common(15)},
         "top_ops": [{"op": k, "ms": round(v, 2), "jax": names.get(k, "")}
-                    for k, v in by_op.most_common(15)],
+                    for k, v in by_op.most_common(40)],
     }
     key = f"{args.batch}x{args.seq}"
     old = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -128,6 +128,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10, help="steps per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--attention_impl", default=None,
+                        help="override the config's model.attention_impl (default: auto)")
     parser.add_argument("--out", type=Path, default=RESULTS / "step_vs_torch.json")
     args = parser.parse_args(argv)
 
@@ -136,6 +138,8 @@ def main(argv=None) -> dict:
     import transformers
 
     cfg = quickstart_config(args.batch, args.seq)
+    if args.attention_impl:
+        cfg.model.attention_impl = args.attention_impl
     ours = Ours(cfg)
     theirs = Torch(cfg, ours.model)
     batches = ours.batches(args.steps)
@@ -160,6 +164,7 @@ def main(argv=None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "model": "quickstart (4 layers, d_model 128, 4/2 heads of 32, MLP 384, vocab 384)",
         "batch": args.batch, "seq_len": args.seq, "steps_per_round": args.steps,
+        "attention_impl": cfg.model.attention_impl,
         "tokens_per_second_rounds": {k: [round(x) for x in v] for k, v in rounds.items()},
         "tokens_per_second": {k: round(v) for k, v in median.items()},
         "astrojax_over_torch": round(median["astrojax"] / median["torch"], 3),

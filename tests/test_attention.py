@@ -1,7 +1,7 @@
 """The cross-implementation attention matrix on CPU: ``xla`` (against jax's own
-``dot_product_attention``), ``blockwise`` and ``pallas`` (against ``xla_attention``), outputs
-and gradients; ``auto`` selection, argument errors, the cuDNN option mapping, and GPU-only cuDNN
-parity (skipped without a GPU)."""
+``dot_product_attention``), ``blockwise``, ``chunked`` and ``pallas`` (against
+``xla_attention``), outputs and gradients; ``auto`` selection from the measured table, argument
+errors, the cuDNN option mapping, and GPU-only cuDNN parity (skipped without a GPU)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from astrojax.models.attention import (
     get_impl,
 )
 from astrojax.models.attention.blockwise import kv_block_range, q_block_range
+from astrojax.models.attention.chunked import chunk_ranges
 from astrojax.models.attention.cudnn import (
     check_supported,
     mapped_dot_product_attention,
@@ -154,6 +155,46 @@ def test_blockwise_matches_reference(case, dtype):
     assert_all_close(out_and_grads(ours, q, k, v, do), reference(case, dtype), TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES)
+def test_chunked_matches_reference(case, dtype):
+    """Chunks of 16 queries (several, ragged), the forward's probabilities kept."""
+    (q, k, v, do), options = case_inputs(case, dtype)
+    ours = functools.partial(get_impl("chunked"), chunk=16, **impl_options(options))
+    assert_all_close(out_and_grads(ours, q, k, v, do), reference(case, dtype), TOL[dtype])
+
+
+@pytest.mark.parametrize("case", ["gqa2_causal", "segments_causal_gqa4",
+                                  "cross_72_40_causal_window8", "ragged_37_83_window"])
+def test_chunked_recomputing_backward_matches_reference(case):
+    """``save_probs_bytes=0``: the backward recomputes the probabilities from the saved
+    log-sum-exp, as it does for long sequences."""
+    (q, k, v, do), options = case_inputs(case, jnp.float32)
+    ours = functools.partial(get_impl("chunked"), chunk=16, save_probs_bytes=0,
+                             **impl_options(options))
+    assert_all_close(out_and_grads(ours, q, k, v, do), reference(case, jnp.float32), 1e-5)
+
+
+def test_chunked_computes_only_the_visible_band():
+    """Causal over 4 chunks computes (4 + 1) / 8 of the square's matmul FLOPs (XLA's count),
+    and no array is as large as the score matrix."""
+    length = 512
+    q = jax.ShapeDtypeStruct((1, length, 2, 64), jnp.float32)
+    kv = jax.ShapeDtypeStruct((1, length, 1, 64), jnp.float32)
+
+    def flops(fn):
+        return jax.jit(functools.partial(fn, causal=True)).lower(q, kv, kv).compile() \
+            .cost_analysis()["flops"]
+
+    chunked = functools.partial(get_impl("chunked"), chunk=length // 4)
+    assert 0.55 < flops(chunked) / flops(xla_attention) < 0.7
+    assert largest_array(functools.partial(chunked, causal=True), q, kv, kv) < length**2
+    assert chunk_ranges(10, 10, 4, causal=True, window=None) == (
+        (0, 4, 0, 4), (4, 8, 0, 8), (8, 10, 0, 10))
+    assert chunk_ranges(10, 10, 4, causal=False, window=(2, 1)) == (
+        (0, 4, 0, 5), (4, 8, 2, 9), (8, 10, 6, 10))
+
+
 OUTSIDE_CASES = ["mha", "gqa4_causal_window8", "window_4_3", "segments_causal_gqa4",
                  "cross_40_72_causal_segments", "cross_72_40_causal_window8",
                  "ragged_37_83_window"]
@@ -251,20 +292,24 @@ def test_blockwise_never_materialises_the_score_matrix():
     assert largest_array(fwd_bwd(blockwise), q, kv, kv) < square
 
 
-def test_blockwise_rejects_bad_blocks_and_lone_segment_ids():
+def test_blockwise_and_chunked_reject_bad_blocks_and_lone_segment_ids():
     q, k, v, _ = inputs(1, 8, 8, 2, 2, 8)
     with pytest.raises(ValueError, match="block_q"):
         get_impl("blockwise")(q, k, v, block_q=0)
-    with pytest.raises(ValueError, match="both q_segment_ids and kv_segment_ids"):
-        get_impl("blockwise")(q, k, v, q_segment_ids=jnp.ones((1, 8), jnp.int32))
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        get_impl("chunked")(q, k, v, chunk=0)
+    for impl in ("blockwise", "chunked"):
+        with pytest.raises(ValueError, match="both q_segment_ids and kv_segment_ids"):
+            get_impl(impl)(q, k, v, q_segment_ids=jnp.ones((1, 8), jnp.int32))
 
 
 # ---------------------------------------------------------------------------------------------
 # Selection and argument errors.
 
 
-def test_auto_resolves_through_choose_impl(caplog, monkeypatch):
+def test_auto_without_a_table_keeps_the_memory_rule(caplog, monkeypatch):
     monkeypatch.setattr(attention_module, "_logged_choices", set())  # log every choice
+    monkeypatch.setattr(attention_module, "auto_table", dict)  # no measurements
     small = inputs(1, 32, 32, 2, 2, 16)[:3]
     assert choose_impl(*small[:2]) == "xla"
     np.testing.assert_array_equal(attention(*small), xla_attention(*small))
@@ -280,6 +325,48 @@ def test_auto_resolves_through_choose_impl(caplog, monkeypatch):
     f32 = jax.ShapeDtypeStruct((1, 128, 4, 64), jnp.float32)
     assert choose_impl(bf16, bf16, backend="gpu") == "cudnn"
     assert choose_impl(f32, f32, backend="gpu") == "pallas"
+
+
+def test_auto_picks_the_fastest_measured_impl_at_every_benchmarked_shape():
+    """The shipped table (benchmarks/attention.py on this CPU): at each forward + backward row,
+    auto runs the fastest of our impls whose scores fit in 256 MB, and says why."""
+    table = attention_module.auto_table()["cpu"]
+    b, n, kh = (int(x) for x in table["shape"].split("=")[1].split(","))
+    checked = 0
+    for entry in table["entries"]:
+        if entry["mode"] != "fwd+bwd":
+            continue
+        t, h, dtype = entry["seq_len"], entry["head_dim"], jnp.dtype(entry["dtype"])
+        q = jax.ShapeDtypeStruct((b, t, n, h), dtype)
+        k = jax.ShapeDtypeStruct((b, t, kh, h), dtype)
+        ours = {impl: ms for impl, ms in entry["times_ms"].items()
+                if impl in ("xla", "chunked", "blockwise")
+                and not (impl == "xla" and 4 * b * n * t * t > 256 * 2**20)}
+        impl, reason = explain_choice(q, k, causal=entry["causal"], backend="cpu")
+        assert impl == min(ours, key=ours.get), entry
+        assert f"len {t}," in reason and f"{impl} {ours[impl]:.1f}" in reason
+        checked += 1
+    assert checked >= 8
+
+
+def test_auto_follows_the_table_and_its_memory_limit(monkeypatch):
+    rows = [dict(dtype="float32", causal=c, head_dim=64, seq_len=t, mode="fwd+bwd",
+                 times_ms={"xla": 1.0, "chunked": 2.0, "blockwise": 3.0, "torch_sdpa": 0.5})
+            for c in (True, False) for t in (256, 8192)]
+    monkeypatch.setattr(attention_module, "auto_table",
+                        lambda: {"cpu": {"entries": rows}})
+    small = jax.ShapeDtypeStruct((1, 300, 8, 64), jnp.float32)
+    kv = jax.ShapeDtypeStruct((1, 300, 2, 64), jnp.float32)
+    impl, reason = explain_choice(small, kv, causal=True, backend="cpu")
+    assert impl == "xla" and "len 256" in reason and "torch_sdpa 0.5" in reason
+    # xla's 8 x 8000^2 float32 scores (2 GB) do not fit: the next fastest runs instead
+    big = jax.ShapeDtypeStruct((1, 8000, 8, 64), jnp.float32)
+    big_kv = jax.ShapeDtypeStruct((1, 8000, 2, 64), jnp.float32)
+    assert choose_impl(big, big_kv, causal=True, backend="cpu") == "chunked"
+    # a sliding window skips blocks like causal: the causal rows decide
+    rows[0]["times_ms"] = {"xla": 5.0, "chunked": 1.0}
+    assert choose_impl(small, kv, window=(64, 0), backend="cpu") == "chunked"
+    assert choose_impl(small, kv, backend="cpu") == "xla"
 
 
 def test_auto_never_picks_a_dense_mask_path_when_pallas_supports_the_call():
@@ -305,7 +392,7 @@ def test_auto_picks_ring_when_the_mesh_splits_the_sequence(caplog, monkeypatch):
         with caplog.at_level(logging.INFO, logger="astrojax.models.attention"):
             jax.eval_shape(functools.partial(attention, causal=True), q, k, k)
     assert "auto -> ring" in caplog.text and "splits the sequence 4 ways" in caplog.text
-    assert choose_impl(q, k) == "xla"  # no mesh
+    assert choose_impl(q, k) != "ring"  # no mesh
 
 
 def test_unknown_impl_is_named():
@@ -314,7 +401,7 @@ def test_unknown_impl_is_named():
         attention(q, k, v, impl="flash")
 
 
-@pytest.mark.parametrize("impl", ["xla", "blockwise"])
+@pytest.mark.parametrize("impl", ["xla", "blockwise", "chunked"])
 def test_shape_errors_name_the_problem(impl):
     q, k, v, _ = inputs(1, 8, 8, 4, 2, 16)
     with pytest.raises(ValueError, match="ranks 3, 4, 4"):

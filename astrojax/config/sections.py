@@ -12,7 +12,7 @@ REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_save
 PACKING_MODES = ("pack", "pad")
 # Kept here (not imported from the models) so that config errors come before JAX starts;
 # tests check they match the attention registry.
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "ring")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "pallas", "blockwise", "chunked", "ring")
 CONTEXT_IMPLS = ("auto", "ring", "xla", "blockwise")  # attention impls that run with context > 1
 SEQUENCE_MIXERS = ("attention", "linear", "mamba")
 ROPE_SCALINGS = ("none", "linear", "dynamic", "llama3")  # tests check layers.ROPE_SCALINGS

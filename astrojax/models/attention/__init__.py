@@ -13,16 +13,21 @@ head_dim]`` (num_kv_heads divides num_heads) and returns ``[batch, q_len, num_he
   returns zeros.
 
 Implementations (``impl``): ``xla`` (the float32 reference), ``cudnn`` (GPU), ``pallas`` (our
-flash kernel; interpret mode off GPU), ``blockwise`` (memory-efficient pure JAX), ``ring``
-(sequence sharded over the mesh's ``context`` axis), and ``auto``.
+flash kernel; interpret mode off GPU), ``blockwise`` (memory-efficient pure JAX), ``chunked``
+(query chunks against only the keys they see; the CPU kernel), ``ring`` (sequence sharded over
+the mesh's ``context`` axis), and ``auto``, which picks from the times that
+benchmarks/attention.py measured on this backend (``auto_table.json`` beside this file).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 
@@ -42,6 +47,7 @@ _IMPLS: dict[str, tuple[str, str]] = {
     "cudnn": ("astrojax.models.attention.cudnn", "cudnn_attention"),
     "pallas": ("astrojax.models.attention.pallas", "pallas_attention"),
     "blockwise": ("astrojax.models.attention.blockwise", "blockwise_attention"),
+    "chunked": ("astrojax.models.attention.chunked", "chunked_attention"),
     "ring": ("astrojax.models.attention.ring", "ring_attention"),
 }
 IMPLS = ("auto", *_IMPLS)
@@ -56,8 +62,65 @@ def get_impl(name: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
-# The XLA reference holds [batch, heads, q_len, kv_len] float32 scores: fine while small.
+# The XLA reference holds [batch, heads, q_len, kv_len] float32 scores, the chunked kernel a
+# chunk's share of them: fine while small.
 _XLA_SCORE_BYTES = 256 * 1024 * 1024
+# Written by benchmarks/attention.py: per backend, measured times of every impl at each shape.
+AUTO_TABLE = Path(__file__).with_name("auto_table.json")
+_CANDIDATES = ("xla", "chunked", "blockwise", "cudnn", "pallas")
+
+
+@functools.cache
+def auto_table() -> dict:
+    """The measured table ``auto`` consults (``{}`` when the file is absent)."""
+    if not AUTO_TABLE.exists():
+        return {}
+    try:
+        return json.loads(AUTO_TABLE.read_text())
+    except ValueError as err:
+        raise ValueError(f"{AUTO_TABLE} is not valid JSON ({err}); rerun "
+                         "benchmarks/attention.py or restore the file") from err
+
+
+def _score_mb(q, k, impl: str, causal: bool, window) -> float:
+    """MB of float32 scores the O(len^2)-memory impls hold at once (0 for the others)."""
+    b, t, n, _ = q.shape
+    s = k.shape[1]
+    if impl == "xla":
+        return 4 * b * n * t * s / 2**20
+    if impl == "chunked":
+        from astrojax.models.attention.chunked import default_chunk
+
+        return 4 * b * n * min(default_chunk(t, causal, window), t) * s / 2**20
+    return 0.0
+
+
+def _measured_choice(q, k, *, causal, window, backend,
+                     allowed=_CANDIDATES) -> tuple[str, str] | None:
+    """The fastest impl measured at the nearest benchmarked shape (forward + backward rows,
+    same causality, same dtype where the table has it), among those that keep their scores
+    within 256 MB; None when the table has nothing for ``backend``."""
+    entries = auto_table().get(backend, {}).get("entries", [])
+    banded = causal or window is not None  # a window skips blocks like causal does
+    rows = [e for e in entries if e["causal"] == banded and e["mode"] == "fwd+bwd"]
+    same_dtype = [e for e in rows if e["dtype"] == q.dtype.name]
+    rows = same_dtype or rows
+    if not rows:
+        return None
+    t, h = max(q.shape[1], k.shape[1]), q.shape[-1]
+    entry = min(rows, key=lambda e: (abs(math.log2(e["seq_len"] / t)),
+                                     abs(math.log2(e["head_dim"] / h)), -e["seq_len"]))
+    times = entry["times_ms"]
+    fits = {impl: ms for impl, ms in times.items() if impl in allowed
+            and _score_mb(q, k, impl, causal, window) <= _XLA_SCORE_BYTES / 2**20}
+    if not fits:
+        return None
+    impl = min(fits, key=fits.get)
+    others = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(times.items(),
+                                                                  key=lambda kv: kv[1]))
+    return impl, (f"fastest measured forward + backward at the nearest benchmarked shape "
+                  f"(len {entry['seq_len']}, head_dim {entry['head_dim']}, {entry['dtype']}, "
+                  f"causal={entry['causal']}; ms: {others})")
 
 
 def choose_impl(q, k, *, causal: bool = False, window: tuple[int, int] | None = None,
@@ -74,33 +137,47 @@ def explain_choice(q, k, *, causal: bool = False, window: tuple[int, int] | None
     O(len) one supports the call, except the XLA reference while its scores are small:
 
     - The current mesh splits the sequence (the ``sequence`` rule's axis > 1): ``ring``.
-    - GPU: cuDNN's fused kernel for 16-bit inputs with head_dim <= 128, a multiple of 8, and
+    - GPU: the fastest measured impl (as below) among those that take the call; without a GPU
+      table, cuDNN's fused kernel for 16-bit inputs with head_dim <= 128, a multiple of 8, and
       no option that cuDNN can only take as a dense ``[b, 1, T, T]`` mask (segment ids under
       jit, a two-sided window without causal); our Pallas kernel otherwise, which handles
       those in O(T) memory.
-    - CPU and others: the XLA reference while its float32 scores fit in 256 MB, blockwise
-      beyond.
+    - CPU and others: the impl that ran forward + backward fastest at the nearest shape in
+      ``auto_table.json`` (written by benchmarks/attention.py on that backend) among those whose
+      scores fit in 256 MB; without a table, the XLA reference while its float32 scores fit in
+      256 MB, blockwise beyond.
     """
     backend = backend or jax.default_backend()
     context = _sequence_shards()
     if context > 1 and q.shape[1] == k.shape[1]:
         return "ring", f"the mesh splits the sequence {context} ways"
     if backend in ("gpu", "cuda", "rocm"):
-        h = q.shape[-1]
-        if q.dtype.itemsize != 2:
-            return "pallas", f"{q.dtype} inputs (cuDNN takes 16-bit only)"
-        if h > 128 or h % 8:
-            return "pallas", f"head_dim={h} (cuDNN here: <= 128, a multiple of 8)"
-        if segment_ids is not None:
-            return "pallas", "segment ids: cuDNN would need a dense [b, 1, T, T] mask, Pallas " \
-                             "is O(T)"
-        if window is not None and not causal and window[1] > 0:
-            return "pallas", "two-sided window: cuDNN would need a dense [b, 1, T, T] mask"
-        return "cudnn", "16-bit inputs cuDNN supports natively"
+        impl, reason = _gpu_rule(q, causal=causal, window=window, segment_ids=segment_ids)
+        allowed = ("pallas", "blockwise", "chunked", "xla") + (("cudnn",) if impl == "cudnn"
+                                                               else ())
+        return _measured_choice(q, k, causal=causal, window=window, backend=backend,
+                                allowed=allowed) or (impl, reason)
+    measured = _measured_choice(q, k, causal=causal, window=window, backend=backend)
+    if measured is not None:
+        return measured
     score_bytes = 4 * q.shape[0] * q.shape[2] * q.shape[1] * k.shape[1]
     if score_bytes <= _XLA_SCORE_BYTES:
         return "xla", f"scores take {score_bytes / 2**20:.1f} MB (<= 256 MB)"
     return "blockwise", f"scores would take {score_bytes / 2**20:.0f} MB (> 256 MB)"
+
+
+def _gpu_rule(q, *, causal, window, segment_ids) -> tuple[str, str]:
+    """cuDNN where it takes the call natively, our Pallas kernel otherwise."""
+    h = q.shape[-1]
+    if q.dtype.itemsize != 2:
+        return "pallas", f"{q.dtype} inputs (cuDNN takes 16-bit only)"
+    if h > 128 or h % 8:
+        return "pallas", f"head_dim={h} (cuDNN here: <= 128, a multiple of 8)"
+    if segment_ids is not None:
+        return "pallas", "segment ids: cuDNN would need a dense [b, 1, T, T] mask, Pallas is O(T)"
+    if window is not None and not causal and window[1] > 0:
+        return "pallas", "two-sided window: cuDNN would need a dense [b, 1, T, T] mask"
+    return "cudnn", "16-bit inputs cuDNN supports natively"
 
 
 def _sequence_shards() -> int:
@@ -131,5 +208,5 @@ def attention(q, k, v, *, impl: str = "auto", causal: bool = False,
                           kv_segment_ids=kv_ids, scale=scale)
 
 
-__all__ = ["IMPLS", "UnsupportedOption", "attention", "choose_impl", "explain_choice",
-           "get_impl"]
+__all__ = ["AUTO_TABLE", "IMPLS", "UnsupportedOption", "attention", "auto_table", "choose_impl",
+           "explain_choice", "get_impl"]
