@@ -159,8 +159,8 @@ def trust_section(ensemble, task, rows, label="habitable"):
 
 
 def acquisition_section(ensemble, world, rows, labels_y, label):
-    from astrojax.metacognition import acquire, budget_curve
-    from astrojax.metacognition.acquisition import area
+    from astrojax.metacognition import State, acquire, budget_curve
+    from astrojax.metacognition.acquisition import area, realised_gains
 
     runs = {"eig_per_cost": acquire(ensemble, world, rows, "eig_per_cost", label),
             "fixed": acquire(ensemble, world, rows, "fixed", label)}
@@ -178,13 +178,15 @@ def acquisition_section(ensemble, world, rows, labels_y, label):
                        "mean_nll_over_budget": area(c, "nll"), **at,
                        "mean_total_cost": float(runs[name]["cost"][:, -1].mean())}
     eig = runs["eig_per_cost"]
-    first = [max(g, key=lambda k: g[k] / 1.0) for g in eig["first_gains"] if g]
+    first = [max(g, key=g.get) for g in eig["first_gains"] if g]
     gains_by_kind: dict[str, list] = {}
     for g in eig["first_gains"]:
         for k, v in g.items():
             gains_by_kind.setdefault(k, []).append(v)
     first_choice = [c[0] for c in eig["chosen"] if c]
+    worth = realised_gains(ensemble, world, State.observed(world, rows), label, labels_y)
     return {"label": label, "planets": len(rows), "budget_max": top, "table": table,
+            "expected_and_realised_gain_first_step": worth,
             "first_step_mean_eig_bits": {k: float(np.mean(v)) for k, v in
                                          sorted(gains_by_kind.items())},
             "first_step_planets_with_candidate": {k: len(v) for k, v in
@@ -246,6 +248,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ensemble", default=str(ROOT / "runs" / "metacog_ensemble"),
                         help="folder of the ensemble (trained there if its members are missing)")
     parser.add_argument("--modalities", nargs="*", default=["catalogue", "spectrum"])
+    parser.add_argument("--size", type=int, default=None,
+                        help="ensemble members (default: MetacognitionConfig.ensemble_size)")
     parser.add_argument("--output", default=str(RESULTS / "metacognition.json"))
     args = parser.parse_args(argv)
 
@@ -259,7 +263,7 @@ def main(argv=None) -> int:
     cfg.data.modalities = tuple(args.modalities)
     timings = {}
     start = time.perf_counter()
-    ensemble = train_ensemble(cfg, args.ensemble, mc.ensemble_size)
+    ensemble = train_ensemble(cfg, args.ensemble, args.size or mc.ensemble_size)
     timings["train_or_load_ensemble"] = time.perf_counter() - start
     task = ensemble.task
     lap = time.perf_counter()

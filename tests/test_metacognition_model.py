@@ -32,6 +32,7 @@ from astrojax.metacognition.acquisition import (
     candidates,
     neighbours,
     outcome_inputs,
+    realised_gains,
 )
 from astrojax.metacognition.ensemble import member_config
 from astrojax.tasks import get_task
@@ -187,6 +188,15 @@ def test_gains_are_zero_for_a_model_that_ignores_the_observation(ensemble, world
     others = [g for row in gains for c, g in row.items() if c.kind != "spectrum"]
     assert spectra and max(spectra) < 1e-6
     assert max(others) > 1e-4
+    # planets with a spectrum already: a longer one changes nothing this model sees
+    with_one = State.observed(world, state.planets[state.transits == 3])
+    worth = realised_gains(blind, world, with_one, "habitable",
+                           task.labels["habitable"][with_one.planets])
+    assert set(worth) >= {"rv_mass", "spectrum_10"} and "spectrum_3" not in worth
+    assert worth["spectrum_10"]["mean_realised_log_loss_reduction_bits"] == pytest.approx(
+        0.0, abs=1e-6)
+    assert worth["rv_mass"]["mean_realised_log_loss_reduction_bits"] != 0.0
+    assert worth["rv_mass"]["mean_expected_gain_bits"] > 0
 
 
 def test_train_ensemble_trains_members_with_their_own_seeds(tmp_path):

@@ -344,6 +344,43 @@ def expected_gains(ensemble, world: World, state: State, label: str,
     return out
 
 
+def realised_gains(ensemble, world: World, state: State, label: str, labels: np.ndarray
+                   ) -> dict[str, dict[str, float]]:
+    """Per candidate kind at ``state``: the mean EIG the model expected (bits) and the mean
+    reduction of the log-loss of the true ``labels`` (bits) when the observation comes out as
+    it truly does, over the planets that could get it. Over many planets the second is what
+    the observation is truly worth to this model, which the first should track."""
+    y = np.asarray(labels) > 0.5
+    gains = expected_gains(ensemble, world, state, label)
+    rows, cands = [], []
+    for i, row in enumerate(gains):
+        for c in row:
+            rows.append(i)
+            cands.append(c)
+    if not rows:
+        return {}
+    rows = np.asarray(rows)
+    before = predictions(ensemble, world, state, label)[rows]
+    inputs = outcome_inputs(world, state, rows, cands, state.planets[rows])
+    after = ensemble.probability(ensemble.logits(inputs)[label], label)
+
+    def loss(p):
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return -np.where(y[rows], np.log2(p), np.log2(1 - p))
+
+    realised = loss(before) - loss(after)
+    out: dict[str, dict[str, list]] = {}
+    for r, c, g in zip(rows, cands, realised, strict=True):
+        entry = out.setdefault(c.name, {"expected": [], "realised": []})
+        entry["expected"].append(gains[r][c])
+        entry["realised"].append(g)
+    return {name: {"planets": len(v["expected"]),
+                   "mean_expected_gain_bits": float(np.mean(v["expected"])),
+                   "mean_realised_log_loss_reduction_bits": float(np.mean(v["realised"])),
+                   "realised_se": float(np.std(v["realised"]) / np.sqrt(len(v["realised"])))}
+            for name, v in sorted(out.items())}
+
+
 def predictions(ensemble, world: World, state: State, label: str) -> np.ndarray:
     """The calibrated ensemble's ``P(label)`` for every planet of ``state`` as it stands."""
     rows = np.arange(len(state.planets))

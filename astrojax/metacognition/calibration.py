@@ -74,9 +74,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, grid: int = 121) -> 
 
 def calibration_report(labels: np.ndarray, probs: np.ndarray, *, seed: int = 0,
                        bootstrap: int = 200) -> dict[str, float]:
-    """``binary_report`` (AUC, AP, accuracy, ECE, count) plus the NLL, the Brier score and the
-    bootstrap standard error of the ECE (``bootstrap`` resamples of the planets): the ECE of a
-    few hundred planets is itself noisy, and the noise is the yardstick for its differences."""
+    """``binary_report`` (AUC, AP, accuracy, ECE, count) plus the NLL, the Brier score, the
+    bootstrap standard error of the ECE (``bootstrap`` resamples of the planets) and
+    ``ece_if_calibrated``: the mean ECE of these probabilities against labels drawn from them
+    (``bootstrap`` draws), what a perfectly calibrated model would show on as many planets. The
+    ECE of a few hundred planets is itself noisy and biased upwards; these are its yardsticks."""
     y = np.asarray(labels).reshape(-1) > 0.5
     p = np.asarray(probs, np.float64).reshape(-1)
     out = {**binary_report(y, p), "nll": nll(y, p), "brier": float(np.mean((p - y) ** 2))}
@@ -86,6 +88,9 @@ def calibration_report(labels: np.ndarray, probs: np.ndarray, *, seed: int = 0,
         pick = rng.integers(0, len(y), len(y))
         eces.append(calibration_from_sums(calibration_sums(y[pick], p[pick]))["ece"])
     out["ece_bootstrap_se"] = float(np.std(eces)) if eces else math.nan
+    floor = [calibration_from_sums(calibration_sums(rng.random(len(p)) < p, p))["ece"]
+             for _ in range(bootstrap)]
+    out["ece_if_calibrated"] = float(np.mean(floor)) if floor else math.nan
     return out
 
 
