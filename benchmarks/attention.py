@@ -10,7 +10,8 @@ its forward + backward is ``out.sum().backward()`` on leaf tensors, as ours is `
 sum. Rows of a run replace the same (impl, mode, causal, head_dim, seq_len) rows already in the
 CSV, so a long sweep can run one length at a time. The table ``impl="auto"`` consults
 (``astrojax/models/attention/auto_table.json``) is rewritten from the CSV for this backend
-after every run (``--no-table`` to keep it).
+after every run into benchmarks/results (``--no-table`` to keep it; ``--table`` to rewrite it
+from a CSV elsewhere, as benchmarks/gpu_check.sh does).
 
 Every impl that runs on the backend, over sequence lengths, head dims 64 and 128, causal and
 not, forward and forward+backward. Time is the median over ``--repeats`` runs after a warm-up
@@ -165,17 +166,27 @@ def _typed(row: dict) -> dict:
     return row
 
 
-def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
-    """The CSV's rows with ``new_rows`` in place of those with the same key, sorted."""
-    old = []
-    if path.exists():
-        with path.open() as f:
-            old = [_typed(r) for r in csv.DictReader(f)]
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [_typed(r) for r in csv.DictReader(f)]
+
+
+def merge_rows(old: list[dict], new_rows: list[dict]) -> list[dict]:
+    """``old`` rows with ``new_rows`` in place of those with the same key, sorted."""
     key = lambda r: tuple(str(r[k]) for k in ROW_KEY)  # noqa: E731
     merged = {key(r): r for r in old}
     merged.update({key(r): r for r in new_rows})
     return sorted(merged.values(), key=lambda r: (r["head_dim"], r["seq_len"], r["causal"],
                                                    r["mode"], r["impl"]))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_auto_table(rows: list[dict], backend: str, source: Path) -> Path:
@@ -191,7 +202,7 @@ def write_auto_table(rows: list[dict], backend: str, source: Path) -> Path:
         key = (r["dtype"], r["causal"], r["head_dim"], r["seq_len"], r["mode"])
         entries.setdefault(key, {})[r["impl"]] = float(r["median_ms"])
     table[backend] = {
-        "source": str(source.relative_to(ROOT)),
+        "source": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
         "written": time.strftime("%Y-%m-%d"),
         "shape": "batch, heads, kv_heads = " + ", ".join(
             str(rows[0][k]) for k in ("batch", "heads", "kv_heads")) if rows else "",
@@ -212,6 +223,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-table", action="store_true",
                         help="leave astrojax/models/attention/auto_table.json as it is")
+    parser.add_argument("--table", action="store_true",
+                        help="rewrite the auto table even when --out is not benchmarks/results")
     parser.add_argument("--devices", type=int, default=0,
                         help="CPU only: fake host devices for ring attention (0: leave as is)")
     args = parser.parse_args()
@@ -233,6 +246,7 @@ def main() -> None:
     mesh = make_mesh(MeshConfig(data=1, context=-1)) if "ring" in impls else None
     args.out.mkdir(parents=True, exist_ok=True)
     out_csv = args.out / f"attention_{backend}.csv"
+    earlier = read_rows(out_csv)
     rows = []
     for head_dim in args.head_dims:
         for seq_len in lengths:
@@ -263,6 +277,7 @@ def main() -> None:
                                 rows.append(row)
                                 print(" ".join(f"{k}={row.get(k, '')}" for k in FIELDS[1:]),
                                       flush=True)
+                                write_csv(out_csv, merge_rows(earlier, rows))
                                 continue
                             fn = make_fn(impl, causal, mode, backend)
                             if impl == "ring":
@@ -283,14 +298,12 @@ def main() -> None:
                         rows.append(row)
                         print(" ".join(f"{k}={row.get(k, '')}" for k in FIELDS[1:]),
                               flush=True)
-    rows = merge_rows(out_csv, rows)
-    with out_csv.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+                        # rewritten as results come: a run cut short keeps what it measured
+                        write_csv(out_csv, merge_rows(earlier, rows))
+    rows = merge_rows(earlier, rows)
     plot(rows, args.out / f"attention_{backend}.png", backend)
     print(f"wrote {out_csv}", file=sys.stderr)
-    if not args.no_table:
+    if not args.no_table and (args.table or args.out.resolve() == RESULTS.resolve()):
         print(f"wrote {write_auto_table(rows, backend, out_csv)}", file=sys.stderr)
 
 
