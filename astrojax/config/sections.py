@@ -530,3 +530,33 @@ class Config:
             self.data = sections.data()
         if self.planets is None and sections.planets:
             self.planets = PlanetsConfig()
+
+
+# ---- Meta-cognitive control (issue 17, astrojax.metacognition): not a section of a run's
+# Config; benchmarks/metacognition.py and python -m astrojax.predict read it.
+OBSERVATIONS = ("host_star", "rv_mass", "spectrum")  # what astrojax.metacognition can acquire
+
+
+@dataclasses.dataclass
+class MetacognitionConfig:
+    """Calibrated uncertainty and what to observe next for the fusion model.
+
+    ``ensemble_size``: members of the deep ensemble (the same config, ``train.seed`` and
+    ``data.shuffle_seed`` + member index). ``coverage``: the share of planets a selective
+    prediction keeps (the confidence threshold is chosen on val). ``label``: the binary label
+    the expected information gain is about. ``draws``: plausible outcomes per candidate
+    observation (the observation as it came out for the ``draws`` train planets nearest in the
+    observed catalogue row). ``costs``: the observing cost of each kind of OBSERVATIONS, in
+    one unit (hours of telescope time, roughly): ``host_star`` a spectroscopic
+    characterisation of the host (Teff, radius, mass where unpublished), ``rv_mass`` a
+    radial-velocity campaign (the planet's mass and eccentricity), ``spectrum`` one transit of
+    a transmission spectrum (a spectrum with n transits costs n times it).
+    ``spectrum_transits``: the transit counts a spectrum may be taken (or extended) to."""
+
+    ensemble_size: int = 4
+    coverage: float = 0.8
+    label: str = "habitable"
+    draws: int = 16
+    costs: tuple[tuple[str, float], ...] = (("host_star", 2.0), ("rv_mass", 40.0),
+                                            ("spectrum", 8.0))
+    spectrum_transits: tuple[int, ...] = (1, 3, 10, 30)

@@ -51,13 +51,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
-from flax import nnx
 
+from astrojax.config.sections import MetacognitionConfig
 from astrojax.data.archives.catalog import MEASURED
 from astrojax.data.generator.spectra import spectral_grid
+from astrojax.metacognition.acquisition import State, World, cost, expected_gains
+from astrojax.metacognition.ensemble import Ensemble, load_ensemble
+from astrojax.metacognition.selective import binary_entropy, max_probability
+from astrojax.metacognition.trust import trust, trust_text
 from astrojax.predict.inputs import (
     SPECTRUM_SUFFIXES,
     PredictError,
@@ -66,7 +69,7 @@ from astrojax.predict.inputs import (
     read_spectra,
 )
 from astrojax.tasks.fusion import catalogue_row, spectrum_inputs, standardized_row
-from astrojax.train.restore import TrainedModel, load_trained
+from astrojax.train.restore import TrainedModel
 
 CAVEAT = ("These probabilities come from a model trained on astrojax's synthetic planet "
           "population, not on real planets: no real exoplanet's habitability or biosignature is "
@@ -98,6 +101,10 @@ class Prediction:
             top = ranked[0]
             line += (f"; highest p_habitable: {top['name']} {top['p_habitable']:.3f} ± "
                      f"{top['p_habitable_std']:.3f}")
+            if "next_observation" in ranked.colnames and top["next_observation"]:
+                line += (f", next observation {top['next_observation']} "
+                         f"({top['next_observation_eig']:.3f} bits for "
+                         f"{top['next_observation_cost']:g})")
         if out is not None:
             line += f"; wrote {out} and {out.with_suffix('.png')}"
         return line + " (model trained on synthetic planets)"
@@ -115,53 +122,44 @@ def _absent_inputs(trained: TrainedModel) -> tuple[dict[str, tuple], list[str]]:
     return shapes, names + list(trained.model.encoded)  # its own encoders: absent_inputs
 
 
-def _probabilities(trained: TrainedModel, rows: dict[str, np.ndarray],
+def _probabilities(ensemble: Ensemble, rows: dict[str, np.ndarray],
                    planets: dict[str, np.ndarray], draws: int,
                    labels: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Probabilities per row of ``rows`` (``[planets * draws, ...]``: the catalogue draws);
-    ``planets`` holds the inputs shared by a planet's draws (``[planets, ...]``). Run in
-    batches of ``_BATCH`` rows, the last padded, so the model compiles once."""
-    graphdef = trained.graphdef
-
-    @jax.jit
-    def run(params, batch):
-        out = nnx.merge(graphdef, params)(batch)
-        return {name: jax.nn.sigmoid(out[f"logits/{name}"]) for name in labels}
-
+    """Per label the members' calibrated probabilities ``[members, rows]`` for each row of
+    ``rows`` (``[planets * draws, ...]``: the catalogue draws); ``planets`` holds the inputs
+    shared by a planet's draws (``[planets, ...]``). The ensemble runs in padded batches (one
+    compilation)."""
     total = len(rows["row_values"])
-    size = min(_BATCH, max(total, 1))
-    absent = trained.model.absent_inputs(size)  # cubes, networks, notes: none here
-    results: dict[str, list] = {name: [] for name in labels}
-    for start in range(0, total, size):
-        index = np.arange(start, start + size)
-        valid = int(np.sum(index < total))
-        index = np.minimum(index, total - 1)  # padding repeats the last row
-        batch = {k: v[index] for k, v in rows.items()}
-        batch.update({k: v[index // draws] for k, v in planets.items()})
-        batch.update(absent)
-        try:
-            got = jax.device_get(run(trained.params, batch))
-        except KeyError as err:
-            raise PredictError(f"the model in {trained.workdir} reads input {err} that predict "
-                               "cannot supply (a modality it does not know)") from None
-        for name in labels:
-            results[name].append(np.asarray(got[name])[:valid])
-    return {name: np.concatenate(v) if v else np.zeros(0) for name, v in results.items()}
+    index = np.arange(total) // max(draws, 1)
+    inputs = {**rows, **{k: v[index] for k, v in planets.items()}}
+    try:
+        logits = ensemble.logits(inputs) if total else {
+            name: np.zeros((ensemble.size, 0)) for name in labels}
+    except KeyError as err:
+        raise PredictError(f"the model in {ensemble.members[0].workdir} reads input {err} that "
+                           "predict cannot supply (a modality it does not know)") from None
+    t = ensemble.temperature
+    return {name: 0.5 * (1.0 + np.tanh(0.5 * logits[name] / t.get(name, 1.0)))
+            for name in labels}
 
 
-def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
-            spectra: str | Path | None = None, *, samples: int = 32,
-            seed: int = 0) -> Prediction:
+def predict(checkpoint: str | Path | TrainedModel | Ensemble, catalog: str | Path,
+            spectra: str | Path | None = None, *, samples: int = 32, seed: int = 0,
+            metacognition: MetacognitionConfig | None = None) -> Prediction:
     """Ranked predictions for the planets of ``catalog`` (a ``build-catalog`` folder or its
-    ``catalog.ecsv``) by the fusion model of workdir ``checkpoint`` (or one already loaded),
-    with ``spectra`` (a folder of spectrum files named by planet) where given."""
+    ``catalog.ecsv``) by the fusion model of workdir ``checkpoint``, or the ensemble of folder
+    ``checkpoint`` (``astrojax.metacognition.train_ensemble``; calibrated when it holds a
+    ``calibration.json``), or one already loaded, with ``spectra`` (a folder of spectrum files
+    named by planet) where given; with each planet's uncertainty, input trust and recommended
+    next observation (``metacognition``'s costs)."""
     if samples < 1:
         raise PredictError(f"--samples must be at least 1, got {samples}")
     cat = read_catalogue(Path(catalog))  # the cheap checks first
     if spectra is not None and not Path(spectra).is_dir():
         raise PredictError(f"--spectra {spectra}: no such folder")
-    trained = checkpoint if isinstance(checkpoint, TrainedModel) else \
-        load_trained(checkpoint, task="fusion")
+    metacognition = metacognition or MetacognitionConfig()
+    ensemble = checkpoint if isinstance(checkpoint, Ensemble) else load_ensemble(checkpoint)
+    trained = ensemble.members[0]
     m, artifacts = trained.task.model_config, trained.artifacts
     classes = dict(m.classes)
     labels = tuple(name for name in LABELS if classes.get(name) == 2)
@@ -197,13 +195,57 @@ def predict(checkpoint: str | Path | TrainedModel, catalog: str | Path,
         planets["has_spectrum"] = has.any(axis=1)
     shapes, absent = _absent_inputs(trained)
     planets.update({k: np.zeros((n, *shape), np.float32) for k, shape in shapes.items()})
-    p = {k: v.reshape(n, draws)
-         for k, v in _probabilities(trained, rows, planets, draws, labels).items()}
+    members = _probabilities(ensemble, rows, planets, draws, labels)
+    p = {k: v.mean(axis=0).reshape(n, draws) for k, v in members.items()}
+    model_std = {k: v.reshape(ensemble.size, n, draws)[:, :, 0].std(axis=0)
+                 for k, v in members.items()}
+    published = {c: v[:, 0] for c, v in columns.items()}
+    advice = _metacognition(ensemble, metacognition, rows, planets, draws, published, labels)
     table = _table(trained, cat, known.reshape(n, draws, known.shape[1])[:, 0], drawn, found, p,
-                   labels)
+                   labels, model_std, advice, ensemble.threshold.get("habitable"))
     table.meta.update(_metadata(trained, Path(catalog), spectra, found, notes, absent, samples,
                                 seed, cat, drawn))
+    table.meta["metacognition"] = {
+        "ensemble_size": ensemble.size, "temperature": ensemble.temperature,
+        "abstain_threshold": ensemble.threshold, "coverage_on_val": ensemble.coverage
+        if ensemble.threshold else None,
+        "next_observation": f"the candidate with the largest expected information gain on "
+                            f"{metacognition.label} per cost; outcomes from the "
+                            f"{metacognition.draws} synthetic train planets nearest in the row",
+        "costs": dict(metacognition.costs)}
     return Prediction(table, notes)
+
+
+def _metacognition(ensemble: Ensemble, mc: MetacognitionConfig, rows, planets, draws,
+                   published, labels) -> dict:
+    """At the published values: each input's trust (on habitable) and, among the observations
+    the planet lacks, the one with the largest expected information gain on ``mc.label`` per
+    cost (its name, the gain in bits and the cost; "" when none is left)."""
+    n = len(published["star_teff_k"])
+    inputs = {k: v[::draws] for k, v in rows.items()}
+    inputs.update(planets)
+    out = {"trust": [""] * n, "next": [""] * n, "eig": np.full(n, np.nan),
+           "cost": np.full(n, np.nan)}
+    if not n:
+        return out
+    by_input = trust(ensemble, inputs, "habitable")
+    out["trust"] = [trust_text(by_input, i) for i in range(n)]
+    if mc.label not in labels:
+        return out
+    world = World(ensemble.task, mc)
+    spectrum = {k: planets[k] for k in ("spectrum_depth", "spectrum_sigma", "spectrum_known",
+                                        "has_spectrum")} if "has_spectrum" in planets else None
+    has = planets["has_spectrum"] if spectrum is not None else np.zeros(n, bool)
+    state = State.published(published, spectrum, has)
+    for i, options in enumerate(expected_gains(ensemble, world, state, mc.label)):
+        if options:
+            best = max(options, key=lambda c: options[c] / cost(world, state, i, c))
+            out["next"][i] = best.name
+            out["eig"][i], out["cost"][i] = options[best], cost(world, state, i, best)
+    return out
+
+
+
 
 
 # ------------------------------------------------------------------------------ the output
@@ -216,6 +258,18 @@ _DESCRIPTIONS = {
                  "catalogue's errors",
     "p_{label}_std": "standard deviation of p_{label} over the draws (measurement errors only)",
     "p_{label}_published": "probability of {what} at the published values (no draw)",
+    "p_{label}_model_std": "standard deviation of the ensemble members' probabilities of {what} "
+                           "at the published values (the model's own uncertainty; 0 for one "
+                           "model)",
+    "entropy_{label}": "entropy in bits of p_{label}: 1 = a coin toss, 0 = certain",
+    "abstain": "True where the ensemble is less confident about habitability than the "
+               "threshold that keeps the calibration's coverage of the val planets",
+    "trust": "how much each input moved p_habitable at the published values: the change when "
+             "it is hidden (row:GROUP = catalogue columns of the star, orbit, planet)",
+    "next_observation": "the missing observation with the largest expected information gain "
+                        "on {what} per unit of observing cost ('' when none is left)",
+    "next_observation_eig": "its expected information gain, bits",
+    "next_observation_cost": "its cost (MetacognitionConfig.costs units)",
     "perturbed": "catalogue columns drawn within their published errors",
     "unknown": "model input columns the catalogue lacks for this planet (masked)",
     "spectrum_file": "the spectrum file used, if any",
@@ -229,9 +283,11 @@ def _describe(key: str, label: str = "") -> str:
     return _DESCRIPTIONS[key].format(label=label, what=_WHAT.get(label, label))
 
 
-def _table(trained, cat, known0, drawn, found, p, labels) -> Table:
+def _table(trained, cat, known0, drawn, found, p, labels, model_std, advice, threshold) -> Table:
     """The predicted planets, ranked, then the quarantined rows; ``known0`` is each planet's
-    known mask at its published values."""
+    known mask at its published values; ``model_std`` per label the members' spread,
+    ``advice`` :func:`_metacognition`'s, ``threshold`` the confidence below which the ensemble
+    abstains on habitability (None: not calibrated, no ``abstain`` column)."""
     n = len(cat.names)
     order = sorted(range(n), key=lambda i: (-p["habitable"][i].mean(), cat.names[i]))
     q = cat.quarantine
@@ -255,6 +311,24 @@ def _table(trained, cat, known0, drawn, found, p, labels) -> Table:
             template = key.replace(label, "{label}")
             t[key] = MaskedColumn(np.concatenate([values, np.zeros(len(q))]), mask=mask,
                                   description=_describe(template, label))
+        extra = {f"p_{label}_model_std": model_std[label][order] if n else np.zeros(0),
+                 f"entropy_{label}": binary_entropy(draws.mean(axis=1)) if n else np.zeros(0)}
+        for key, values in extra.items():
+            t[key] = MaskedColumn(np.concatenate([values, np.zeros(len(q))]), mask=mask,
+                                  description=_describe(key.replace(label, "{label}"), label))
+    if threshold is not None:
+        confident = max_probability(p["habitable"][order, 1:].mean(axis=1)) >= threshold \
+            if n else np.zeros(0, bool)
+        t["abstain"] = MaskedColumn(np.concatenate([~confident, np.zeros(len(q), bool)]),
+                                    mask=mask, description=_describe("abstain"))
+    t["trust"] = Column([advice["trust"][i] for i in order] + [""] * len(q), dtype=str,
+                        description=_describe("trust"))
+    t["next_observation"] = Column([advice["next"][i] for i in order] + [""] * len(q), dtype=str,
+                                   description=_describe("next_observation", "habitable"))
+    for key, name in (("next_observation_eig", "eig"), ("next_observation_cost", "cost")):
+        values = np.concatenate([advice[name][order] if n else np.zeros(0), np.zeros(len(q))])
+        t[key] = MaskedColumn(values, mask=np.asarray(mask) | ~np.isfinite(values),
+                              description=_describe(key))
     t["perturbed"] = Column([",".join(drawn[i]) for i in order] + [""] * len(q), dtype=str,
                             description=_describe("perturbed"))
     t["unknown"] = Column([",".join(c for c, k in zip(model_columns, known0[i], strict=True)
