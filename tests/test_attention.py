@@ -328,25 +328,55 @@ def test_auto_without_a_table_keeps_the_memory_rule(caplog, monkeypatch):
 
 
 def test_auto_picks_the_fastest_measured_impl_at_every_benchmarked_shape():
-    """The shipped table (benchmarks/attention.py on this CPU): at each forward + backward row,
-    auto runs the fastest of our impls whose scores fit in 256 MB, and says why."""
+    """The shipped table (benchmarks/attention.py on this CPU): at each row, forward + backward
+    and forward only, auto runs the fastest of our impls whose scores fit in 256 MB, and says
+    why."""
     table = attention_module.auto_table()["cpu"]
     b, n, kh = (int(x) for x in table["shape"].split("=")[1].split(","))
     checked = 0
     for entry in table["entries"]:
-        if entry["mode"] != "fwd+bwd":
-            continue
         t, h, dtype = entry["seq_len"], entry["head_dim"], jnp.dtype(entry["dtype"])
         q = jax.ShapeDtypeStruct((b, t, n, h), dtype)
         k = jax.ShapeDtypeStruct((b, t, kh, h), dtype)
         ours = {impl: ms for impl, ms in entry["times_ms"].items()
                 if impl in ("xla", "chunked", "blockwise")
                 and not (impl == "xla" and 4 * b * n * t * t > 256 * 2**20)}
-        impl, reason = explain_choice(q, k, causal=entry["causal"], backend="cpu")
+        impl, reason = explain_choice(q, k, causal=entry["causal"], backend="cpu",
+                                      mode=entry["mode"])
         assert impl == min(ours, key=ours.get), entry
         assert f"len {t}," in reason and f"{impl} {ours[impl]:.1f}" in reason
         checked += 1
-    assert checked >= 8
+    assert checked >= 16
+
+
+def test_auto_runs_the_forward_winner_undifferentiated_and_the_training_winner_under_grad(
+        monkeypatch):
+    rows = [dict(dtype="float32", causal=True, head_dim=16, seq_len=32, mode=mode,
+                 times_ms=times)
+            for mode, times in (("fwd", {"xla": 1.0, "chunked": 2.0}),
+                                ("fwd+bwd", {"xla": 2.0, "chunked": 1.0}))]
+    monkeypatch.setattr(attention_module, "auto_table", lambda: {"cpu": {"entries": rows}})
+    calls = []
+
+    def spy(name):
+        fn = get_impl(name)
+
+        def run(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(attention_module, "get_impl", spy)
+    q, k, v, do = inputs(1, 32, 32, 2, 1, 16)
+    out = attention(q, k, v, causal=True)
+    assert calls == ["xla"]
+    calls.clear()
+    got = jax.vjp(functools.partial(attention, causal=True), q, k, v)
+    assert calls == ["chunked"]
+    want = jax.vjp(functools.partial(xla_attention, causal=True), q, k, v)
+    assert rel_err(got[0], want[0]) < 1e-5 and rel_err(out, want[0]) < 1e-5
+    for a, b in zip(got[1](do), want[1](do), strict=True):
+        assert rel_err(a, b) < 1e-5
 
 
 def test_auto_follows_the_table_and_its_memory_limit(monkeypatch):

@@ -95,14 +95,14 @@ def _score_mb(q, k, impl: str, causal: bool, window) -> float:
     return 0.0
 
 
-def _measured_choice(q, k, *, causal, window, backend,
-                     allowed=_CANDIDATES) -> tuple[str, str] | None:
-    """The fastest impl measured at the nearest benchmarked shape (forward + backward rows,
-    same causality, same dtype where the table has it), among those that keep their scores
-    within 256 MB; None when the table has nothing for ``backend``."""
+def _measured_choice(q, k, *, causal, window, backend, allowed=_CANDIDATES,
+                     mode: str = "fwd+bwd") -> tuple[str, str] | None:
+    """The fastest impl measured at the nearest benchmarked shape (``mode`` rows: ``fwd+bwd``
+    or ``fwd``; same causality, same dtype where the table has it), among those that keep
+    their scores within 256 MB; None when the table has nothing for ``backend``."""
     entries = auto_table().get(backend, {}).get("entries", [])
     banded = causal or window is not None  # a window skips blocks like causal does
-    rows = [e for e in entries if e["causal"] == banded and e["mode"] == "fwd+bwd"]
+    rows = [e for e in entries if e["causal"] == banded and e["mode"] == mode]
     same_dtype = [e for e in rows if e["dtype"] == q.dtype.name]
     rows = same_dtype or rows
     if not rows:
@@ -118,23 +118,29 @@ def _measured_choice(q, k, *, causal, window, backend,
     impl = min(fits, key=fits.get)
     others = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(times.items(),
                                                                   key=lambda kv: kv[1]))
-    return impl, (f"fastest measured forward + backward at the nearest benchmarked shape "
+    what = "forward + backward" if mode == "fwd+bwd" else "forward"
+    return impl, (f"fastest measured {what} at the nearest benchmarked shape "
                   f"(len {entry['seq_len']}, head_dim {entry['head_dim']}, {entry['dtype']}, "
                   f"causal={entry['causal']}; ms: {others})")
 
 
 def choose_impl(q, k, *, causal: bool = False, window: tuple[int, int] | None = None,
-                segment_ids=None, backend: str | None = None) -> str:
-    """The kernel ``auto`` runs for this call on ``backend``: the only place this is decided.
-    :func:`explain_choice` gives the reason with it."""
+                segment_ids=None, backend: str | None = None, mode: str = "fwd+bwd") -> str:
+    """The kernel ``auto`` runs for this call on ``backend`` (for training, or ``mode="fwd"``
+    when it is not differentiated): the only place this is decided. :func:`explain_choice`
+    gives the reason with it."""
     return explain_choice(q, k, causal=causal, window=window, segment_ids=segment_ids,
-                          backend=backend)[0]
+                          backend=backend, mode=mode)[0]
 
 
 def explain_choice(q, k, *, causal: bool = False, window: tuple[int, int] | None = None,
-                   segment_ids=None, backend: str | None = None) -> tuple[str, str]:
-    """``(impl, reason)`` for ``impl="auto"``. Never an O(q_len * kv_len)-memory path when an
-    O(len) one supports the call, except the XLA reference while its scores are small:
+                   segment_ids=None, backend: str | None = None,
+                   mode: str = "fwd+bwd") -> tuple[str, str]:
+    """``(impl, reason)`` for ``impl="auto"``, for training (``mode="fwd+bwd"``) or for a
+    call that is not differentiated (``mode="fwd"``; :func:`attention` runs this one's forward
+    and the other's forward and backward under a gradient). Never an O(q_len * kv_len)-memory
+    path when an O(len) one supports the call, except the XLA reference while its scores are
+    small:
 
     - The current mesh splits the sequence (the ``sequence`` rule's axis > 1): ``ring``.
     - GPU: the fastest measured impl (as below) among those that take the call; without a GPU
@@ -156,8 +162,8 @@ def explain_choice(q, k, *, causal: bool = False, window: tuple[int, int] | None
         allowed = ("pallas", "blockwise", "chunked", "xla") + (("cudnn",) if impl == "cudnn"
                                                                else ())
         return _measured_choice(q, k, causal=causal, window=window, backend=backend,
-                                allowed=allowed) or (impl, reason)
-    measured = _measured_choice(q, k, causal=causal, window=window, backend=backend)
+                                allowed=allowed, mode=mode) or (impl, reason)
+    measured = _measured_choice(q, k, causal=causal, window=window, backend=backend, mode=mode)
     if measured is not None:
         return measured
     score_bytes = 4 * q.shape[0] * q.shape[2] * q.shape[1] * k.shape[1]
@@ -196,16 +202,40 @@ def attention(q, k, v, *, impl: str = "auto", causal: bool = False,
     check_inputs(q, k, v)
     window = check_window(window)
     q_ids, kv_ids = normalize_segment_ids(segment_ids, q.shape[1], k.shape[1])
-    if impl == "auto":
-        impl, reason = explain_choice(q, k, causal=causal, window=window,
-                                      segment_ids=q_ids)
-        key = (impl, q.shape, k.shape, str(q.dtype), q_ids is not None, window)
+    options = dict(causal=causal, window=window, scale=scale)
+    if impl != "auto":
+        return get_impl(impl)(q, k, v, q_segment_ids=q_ids, kv_segment_ids=kv_ids, **options)
+    choices = {mode: explain_choice(q, k, causal=causal, window=window, segment_ids=q_ids,
+                                    mode=mode) for mode in ("fwd+bwd", "fwd")}
+    for mode, (name, reason) in choices.items():
+        key = (name, mode, q.shape, k.shape, str(q.dtype), q_ids is not None, window)
         if key not in _logged_choices:
             _logged_choices.add(key)
-            log.info("attention impl auto -> %s for q%s k%s %s on %s: %s", impl, q.shape,
-                     k.shape, q.dtype, jax.default_backend(), reason)
-    return get_impl(impl)(q, k, v, causal=causal, window=window, q_segment_ids=q_ids,
-                          kv_segment_ids=kv_ids, scale=scale)
+            log.info("attention impl auto -> %s (%s) for q%s k%s %s on %s: %s", name, mode,
+                     q.shape, k.shape, q.dtype, jax.default_backend(), reason)
+    train, forward = choices["fwd+bwd"][0], choices["fwd"][0]
+    if train == forward:
+        return get_impl(train)(q, k, v, q_segment_ids=q_ids, kv_segment_ids=kv_ids, **options)
+    return _by_pass(get_impl(forward), get_impl(train), options, q, k, v, q_ids, kv_ids)
+
+
+def _by_pass(forward_fn, train_fn, options, q, k, v, q_ids, kv_ids):
+    """``forward_fn``'s output where the call is not differentiated; ``train_fn``'s forward and
+    backward under a gradient (both compute the same function)."""
+
+    @jax.custom_vjp
+    def run(q, k, v, q_ids, kv_ids):
+        return forward_fn(q, k, v, q_segment_ids=q_ids, kv_segment_ids=kv_ids, **options)
+
+    def run_fwd(q, k, v, q_ids, kv_ids):
+        return jax.vjp(lambda q, k, v: train_fn(q, k, v, q_segment_ids=q_ids,
+                                                kv_segment_ids=kv_ids, **options), q, k, v)
+
+    def run_bwd(vjp, d_out):
+        return (*vjp(d_out), None, None)
+
+    run.defvjp(run_fwd, run_bwd)
+    return run(q, k, v, q_ids, kv_ids)
 
 
 __all__ = ["AUTO_TABLE", "IMPLS", "UnsupportedOption", "attention", "auto_table", "choose_impl",
