@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from astrojax.causal.graph import find_cycle
+
 __all__ = ["as_graph", "cpdag_of", "edge_errors", "edge_precision_recall", "find_cycle",
            "structural_hamming_distance"]
 
@@ -123,31 +125,6 @@ def edge_precision_recall(learned, true) -> dict[str, float]:
     }
 
 
-def find_cycle(adjacency, pdag: bool = False) -> list[int] | None:
-    """One directed cycle ``[v0, v1, ..., vk]`` (edges v0->v1->...->vk->v0), or None for a
-    DAG. Every nonzero entry is an edge, so ``A[i, j] = A[j, i] = 1`` is the 2-cycle
-    ``i -> j -> i``; with ``pdag=True`` such a pair is an undirected edge and ignored."""
-    a = np.asarray(adjacency) != 0
-    directed = a & ~a.T if pdag else a
-    d = directed.shape[0]
-    state = [0] * d  # 0 unvisited, 1 on the stack, 2 done
-    for root in range(d):
-        if state[root]:
-            continue
-        path, iters = [root], [iter(np.flatnonzero(directed[root]).tolist())]
-        state[root] = 1
-        while path:
-            nxt = next(iters[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                iters.pop()
-            elif state[nxt] == 1:
-                return path[path.index(nxt):]
-            elif state[nxt] == 0:
-                state[nxt] = 1
-                path.append(nxt)
-                iters.append(iter(np.flatnonzero(directed[nxt]).tolist()))
-    return None
 
 
 def cpdag_of(dag) -> np.ndarray:

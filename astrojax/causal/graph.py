@@ -51,9 +51,10 @@ class CausalGraph:
                 raise ValueError(f"causal graph: {node} lists a parent twice: {pa}")
         object.__setattr__(self, "nodes", nodes)
         object.__setattr__(self, "parents", parents)
-        cycle = _find_cycle(parents)
+        cycle = find_cycle(self.adjacency())
         if cycle:
-            raise CycleError(f"causal graph has a cycle: {' -> '.join(cycle)}")
+            names = [nodes[i] for i in (*cycle, cycle[0])]
+            raise CycleError(f"causal graph has a cycle: {' -> '.join(names)}")
 
     @classmethod
     def from_adjacency(cls, nodes: Sequence[str], adjacency) -> CausalGraph:
@@ -124,29 +125,30 @@ class CausalGraph:
         return seen
 
 
-def _find_cycle(parents: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    """One directed cycle as ``[a, b, ..., a]`` (edges parent -> child), or None."""
-    children: dict[str, list[str]] = {n: [] for n in parents}
-    for node, pa in parents.items():
-        for p in pa:
-            children[p].append(node)
-    state = dict.fromkeys(parents, 0)  # 0 unseen, 1 on the current path, 2 finished
-    for root in parents:
+def find_cycle(adjacency, pdag: bool = False) -> list[int] | None:
+    """One directed cycle ``[v0, v1, ..., vk]`` (edges v0->v1->...->vk->v0), or None for a
+    DAG. Every nonzero entry is an edge, so ``A[i, j] = A[j, i] = 1`` is the 2-cycle
+    ``i -> j -> i``; with ``pdag=True`` such a pair is an undirected edge and ignored."""
+    a = np.asarray(adjacency) != 0
+    directed = a & ~a.T if pdag else a
+    d = directed.shape[0]
+    state = [0] * d  # 0 unvisited, 1 on the stack, 2 done
+    for root in range(d):
         if state[root]:
             continue
-        path, stack = [root], [iter(children[root])]
+        path, iters = [root], [iter(np.flatnonzero(directed[root]).tolist())]
         state[root] = 1
-        while stack:
-            child = next(stack[-1], None)
-            if child is None:
+        while path:
+            nxt = next(iters[-1], None)
+            if nxt is None:
                 state[path.pop()] = 2
-                stack.pop()
-            elif state[child] == 1:
-                return path[path.index(child):] + [child]
-            elif state[child] == 0:
-                state[child] = 1
-                path.append(child)
-                stack.append(iter(children[child]))
+                iters.pop()
+            elif state[nxt] == 1:
+                return path[path.index(nxt):]
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(np.flatnonzero(directed[nxt]).tolist()))
     return None
 
 

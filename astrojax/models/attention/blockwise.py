@@ -39,10 +39,10 @@ from jax import lax
 
 from astrojax.models.attention.reference import (
     Window,
-    check_inputs,
-    check_window,
+    check_kernel_args,
     kv_block_range,
     position_mask,
+    positive_int,
     q_block_range,
 )
 
@@ -186,26 +186,15 @@ def _to_blocks(x, block: int, num_blocks: int):
     return jnp.moveaxis(x, 1, 0)
 
 
-def _check_block(name: str, size) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"{name} must be a positive int, got {size!r}")
-    return size
-
-
 def blockwise_attention(q, k, v, *, causal: bool = False, window: Window = None,
                         q_segment_ids=None, kv_segment_ids=None, scale: float | None = None,
                         block_q: int = 512, block_k: int = 512) -> jax.Array:
     """Memory-efficient attention (see the module docstring); same contract as
     ``xla_attention``. ``block_q``/``block_k`` bound the score tile; they shrink to the
     sequence lengths for short inputs."""
-    check_inputs(q, k, v)
-    window = check_window(window)
-    if (q_segment_ids is None) != (kv_segment_ids is None):
-        raise ValueError("pass both q_segment_ids and kv_segment_ids, or neither")
-    block_q, block_k = _check_block("block_q", block_q), _check_block("block_k", block_k)
-    dtype = jnp.result_type(q, k, v)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"blockwise attention needs floating-point q, k, v; got {dtype}")
+    window, dtype = check_kernel_args("blockwise", q, k, v, window, q_segment_ids,
+                                      kv_segment_ids)
+    block_q, block_k = positive_int("block_q", block_q), positive_int("block_k", block_k)
     b, t, n, h = q.shape
     s, kh = k.shape[1], k.shape[2]
     if t == 0 or s == 0:

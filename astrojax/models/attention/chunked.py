@@ -37,7 +37,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from astrojax.models.attention.reference import Window, check_inputs, check_window
+from astrojax.models.attention.reference import Window, check_kernel_args, positive_int
 
 # Keep the forward's probabilities for the backward while all chunks' together fit in this
 # many bytes; recompute them from the log-sum-exp beyond.
@@ -203,16 +203,10 @@ def chunked_attention(q, k, v, *, causal: bool = False, window: Window = None,
                       save_probs_bytes: int = SAVE_PROBS_BYTES) -> jax.Array:
     """Chunked attention (see the module docstring); same contract as ``xla_attention``.
     ``chunk`` is the number of queries per chunk (default :func:`default_chunk`)."""
-    check_inputs(q, k, v)
-    window = check_window(window)
-    if (q_segment_ids is None) != (kv_segment_ids is None):
-        raise ValueError("pass both q_segment_ids and kv_segment_ids, or neither")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
-                              or chunk < 1):
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    dtype = jnp.result_type(q, k, v)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"chunked attention needs floating-point q, k, v; got {dtype}")
+    window, dtype = check_kernel_args("chunked", q, k, v, window, q_segment_ids,
+                                      kv_segment_ids)
+    if chunk is not None:
+        positive_int("chunk", chunk)
     b, t, n, h = q.shape
     s, kh = k.shape[1], k.shape[2]
     if t == 0 or s == 0:

@@ -31,6 +31,26 @@ def check_inputs(q, k, v) -> None:
         raise ValueError(f"num_kv_heads={k.shape[2]} must divide num_heads={q.shape[2]}")
 
 
+def positive_int(name: str, value) -> int:
+    """``value`` if it is a positive int (a block or chunk size); else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_kernel_args(impl: str, q, k, v, window: Window, q_segment_ids, kv_segment_ids):
+    """The argument checks of a kernel function called directly (shapes, window, both segment
+    id arrays or neither, floating-point inputs); returns ``(window, dtype)``."""
+    check_inputs(q, k, v)
+    window = check_window(window)
+    if (q_segment_ids is None) != (kv_segment_ids is None):
+        raise ValueError("pass both q_segment_ids and kv_segment_ids, or neither")
+    dtype = jnp.result_type(q, k, v)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{impl} attention needs floating-point q, k, v; got {dtype}")
+    return window, dtype
+
+
 def normalize_segment_ids(segment_ids, q_len: int, kv_len: int):
     """``segment_ids`` is one ``[batch, len]`` array (q_len == kv_len) or a ``(q_ids, kv_ids)``
     pair; returns the pair (or ``(None, None)``)."""
